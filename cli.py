@@ -1,0 +1,165 @@
+"""pyro-vae's command line: `python cli.py train | generate | download` (also installed as `pyro-vae`).
+
+Only parsing and printing happen here; the work is in `pyro_vae`. Heavy libraries load
+inside the commands, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from typer._click.exceptions import NoArgsIsHelpError
+from typer.core import TyperGroup
+
+from pyro_vae.config import GenerateConfig, ModelConfig, Paths, TrainConfig, default_data_dir
+from pyro_vae.errors import PyroVAEError
+
+
+class _OneLineErrors(TyperGroup):
+    """Every mistake, in the options or in what they point at, becomes one line on stderr and a non-zero exit."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except typer.TyperException as exc:  # click's usage errors: bad or missing option values
+            where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+            typer.echo(f"error: {exc.format_message()}{where}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            code = 130
+        except PyroVAEError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, help="Train a Pyro VAE on MNIST and generate handwritten digits.")
+
+
+class _EchoHandler(logging.Handler):
+    """Library log records go to stdout, one line each, through typer.echo (so tests capture them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(self.format(record), err=record.levelno >= logging.WARNING)
+
+
+@app.callback()
+def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log details (fetch attempts, pruning).")) -> None:
+    logger = logging.getLogger("pyro_vae")
+    logger.handlers = [_EchoHandler()]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip()) if text else ()
+    except ValueError:
+        raise typer.BadParameter(f"{flag} takes comma-separated whole numbers, e.g. 3,8; got {text!r}") from None
+
+
+class Mode(str, enum.Enum):
+    prior = "prior"
+    digit = "digit"
+
+
+class DeviceName(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+DataDir = typer.Option(None, help="MNIST folder [default: $PYRO_VAE_DATA or data/mnist]")
+CheckpointDir = typer.Option(Paths.checkpoint_dir, help="Where checkpoints are written and found.")
+ResultsDir = typer.Option(Paths.results_dir, help="Where images are written.")
+Device = typer.Option(DeviceName.auto, help="auto, cpu or cuda (auto picks CUDA when present).")
+
+
+@app.command()
+def download(data_dir: Optional[Path] = DataDir) -> None:
+    """Fetch the MNIST files missing from the data folder, verifying each."""
+    from pyro_vae import data
+
+    folder = data_dir or default_data_dir()
+    written = data.download(folder)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"MNIST is complete in {folder}")
+
+
+@app.command()
+def train(
+    epochs: int = typer.Option(TrainConfig.epochs, help="Train up to this epoch (a resumed run continues to it)."),
+    batch_size: Optional[int] = typer.Option(None, help=f"Images per step [default: {TrainConfig.batch_size}]."),
+    lr: Optional[float] = typer.Option(None, help=f"Adam learning rate [default: {TrainConfig.lr}]."),
+    z_dim: Optional[int] = typer.Option(None, help=f"Latent dimensions [default: {ModelConfig.z_dim}]."),
+    hidden_dim: Optional[int] = typer.Option(None, help=f"Hidden units per layer [default: {ModelConfig.hidden_dim}]."),
+    seed: Optional[int] = typer.Option(None, help=f"Random seed [default: {TrainConfig.seed}]."),
+    save_every: int = typer.Option(TrainConfig.save_every, help="Checkpoint every N epochs (and at the last)."),
+    keep: int = typer.Option(TrainConfig.keep, help="Keep the newest N checkpoints."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over; earlier checkpoints move to an archive folder."),
+    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
+    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+) -> None:
+    """Train the VAE, resuming from the newest checkpoint by itself."""
+    from pyro_vae.runtime import resolve_device
+    from pyro_vae.train import train as run_training
+
+    given = dict(batch_size=batch_size, lr=lr, seed=seed, z_dim=z_dim, hidden_dim=hidden_dim)
+    explicit = frozenset(name for name, value in given.items() if value is not None)
+    pick = lambda cls: {k: given[k] for k in explicit if k in cls.__dataclass_fields__}  # noqa: E731
+    train_config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, **pick(TrainConfig))
+    paths = Paths(data_dir=data_dir or default_data_dir(), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
+    result = run_training(train_config, model_config=ModelConfig(**pick(ModelConfig)), paths=paths,
+                          device=resolve_device(device.value), fresh=fresh, progress=sys.stdout.isatty(), explicit=explicit)
+    if result.saved:
+        typer.echo(f"Done. Newest checkpoint: {result.saved[-1]}")
+
+
+@app.command()
+def generate(
+    mode: Mode = typer.Option(Mode.prior, help="prior: decode z ~ N(0, I); digit: widen the guide around real test digits."),
+    n: int = typer.Option(GenerateConfig.n, help="Images per grid."),
+    noise: float = typer.Option(GenerateConfig.noise, help="Added to the guide's log-std in digit mode (the seed uses 0.7)."),
+    digits: str = typer.Option("0,1,2,3,4,5,6,7,8,9", help="Digit mode: which digits' exemplars, e.g. 3,8."),
+    index: Optional[str] = typer.Option(None, help="Digit mode: encode these test images instead, e.g. 17,42."),
+    seed: int = typer.Option(GenerateConfig.seed, help="Random seed: same seed, same images."),
+    scale: int = typer.Option(GenerateConfig.scale, help="Draw each pixel as scale x scale."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: the newest in --checkpoint-dir]."),
+    z_dim: Optional[int] = typer.Option(None, help="Only checked against the checkpoint."),
+    hidden_dim: Optional[int] = typer.Option(None, help="Only checked against the checkpoint."),
+    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
+    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+) -> None:
+    """Generate grids of digits from a trained checkpoint."""
+    from pyro_vae import checkpoint as ckpt, generate as gen, images
+    from pyro_vae.runtime import resolve_device
+
+    config = GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=_int_list(digits, "--digits"),
+                            indices=_int_list(index, "--index"))
+    path = ckpt.resolve(checkpoint, checkpoint_dir=checkpoint_dir)
+    vae, _ = ckpt.load_vae(path, device=resolve_device(device.value), z_dim=z_dim, hidden_dim=hidden_dim)
+    drawn = gen.samples(vae, mode.value, config, data_dir=data_dir or default_data_dir())
+    for name, x_probs in drawn.items():
+        typer.echo(f"wrote {images.save_grid(x_probs, results_dir / f'{name}.png', scale=config.scale)}")
+
+
+def main() -> None:
+    """Console entry point `pyro-vae`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

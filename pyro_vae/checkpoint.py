@@ -1,0 +1,153 @@
+"""Checkpoints: one file holds everything needed to continue or to sample.
+
+Files are `vae.epoch.N.pt`, written atomically and loaded with `weights_only=True`,
+so a checkpoint can carry tensors and plain data but never code.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import time
+import zipfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyro_vae.config import ModelConfig
+from pyro_vae.errors import CheckpointError
+from pyro_vae.fsutil import atomic_write
+from pyro_vae.model import VAE
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^vae\.epoch\.(\d+)\.pt$")
+# Keys every checkpoint has; see `train.py` for how they are filled.
+REQUIRED_KEYS = ("format", "epoch", "model_config", "train_config", "model", "optimizer", "rng", "metrics")
+
+
+def path_for(checkpoint_dir: Path, epoch: int) -> Path:
+    """`checkpoint_dir/vae.epoch.<epoch>.pt`."""
+    return Path(checkpoint_dir) / f"vae.epoch.{epoch}.pt"
+
+
+def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of every checkpoint in the folder, oldest first."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.match(path.name)
+        if match and path.is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest(checkpoint_dir: Path) -> Path | None:
+    """The checkpoint with the highest epoch, or None."""
+    found = list_checkpoints(checkpoint_dir)
+    return found[-1][1] if found else None
+
+
+def resolve(path: Path | None, *, checkpoint_dir: Path) -> Path:
+    """`path` when given, else the newest checkpoint in `checkpoint_dir`."""
+    if path is not None:
+        return Path(path)
+    newest = latest(checkpoint_dir)
+    if newest is None:
+        raise CheckpointError(f"no checkpoint in {checkpoint_dir}; train first: python cli.py train")
+    return newest
+
+
+def save(state: dict[str, Any], path: Path) -> Path:
+    """Write `state` atomically to `path`; an existing file is replaced only once the new one is whole."""
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}")
+    with atomic_write(Path(path)) as handle:
+        torch.save(state, handle)
+    return Path(path)
+
+
+def prune(checkpoint_dir: Path, *, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` checkpoints; returns what was deleted."""
+    found = list_checkpoints(checkpoint_dir)
+    doomed = [path for _, path in found[:-keep]] if keep > 0 else []
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
+def archive(checkpoint_dir: Path) -> Path | None:
+    """Move every checkpoint into `checkpoint_dir/archive-<time>/`, so a fresh run loses nothing.
+
+    Returns the archive folder, or None when there was nothing to move.
+    """
+    found = list_checkpoints(checkpoint_dir)
+    if not found:
+        return None
+    folder = Path(checkpoint_dir) / time.strftime("archive-%Y%m%d-%H%M%S")
+    suffix = 1
+    while folder.exists():
+        folder = folder.with_name(f"{folder.name.split('.')[0]}.{suffix}")
+        suffix += 1
+    folder.mkdir(parents=True)
+    for _, path in found:
+        path.rename(folder / path.name)
+    return folder
+
+
+def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint, refusing anything that is not a whole pyro-vae checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; list {path.parent} for the ones there are")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({reason[:200]}); delete it or pick another with --checkpoint"
+        ) from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a pyro-vae checkpoint; pick another with --checkpoint")
+    if state["format"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state['format']}, this pyro-vae reads {FORMAT_VERSION}"
+        )
+    return state
+
+
+def model_config_of(state: dict[str, Any], *, path: Path, z_dim: int | None = None,
+                    hidden_dim: int | None = None) -> ModelConfig:
+    """The architecture a checkpoint records, checked against explicitly given sizes (None: not given)."""
+    config = ModelConfig(**{f.name: state["model_config"][f.name] for f in fields(ModelConfig)})
+    for name, given in (("z_dim", z_dim), ("hidden_dim", hidden_dim)):
+        recorded = getattr(config, name)
+        if given is not None and given != recorded:
+            flag = "--" + name.replace("_", "-")
+            raise CheckpointError(
+                f"{path} was trained with {flag} {recorded}, not {given}; drop {flag} "
+                "or pick a matching checkpoint"
+            )
+    return config
+
+
+def load_vae(path: Path, *, device: torch.device, z_dim: int | None = None,
+             hidden_dim: int | None = None) -> tuple[VAE, dict[str, Any]]:
+    """Build the VAE a checkpoint records and load its weights; returns (vae in eval mode, state)."""
+    state = load(path, map_location=device)
+    config = model_config_of(state, path=Path(path), z_dim=z_dim, hidden_dim=hidden_dim)
+    vae = VAE(config).to(device)
+    try:
+        vae.load_state_dict(state["model"])
+    except RuntimeError:
+        raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
+    vae.eval()
+    return vae, state
+

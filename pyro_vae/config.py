@@ -1,0 +1,94 @@
+"""Every default of pyro-vae, as typed dataclasses; the values are the seed program's.
+
+Validation lives here too, so a bad value fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyro_vae.errors import ConfigError
+
+DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
+
+# Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
+DIGIT_EXEMPLARS: tuple[int, ...] = (3, 2, 1, 90, 95, 23, 11, 0, 84, 7)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def default_data_dir() -> Path:
+    """`$PYRO_VAE_DATA` when set, else `data/mnist`."""
+    return Path(os.environ.get(DATA_ENV) or "data/mnist")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the networks: encoder 784-hidden-hidden-(2 x z_dim), decoder z_dim-hidden-hidden-784."""
+
+    z_dim: int = 40
+    hidden_dim: int = 500
+
+    def __post_init__(self) -> None:
+        _require(self.z_dim >= 1, f"--z-dim must be at least 1, got {self.z_dim}")
+        _require(self.hidden_dim >= 1, f"--hidden-dim must be at least 1, got {self.hidden_dim}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings: SVI with Trace_ELBO and Adam, as in the seed."""
+
+    epochs: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    save_every: int = 100
+    keep: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        _require(
+            math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"
+        )
+        _require(self.seed >= 0, f"--seed must be 0 or more, got {self.seed}")
+        _require(self.save_every >= 1, f"--save-every must be at least 1, got {self.save_every}")
+        _require(self.keep >= 1, f"--keep must be at least 1, got {self.keep}")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where data is read and outputs are written."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    checkpoint_dir: Path = Path("checkpoints")
+    results_dir: Path = Path("results")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Sampling settings: `noise` is added to the guide's log-std, widening its spread."""
+
+    n: int = 100
+    noise: float = 0.0
+    seed: int = 0
+    scale: int = 1
+    digits: tuple[int, ...] = tuple(range(10))
+    indices: tuple[int, ...] = ()  # test images to encode instead of the digit exemplars
+
+    def __post_init__(self) -> None:
+        _require(self.n >= 1, f"--n must be at least 1, got {self.n}")
+        _require(math.isfinite(self.noise), f"--noise must be a finite number, got {self.noise}")
+        _require(self.seed >= 0, f"--seed must be 0 or more, got {self.seed}")
+        _require(1 <= self.scale <= 16, f"--scale must be between 1 and 16, got {self.scale}")
+        _require(len(self.digits) > 0, "--digits must name at least one digit, e.g. --digits 3,8")
+        for d in self.digits:
+            _require(0 <= d <= 9, f"--digits takes digits 0 to 9, got {d}")
+        for i in self.indices:
+            _require(i >= 0, f"--index must be 0 or more, got {i}")

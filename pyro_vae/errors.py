@@ -1,0 +1,17 @@
+"""The one exception type users see: its message is a single line saying what is wrong and what to do."""
+
+
+class PyroVAEError(Exception):
+    """A mistake the user can fix; the CLI prints it as one line and exits non-zero."""
+
+
+class DataError(PyroVAEError):
+    """MNIST files are missing, damaged or cannot be fetched."""
+
+
+class CheckpointError(PyroVAEError):
+    """No usable checkpoint, or one that does not fit the options given."""
+
+
+class ConfigError(PyroVAEError):
+    """An option value is out of range."""

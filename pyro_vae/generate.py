@@ -1,0 +1,76 @@
+"""Sampling from a trained VAE: prior samples and digit samples, as tensors of pixel probabilities."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from pyro.infer import Predictive
+
+from pyro_vae import data
+from pyro_vae.config import DIGIT_EXEMPLARS, GenerateConfig
+from pyro_vae.errors import ConfigError
+from pyro_vae.model import X_PROBS, VAE
+from pyro_vae.runtime import seed_all
+
+MODES = ("prior", "digit")
+PRIOR_NAME = "random_samples"
+
+
+@torch.no_grad()
+def prior_samples(vae: VAE, *, n: int) -> torch.Tensor:
+    """Decode `n` draws of z ~ N(0, I).
+
+    Returns:
+        (n, 784) float pixel probabilities in [0, 1].
+    """
+    predictive = Predictive(vae.model, num_samples=1, return_sites=(X_PROBS,))
+    return predictive(batch_size=n)[X_PROBS].reshape(n, -1)
+
+
+@torch.no_grad()
+def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.Tensor:
+    """Encode each image, draw `n` latents from the guide widened by `noise`, and decode them.
+
+    Args:
+        x: (k, 784) float in {0, 1}, the images to condition on.
+        n: latents drawn per image.
+        noise: added to the guide's log-std (the seed uses 0.7).
+    Returns:
+        (k, n, 784) float pixel probabilities in [0, 1].
+    """
+    guide = functools.partial(vae.guide, noise=noise)
+    # parallel=True vectorises the n draws in one pass: z is (n, k, z_dim).
+    predictive = Predictive(vae.model, guide=guide, num_samples=n, parallel=True, return_sites=(X_PROBS,))
+    x_probs = predictive(x)[X_PROBS]  # (n, k, 784)
+    return x_probs.reshape(n, x.shape[0], -1).transpose(0, 1)
+
+
+def samples(vae: VAE, mode: str, config: GenerateConfig, *, data_dir: Path) -> dict[str, torch.Tensor]:
+    """The images a `generate` call produces, by output name, before anything is written.
+
+    Args:
+        mode: `prior` (one grid, `random_samples`) or `digit` (one grid per digit exemplar,
+            named by the digit, or per `config.indices` test image, named `index_<i>`).
+        data_dir: where MNIST's test files are (digit mode only).
+    Returns:
+        name -> (config.n, 784) float pixel probabilities.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    device = next(vae.parameters()).device
+    seed_all(config.seed)
+    if mode == "prior":
+        return {PRIOR_NAME: prior_samples(vae, n=config.n)}
+    images, _ = data.ensure_split(data_dir, "test")
+    if config.indices:
+        chosen = {f"index_{i}": i for i in config.indices}
+    else:
+        chosen = {str(d): DIGIT_EXEMPLARS[d] for d in config.digits}
+    for i in chosen.values():
+        if i >= len(images):
+            raise ConfigError(f"--index {i} is out of range: the test set has {len(images)} images")
+    x = data.binarized_test_images(images)[list(chosen.values())].to(device)
+    drawn = guide_samples(vae, x, n=config.n, noise=config.noise)
+    return {name: drawn[k] for k, name in enumerate(chosen)}

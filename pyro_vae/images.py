@@ -1,0 +1,47 @@
+"""Tensors of pixel probabilities to PNG grids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pyro_vae.data import IMAGE_SIZE
+from pyro_vae.fsutil import atomic_write
+
+
+def grid(x_probs: torch.Tensor, *, cols: int | None = None) -> np.ndarray:
+    """Tile images into a grid, row by row.
+
+    Args:
+        x_probs: (n, 784) float in [0, 1].
+        cols: images per row; default ceil(sqrt(n)), so 100 images make 10x10.
+    Returns:
+        (rows * 28, cols * 28) uint8, white digits on black as in MNIST; empty cells are black.
+    """
+    n = x_probs.shape[0]
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    pixels = (x_probs.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    canvas = np.zeros((rows * cols, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    canvas[:n] = pixels.reshape(n, IMAGE_SIZE, IMAGE_SIZE)
+    canvas = canvas.reshape(rows, cols, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 1, 3)
+    return canvas.reshape(rows * IMAGE_SIZE, cols * IMAGE_SIZE)
+
+
+def save_grid(x_probs: torch.Tensor, path: Path, *, scale: int = 1, cols: int | None = None) -> Path:
+    """Write `grid(x_probs)` as a greyscale PNG, each pixel `scale` x `scale`, atomically.
+
+    Args:
+        x_probs: (n, 784) float in [0, 1].
+    """
+    image = Image.fromarray(grid(x_probs, cols=cols))  # 2-d uint8: greyscale
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    path = Path(path)
+    with atomic_write(path) as handle:
+        image.save(handle, format="PNG")
+    return path

@@ -1,0 +1,189 @@
+"""The training loop: epochs of SVI on the ELBO, one log line an epoch, checkpoint cadence and resume."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+
+from pyro_vae import __version__, checkpoint, data
+from pyro_vae.config import ModelConfig, Paths, TrainConfig
+from pyro_vae.errors import CheckpointError
+from pyro_vae.model import VAE
+from pyro_vae.runtime import get_rng_state, seed_all, set_rng_state
+
+log = logging.getLogger(__name__)
+
+# Settings a resumed run must share with its checkpoint for the continuation to be exact.
+_FIXED_ON_RESUME = ("batch_size", "lr", "seed")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's figures: wall seconds and the mean lower bound per image, in nats."""
+
+    epoch: int
+    seconds: float
+    lower_bound: float
+
+
+@dataclass
+class TrainResult:
+    """What a call to `train` did."""
+
+    model_config: ModelConfig
+    train_config: TrainConfig
+    restored_from: Path | None = None
+    archived_to: Path | None = None
+    metrics: list[EpochRecord] = field(default_factory=list)
+    saved: list[Path] = field(default_factory=list)
+
+
+def _resolve_resume(state: dict[str, Any], *, path: Path, model_config: ModelConfig,
+                    train_config: TrainConfig, explicit: frozenset[str]) -> tuple[ModelConfig, TrainConfig]:
+    """The configs a resumed run uses: the checkpoint's architecture and optimisation settings,
+    the caller's epochs and checkpoint cadence. An explicit option that disagrees is an error."""
+    given = {name: getattr(model_config, name) for name in ("z_dim", "hidden_dim") if name in explicit}
+    resumed_model = checkpoint.model_config_of(state, path=path, **given)
+    recorded = state["train_config"]
+    for name in _FIXED_ON_RESUME:
+        if name in explicit and getattr(train_config, name) != recorded[name]:
+            flag = "--" + name.replace("_", "-")
+            raise CheckpointError(
+                f"{path} was trained with {flag} {recorded[name]}, not {getattr(train_config, name)}; "
+                "drop the option to resume, or pass --fresh to start over"
+            )
+    resumed_train = replace(train_config, **{name: recorded[name] for name in _FIXED_ON_RESUME})
+    return resumed_model, resumed_train
+
+
+def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_config: TrainConfig,
+           generator: torch.Generator, metrics: list[EpochRecord]) -> dict[str, Any]:
+    return {
+        "format": checkpoint.FORMAT_VERSION,
+        "version": __version__,
+        "epoch": epoch,
+        "model_config": asdict(vae.config),
+        "train_config": asdict(train_config),
+        "model": vae.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": {"global": get_rng_state(), "data": generator.get_state()},
+        "metrics": [asdict(record) for record in metrics],
+    }
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, *, first_epoch: int, epochs: int) -> Iterator[Any]:
+    """A rich progress bar (whole run, and batches within the epoch), or None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        # The run bar starts where a resumed run left off.
+        bar.add_task("epochs ", total=epochs, completed=first_epoch - 1)
+        yield bar
+
+
+def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfig = ModelConfig(),
+          paths: Paths = Paths(), device: torch.device = torch.device("cpu"), fresh: bool = False,
+          progress: bool = False, explicit: frozenset[str] = frozenset()) -> TrainResult:
+    """Train the VAE on MNIST's training images, resuming from the newest checkpoint unless `fresh`.
+
+    Args:
+        train_config, model_config: settings for a new run; a resumed run keeps the checkpoint's
+            architecture, batch size, learning rate and seed.
+        paths: data, checkpoint and results folders.
+        device: where the model and the data live.
+        fresh: archive existing checkpoints (to `archive-<time>/`) and start from epoch 1.
+        progress: draw a progress bar (for terminals).
+        explicit: names of the options the user gave, checked against a resumed checkpoint.
+    """
+    images, _ = data.ensure_split(paths.data_dir, "train")
+    images = images.to(device)
+    result = TrainResult(model_config=model_config, train_config=train_config)
+
+    restore = None if fresh else checkpoint.latest(paths.checkpoint_dir)
+    if fresh:
+        result.archived_to = checkpoint.archive(paths.checkpoint_dir)
+        if result.archived_to is not None:
+            log.info("Moved earlier checkpoints to %s", result.archived_to)
+    state = None
+    if restore is not None:
+        state = checkpoint.load(restore, map_location=device)
+        model_config, resumed = _resolve_resume(
+            state, path=restore, model_config=model_config, train_config=train_config, explicit=explicit
+        )
+        train_config = resumed
+        result.model_config, result.train_config, result.restored_from = model_config, train_config, restore
+        log.info("Restoring model from %s...", restore)
+
+    seed_all(train_config.seed)
+    vae = VAE(model_config).to(device)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=train_config.lr)
+    generator = torch.Generator(device=device).manual_seed(train_config.seed)
+    metrics: list[EpochRecord] = []
+    first_epoch = 1
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"]["global"])
+        generator.set_state(state["rng"]["data"])
+        metrics = [EpochRecord(**record) for record in state["metrics"]]
+        first_epoch = state["epoch"] + 1
+    if first_epoch > train_config.epochs:
+        log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
+        return result
+
+    elbo = Trace_ELBO()
+    n_images = len(images)
+    n_batches = -(-n_images // train_config.batch_size)
+    vae.train()
+    with _progress_bar(progress, first_epoch=first_epoch, epochs=train_config.epochs) as bar:
+        batch_task = bar.add_task("batches", total=n_batches) if bar is not None else None
+        for epoch in range(first_epoch, train_config.epochs + 1):
+            if bar is not None:
+                bar.reset(batch_task, total=n_batches)
+            start = time.perf_counter()
+            # Summed on the device: no host sync inside the epoch.
+            total_loss = torch.zeros((), device=device)
+            for x in data.epoch_batches(images, batch_size=train_config.batch_size, generator=generator):
+                # Trace_ELBO's loss is -ELBO summed over the batch (one z sample per image).
+                loss = elbo.differentiable_loss(vae.model, vae.guide, x)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.detach()
+                if bar is not None:
+                    bar.advance(batch_task)
+            record = EpochRecord(
+                epoch=epoch, seconds=time.perf_counter() - start, lower_bound=-total_loss.item() / n_images
+            )
+            metrics.append(record)
+            result.metrics.append(record)
+            log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, record.seconds, record.lower_bound)
+            if bar is not None:
+                bar.advance(0)
+            if epoch % train_config.save_every == 0 or epoch == train_config.epochs:
+                path = checkpoint.save(
+                    _state(epoch=epoch, vae=vae, optimizer=optimizer, train_config=train_config,
+                           generator=generator, metrics=metrics),
+                    checkpoint.path_for(paths.checkpoint_dir, epoch),
+                )
+                result.saved.append(path)
+                for old in checkpoint.prune(paths.checkpoint_dir, keep=train_config.keep):
+                    log.debug("removed old checkpoint %s", old)
+                log.info("Saved %s", path)
+    return result

@@ -1,0 +1,130 @@
+"""Checkpoint files: naming, atomic saving, pruning, archiving, and refusing what is not a checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from pyro_vae import checkpoint
+from pyro_vae.config import ModelConfig
+from pyro_vae.errors import CheckpointError
+from pyro_vae.model import VAE
+
+
+def make_state(epoch: int, model_config: ModelConfig = ModelConfig(z_dim=2, hidden_dim=16)) -> dict:
+    vae = VAE(model_config)
+    return {
+        "format": checkpoint.FORMAT_VERSION, "epoch": epoch,
+        "model_config": {"z_dim": model_config.z_dim, "hidden_dim": model_config.hidden_dim},
+        "train_config": {"epochs": 3}, "model": vae.state_dict(),
+        "optimizer": torch.optim.Adam(vae.parameters()).state_dict(), "rng": {"torch": torch.get_rng_state()},
+        "metrics": [{"epoch": epoch, "seconds": 1.0, "lower_bound": -100.0}],
+    }
+
+
+def test_round_trip(tmp_path):
+    state = make_state(3)
+    path = checkpoint.save(state, checkpoint.path_for(tmp_path, 3))
+    assert path.name == "vae.epoch.3.pt"
+    loaded = checkpoint.load(path)
+    assert loaded["epoch"] == 3 and loaded["metrics"] == state["metrics"]
+    for key, value in state["model"].items():
+        assert torch.equal(loaded["model"][key], value)
+    vae, _ = checkpoint.load_vae(path, device=torch.device("cpu"))
+    assert vae.config == ModelConfig(z_dim=2, hidden_dim=16) and not vae.training
+
+
+def test_latest_is_by_epoch_number_not_name(tmp_path):
+    for epoch in (9, 10, 100, 2):
+        checkpoint.save(make_state(epoch), checkpoint.path_for(tmp_path, epoch))
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    assert checkpoint.latest(tmp_path).name == "vae.epoch.100.pt"
+    assert [e for e, _ in checkpoint.list_checkpoints(tmp_path)] == [2, 9, 10, 100]
+    assert checkpoint.latest(tmp_path / "absent") is None
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    for epoch in range(1, 6):
+        checkpoint.save(make_state(epoch), checkpoint.path_for(tmp_path, epoch))
+    removed = checkpoint.prune(tmp_path, keep=2)
+    assert sorted(p.name for p in removed) == ["vae.epoch.1.pt", "vae.epoch.2.pt", "vae.epoch.3.pt"]
+    assert [e for e, _ in checkpoint.list_checkpoints(tmp_path)] == [4, 5]
+
+
+def test_failed_save_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    path = checkpoint.save(make_state(1), checkpoint.path_for(tmp_path, 1))
+    before = path.read_bytes()
+
+    def crash(obj, handle):
+        handle.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save(make_state(2), path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["vae.epoch.1.pt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, b"PK\x03\x04 truncated zip"])
+def test_unreadable_checkpoint_is_one_line(tmp_path, content):
+    path = tmp_path / "vae.epoch.1.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="unreadable") as info:
+        checkpoint.load(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    path = checkpoint.save(make_state(1), tmp_path / "vae.epoch.1.pt")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="unreadable"):
+        checkpoint.load(path)
+
+
+class Payload:
+    """Unpickling this would run code; weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_checkpoint_carrying_code_is_refused_not_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = make_state(1)
+    state["metrics"] = Payload()
+    path = tmp_path / "vae.epoch.1.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="unreadable"):
+        checkpoint.load(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_not_a_checkpoint_dict(tmp_path):
+    path = tmp_path / "vae.epoch.1.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not a pyro-vae checkpoint"):
+        checkpoint.load(path)
+
+
+def test_architecture_mismatch_with_explicit_flag(tmp_path):
+    path = checkpoint.save(make_state(1), tmp_path / "vae.epoch.1.pt")
+    checkpoint.load_vae(path, device=torch.device("cpu"), z_dim=2)
+    with pytest.raises(CheckpointError, match="--z-dim 2, not 40"):
+        checkpoint.load_vae(path, device=torch.device("cpu"), z_dim=40)
+
+
+def test_resolve_without_checkpoints_says_train_first(tmp_path):
+    with pytest.raises(CheckpointError, match="train first: python cli.py train"):
+        checkpoint.resolve(None, checkpoint_dir=tmp_path)
+
+
+def test_archive_moves_everything_aside(tmp_path):
+    for epoch in (1, 2):
+        checkpoint.save(make_state(epoch), checkpoint.path_for(tmp_path, epoch))
+    folder = checkpoint.archive(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["vae.epoch.1.pt", "vae.epoch.2.pt"]
+    assert checkpoint.latest(tmp_path) is None
+    assert checkpoint.archive(tmp_path) is None

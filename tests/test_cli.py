@@ -1,0 +1,162 @@
+"""The command line, in process: the user's commands end to end on synthetic MNIST, and every error in one line."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import cli
+
+TINY = ["--z-dim", "2", "--hidden-dim", "16", "--batch-size", "16"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+@pytest.fixture
+def dirs(tmp_path, mnist_dir):
+    return {"--checkpoint-dir": tmp_path / "ck", "--results-dir": tmp_path / "res"}
+
+
+def opts(dirs, *names):
+    return [item for name in (names or dirs) for item in (name, dirs[name])]
+
+
+@pytest.fixture
+def trained(dirs):
+    result = invoke("train", "--epochs", "2", "--save-every", "1", *TINY, *opts(dirs, "--checkpoint-dir"))
+    assert result.exit_code == 0, result.output
+    return dirs
+
+
+def assert_one_line_error(result, *fragments: str, code: int | None = None):
+    assert result.exit_code != 0
+    if code is not None:
+        assert result.exit_code == code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*"))}
+
+
+def test_train_prints_seed_style_epoch_lines_and_resumes(trained):
+    result = invoke("train", "--epochs", "3", *opts(trained, "--checkpoint-dir"))
+    assert result.exit_code == 0, result.output
+    assert "Restoring model from" in result.stdout and "vae.epoch.2.pt" in result.stdout
+    assert re.search(r"^Epoch 3 \(\d+\.\d+s\): Lower bound = -\d+\.\d+$", result.stdout, re.M)
+    assert "Epoch 1 " not in result.stdout
+
+
+def test_generate_prior_writes_a_ten_by_ten_grid(trained):
+    result = invoke("generate", "--mode", "prior", *opts(trained))
+    assert result.exit_code == 0, result.output
+    path = trained["--results-dir"] / "random_samples.png"
+    assert f"wrote {path}" in result.stdout
+    with Image.open(path) as image:
+        assert image.size == (280, 280)
+
+
+def test_generate_digit_writes_one_grid_per_digit_deterministically(trained):
+    result = invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in trained["--results-dir"].iterdir())
+    assert names == [f"{d}.png" for d in range(10)]
+    assert result.stdout.count("wrote ") == 10
+    first = digest(trained["--results-dir"])
+    invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
+    assert digest(trained["--results-dir"]) == first
+    invoke("generate", "--mode", "digit", "--noise", "0.7", "--seed", "1", *opts(trained))
+    assert digest(trained["--results-dir"]) != first
+
+
+def test_generate_subset_of_digits_and_scale(trained):
+    result = invoke("generate", "--mode", "digit", "--digits", "3,8", "--n", "4", "--scale", "3", *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in trained["--results-dir"].iterdir()) == ["3.png", "8.png"]
+    with Image.open(trained["--results-dir"] / "3.png") as image:
+        assert image.size == (2 * 28 * 3, 2 * 28 * 3)
+
+
+def test_fresh_starts_over(trained):
+    result = invoke("train", "--epochs", "1", "--fresh", *opts(trained, "--checkpoint-dir"))
+    assert result.exit_code == 0, result.output
+    assert "Epoch 1 " in result.stdout and "Restoring" not in result.stdout
+    assert any(p.name.startswith("archive-") for p in trained["--checkpoint-dir"].iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["train", "--epochs", "0"], ["--epochs must be at least 1"]),
+        (["train", "--epochs", "ten"], ["--epochs"]),
+        (["train", "--lr", "-1"], ["--lr must be a positive number"]),
+        (["train", "--lr", "nan"], ["--lr must be a positive number"]),
+        (["train", "--keep", "0"], ["--keep must be at least 1"]),
+        (["train", "--device", "tpu"], ["--device"]),
+        (["train", "--unknown-flag"], ["No such option"]),
+        (["generate", "--n", "0"], ["--n must be at least 1"]),
+        (["generate", "--noise", "nan"], ["--noise must be a finite number"]),
+        (["generate", "--noise", "inf"], ["--noise must be a finite number"]),
+        (["generate", "--mode", "digit", "--digits", "12"], ["--digits takes digits 0 to 9, got 12"]),
+        (["generate", "--mode", "digit", "--digits", "three"], ["--digits takes comma-separated"]),
+        (["generate", "--mode", "dream"], ["--mode"]),
+        (["generate", "--scale", "0"], ["--scale must be between 1 and 16"]),
+    ],
+)
+def test_bad_option_values_are_one_line(args, fragments):
+    assert_one_line_error(invoke(*args), *fragments)
+
+
+def test_generate_without_checkpoint_says_train_first(dirs):
+    assert_one_line_error(invoke("generate", *opts(dirs)), "train first: python cli.py train", code=1)
+
+
+def test_missing_and_corrupt_data(dirs, mnist_dir, monkeypatch):
+    monkeypatch.setattr("pyro_vae.data.MIRRORS", ())
+    monkeypatch.setenv("PATH", "")  # no npm either
+    (mnist_dir / "train-images-idx3-ubyte").unlink()
+    assert_one_line_error(invoke("train", *TINY, *opts(dirs)), "could not fetch train-images-idx3-ubyte",
+                          str(mnist_dir))
+    path = mnist_dir / "train-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-3])
+    (mnist_dir / "train-images-idx3-ubyte").write_bytes(b"")
+    assert_one_line_error(invoke("train", *TINY, *opts(dirs)), "train-images-idx3-ubyte", "truncated")
+    assert not dirs["--checkpoint-dir"].exists()
+
+
+def test_unreadable_checkpoint_overwrites_nothing(trained):
+    invoke("generate", *opts(trained))
+    before = digest(trained["--results-dir"])
+    newest = trained["--checkpoint-dir"] / "vae.epoch.2.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    assert_one_line_error(invoke("generate", *opts(trained)), "vae.epoch.2.pt", "unreadable", code=1)
+    assert_one_line_error(invoke("train", "--epochs", "3", *opts(trained)), "unreadable")
+    assert digest(trained["--results-dir"]) == before
+
+
+def test_explicit_checkpoint_and_architecture_mismatch(trained):
+    first = trained["--checkpoint-dir"] / "vae.epoch.1.pt"
+    result = invoke("generate", "--checkpoint", first, *opts(trained, "--results-dir"))
+    assert result.exit_code == 0, result.output
+    assert_one_line_error(invoke("generate", "--z-dim", "40", *opts(trained)), "--z-dim 2, not 40")
+    assert_one_line_error(invoke("train", "--z-dim", "40", "--epochs", "3", *opts(trained)), "--z-dim 2, not 40")
+    assert_one_line_error(invoke("generate", "--checkpoint", trained["--checkpoint-dir"] / "nope.pt"),
+                          "does not exist")
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("train", "generate", "download"):
+        assert command in result.stdout

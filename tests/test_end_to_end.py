@@ -1,0 +1,54 @@
+"""Real MNIST, fetched as a fresh machine would, and real training. Marked slow: `make test-slow`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyro_vae import data
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, cwd: Path) -> str:
+    """Run `python cli.py ...` as a user would, in a separate process."""
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=1800, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A working folder with real MNIST in its default place, fetched by `download`."""
+    folder = tmp_path_factory.mktemp("user")
+    out = run("download", cwd=folder)
+    assert "MNIST is complete" in out
+    for name in data.SHA256:
+        assert (folder / "data" / "mnist" / name).is_file()
+    return folder
+
+
+def test_one_epoch_then_both_kinds_of_images(workdir):
+    out = run("train", "--epochs", "1", cwd=workdir)
+    match = re.search(r"^Epoch 1 \((\d+\.\d)s\): Lower bound = (-\d+\.\d+)$", out, re.M)
+    assert match, out
+    assert -250 < float(match.group(2)) < -100
+    assert (workdir / "checkpoints" / "vae.epoch.1.pt").is_file()
+    out = run("generate", "--mode", "prior", cwd=workdir)
+    assert (workdir / "results" / "random_samples.png").is_file()
+    out = run("generate", "--mode", "digit", "--noise", "0.7", cwd=workdir)
+    assert sorted(p.name for p in (workdir / "results").glob("[0-9].png")) == [f"{d}.png" for d in range(10)]
+
+
+def test_ten_epochs_reach_the_seed_lower_bound(workdir):
+    out = run("train", "--epochs", "10", "--checkpoint-dir", "ck10", cwd=workdir)
+    bounds = [float(b) for b in re.findall(r"Lower bound = (-\d+\.\d+)", out)]
+    assert len(bounds) == 10
+    # The seed's own program reaches about -102 nats at epoch 10 on this data.
+    assert bounds[-1] >= -104.0, bounds

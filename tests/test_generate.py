@@ -1,0 +1,65 @@
+"""Prior and digit samples as tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyro_vae.config import GenerateConfig
+from pyro_vae.errors import ConfigError
+from pyro_vae.generate import guide_samples, prior_samples, samples
+from pyro_vae.model import VAE
+
+
+@pytest.fixture
+def vae(tiny_model):
+    return VAE(tiny_model).eval()
+
+
+def test_prior_samples_shape_and_range(vae):
+    x_probs = prior_samples(vae, n=7)
+    assert x_probs.shape == (7, 784) and 0 <= x_probs.min() and x_probs.max() <= 1
+    assert not torch.allclose(x_probs[0], x_probs[1])  # different z, different images
+
+
+def test_prior_mode_is_deterministic_with_a_seed(vae, mnist_dir):
+    a = samples(vae, "prior", GenerateConfig(seed=3), data_dir=mnist_dir)
+    b = samples(vae, "prior", GenerateConfig(seed=3), data_dir=mnist_dir)
+    c = samples(vae, "prior", GenerateConfig(seed=4), data_dir=mnist_dir)
+    assert list(a) == ["random_samples"] and a["random_samples"].shape == (100, 784)
+    assert torch.equal(a["random_samples"], b["random_samples"])
+    assert not torch.equal(a["random_samples"], c["random_samples"])
+
+
+def test_digit_mode_names_and_determinism(vae, mnist_dir):
+    config = GenerateConfig(n=5, noise=0.7, digits=(3, 8))
+    a = samples(vae, "digit", config, data_dir=mnist_dir)
+    assert list(a) == ["3", "8"] and a["3"].shape == (5, 784)
+    b = samples(vae, "digit", config, data_dir=mnist_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    by_index = samples(vae, "digit", GenerateConfig(n=2, indices=(17,)), data_dir=mnist_dir)
+    assert list(by_index) == ["index_17"]
+
+
+def test_more_noise_gives_more_spread(vae):
+    x = torch.bernoulli(torch.full((2, 784), 0.3))
+    spread = {}
+    for noise in (0.0, 1.4):
+        torch.manual_seed(0)
+        spread[noise] = guide_samples(vae, x, n=200, noise=noise).std(dim=1).mean()
+    assert spread[1.4] > 1.5 * spread[0.0]
+
+
+def test_guide_samples_stay_with_their_image(vae):
+    # With the spread shrunk to nothing, every draw decodes the image's own z_loc.
+    x = torch.stack([torch.zeros(784), torch.ones(784), torch.bernoulli(torch.full((784,), 0.5))])
+    drawn = guide_samples(vae, x, n=4, noise=-30.0)
+    assert drawn.shape == (3, 4, 784)
+    expected = torch.sigmoid(vae.decoder(vae.encoder(x)[0])).detach()
+    for k in range(3):
+        assert torch.allclose(drawn[k], expected[k].expand(4, -1), atol=1e-5)
+
+
+def test_index_out_of_range(vae, mnist_dir):
+    with pytest.raises(ConfigError, match="--index 5000 is out of range"):
+        samples(vae, "digit", GenerateConfig(indices=(5000,)), data_dir=mnist_dir)

@@ -1,0 +1,90 @@
+"""The training loop: checkpoint cadence, exact resume, refusing a mismatched resume, starting fresh."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+import torch
+
+from pyro_vae import checkpoint
+from pyro_vae.errors import CheckpointError
+from pyro_vae.train import train
+
+
+def test_checkpoints_at_cadence_and_last_epoch_and_prunes(paths, tiny_model, tiny_train):
+    config = dataclasses.replace(tiny_train, epochs=5, save_every=2, keep=2)
+    result = train(config, model_config=tiny_model, paths=paths)
+    assert [p.name for p in result.saved] == ["vae.epoch.2.pt", "vae.epoch.4.pt", "vae.epoch.5.pt"]
+    assert [e for e, _ in checkpoint.list_checkpoints(paths.checkpoint_dir)] == [4, 5]
+    state = checkpoint.load(result.saved[-1])
+    assert state["epoch"] == 5 and state["model_config"] == dataclasses.asdict(tiny_model)
+    assert [m["epoch"] for m in state["metrics"]] == [1, 2, 3, 4, 5]
+    assert all(m["lower_bound"] < 0 for m in state["metrics"])
+
+
+def test_lower_bound_improves(paths, tiny_model, tiny_train):
+    result = train(dataclasses.replace(tiny_train, epochs=8, lr=1e-2), model_config=tiny_model, paths=paths)
+    bounds = [m.lower_bound for m in result.metrics]
+    assert bounds[-1] > bounds[0] + 50  # nats per image, on images that are easy to model
+
+
+def _final_state(paths):
+    return checkpoint.load(checkpoint.latest(paths.checkpoint_dir))
+
+
+def test_resume_is_exact(tmp_path, paths, tiny_model, tiny_train):
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight")
+    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split")
+    train(dataclasses.replace(tiny_train, epochs=4), model_config=tiny_model, paths=straight)
+    train(dataclasses.replace(tiny_train, epochs=2), model_config=tiny_model, paths=split)
+    # Scramble the global RNG: a resumed run must restore it from the checkpoint, not inherit it.
+    torch.manual_seed(12345)
+    result = train(dataclasses.replace(tiny_train, epochs=4), model_config=tiny_model, paths=split)
+    assert result.restored_from.name == "vae.epoch.2.pt"
+    assert [m.epoch for m in result.metrics] == [3, 4]
+    a, b = _final_state(straight), _final_state(split)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key, value in a["optimizer"]["state"].items():
+        for name in value:
+            assert torch.equal(value[name], b["optimizer"]["state"][key][name])
+    assert [m["lower_bound"] for m in a["metrics"]] == [m["lower_bound"] for m in b["metrics"]]
+
+
+def test_resume_says_so_and_uses_the_checkpoint_settings(paths, tiny_model, tiny_train, caplog):
+    train(dataclasses.replace(tiny_train, epochs=1, lr=1e-2), model_config=tiny_model, paths=paths)
+    with caplog.at_level(logging.INFO, logger="pyro_vae"):
+        # Defaults (not given explicitly) give way to what the checkpoint records.
+        result = train(dataclasses.replace(tiny_train, epochs=2), paths=paths)
+    assert "Restoring model from" in caplog.text and "vae.epoch.1.pt" in caplog.text
+    assert result.model_config == tiny_model and result.train_config.lr == 1e-2
+
+
+def test_resume_refuses_explicit_mismatch(paths, tiny_model, tiny_train):
+    train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)
+    before = checkpoint.latest(paths.checkpoint_dir).read_bytes()
+    with pytest.raises(CheckpointError, match="--z-dim 2, not 3"):
+        train(tiny_train, model_config=dataclasses.replace(tiny_model, z_dim=3), paths=paths,
+              explicit=frozenset({"z_dim"}))
+    with pytest.raises(CheckpointError, match="--batch-size 16, not 8.*--fresh"):
+        train(dataclasses.replace(tiny_train, batch_size=8), model_config=tiny_model, paths=paths,
+              explicit=frozenset({"batch_size"}))
+    assert checkpoint.latest(paths.checkpoint_dir).read_bytes() == before
+
+
+def test_already_trained_does_nothing(paths, tiny_model, tiny_train):
+    train(tiny_train, model_config=tiny_model, paths=paths)
+    before = checkpoint.latest(paths.checkpoint_dir).read_bytes()
+    result = train(tiny_train, model_config=tiny_model, paths=paths)
+    assert result.metrics == [] and result.saved == []
+    assert checkpoint.latest(paths.checkpoint_dir).read_bytes() == before
+
+
+def test_fresh_archives_instead_of_deleting(paths, tiny_model, tiny_train):
+    train(tiny_train, model_config=tiny_model, paths=paths)
+    result = train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths, fresh=True)
+    assert result.restored_from is None and [m.epoch for m in result.metrics] == [1]
+    assert sorted(p.name for p in result.archived_to.iterdir()) == ["vae.epoch.1.pt", "vae.epoch.2.pt"]
+    assert checkpoint.latest(paths.checkpoint_dir).name == "vae.epoch.1.pt"

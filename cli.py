@@ -83,7 +83,7 @@ class DeviceName(str, enum.Enum):
 
 DataDir = typer.Option(None, help="MNIST folder [default: $PYRO_VAE_DATA or data/mnist]")
 CheckpointDir = typer.Option(Paths.checkpoint_dir, help="Where checkpoints are written and found.")
-ResultsDir = typer.Option(Paths.results_dir, help="Where images are written.")
+ResultsDir = typer.Option(Paths.results_dir, help="Where images and metrics/history.csv are written.")
 Device = typer.Option(DeviceName.auto, help="auto, cpu or cuda (auto picks CUDA when present).")
 
 
@@ -117,13 +117,20 @@ def train(
     from pyro_vae.runtime import resolve_device
     from pyro_vae.train import train as run_training
 
-    given = dict(batch_size=batch_size, lr=lr, seed=seed, z_dim=z_dim, hidden_dim=hidden_dim)
-    explicit = frozenset(name for name, value in given.items() if value is not None)
-    pick = lambda cls: {k: given[k] for k in explicit if k in cls.__dataclass_fields__}  # noqa: E731
-    train_config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, **pick(TrainConfig))
+    # Options left unset (None) are not "given": a resumed run takes them from its checkpoint.
+    given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed).items() if v is not None}
+    sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
+    train_config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, **given)
     paths = Paths(data_dir=data_dir or default_data_dir(), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
-    result = run_training(train_config, model_config=ModelConfig(**pick(ModelConfig)), paths=paths,
-                          device=resolve_device(device.value), fresh=fresh, progress=sys.stdout.isatty(), explicit=explicit)
+    explicit = frozenset(given) | frozenset(sizes)
+    try:
+        result = run_training(train_config, model_config=ModelConfig(**sizes), paths=paths,
+                              device=resolve_device(device.value), fresh=fresh, progress=sys.stdout.isatty(),
+                              explicit=explicit)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted; checkpoints on disk are whole: rerun `python cli.py train` to resume "
+                   "from the newest", err=True)
+        raise typer.Exit(130) from None
     if result.saved:
         typer.echo(f"Done. Newest checkpoint: {result.saved[-1]}")
 

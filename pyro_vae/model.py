@@ -109,5 +109,7 @@ class VAE(nn.Module):
             noise: added to the log-std; 0 in training, > 0 widens the spread when generating.
         """
         z_loc, z_logstd = self.encoder(x)
+        # Under bf16 autocast the heads come out in bf16; q(z)'s density stays in fp32.
+        z_loc, z_logstd = z_loc.float(), z_logstd.float()
         with pyro.plate(DATA_PLATE, x.shape[0]):
             pyro.sample(Z, dist.Normal(z_loc, torch.exp(z_logstd + noise)).to_event(1))

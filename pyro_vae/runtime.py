@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
@@ -22,6 +23,26 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix products run natively (not emulated) on `device`."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    # Without AVX-512 (or AMX) bf16 is emulated on the CPU and slower than fp32.
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context a training step runs in: nothing for fp32; bf16 autocast (fp32 master
+    weights, matrix products in bf16) where the hardware has native bf16, else a ConfigError."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if not native_bf16(device):
+        raise ConfigError(f"--precision bf16 needs native bf16 support, which this {device.type} lacks; use fp32")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def seed_all(seed: int) -> None:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pyro
 import torch
 from pyro.infer import Trace_ELBO
 
@@ -18,7 +19,7 @@ from pyro_vae.config import ModelConfig, Paths, TrainConfig
 from pyro_vae.errors import CheckpointError
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
 from pyro_vae.model import VAE
-from pyro_vae.runtime import get_rng_state, seed_all, set_rng_state
+from pyro_vae.runtime import autocast, get_rng_state, seed_all, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +72,48 @@ def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_conf
     }
 
 
+def build(model_config: ModelConfig, train_config: TrainConfig, *,
+          device: torch.device) -> tuple[VAE, torch.optim.Optimizer, torch.Generator]:
+    """A new run's seeded model, optimizer and data generator (shuffling and binarization)."""
+    seed_all(train_config.seed)
+    vae = VAE(model_config).to(device)
+    # One fused Adam over all parameters: the same update as pyro.optim.Adam (which wraps
+    # torch's Adam per parameter), in one kernel instead of one per parameter per step.
+    optimizer = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=True)
+    generator = torch.Generator(device=device).manual_seed(train_config.seed)
+    return vae, optimizer, generator
+
+
 def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, batch_size: int,
-              generator: torch.Generator, on_batch: Callable[[], None] | None = None) -> float:
+              generator: torch.Generator, precision: str = "fp32",
+              on_batch: Callable[[], None] | None = None) -> float:
     """One pass of SVI over all `images` in a fresh order, each batch binarized afresh.
 
     Args:
         images: (n, 784) uint8 on the training device.
+        precision: fp32, or bf16 for autocast (see `runtime.autocast`).
         on_batch: called after every step (the progress bar).
     Returns:
         the summed loss, -ELBO over all n images, in nats.
     """
     elbo = Trace_ELBO()
+    step_context = autocast(images.device, precision)
     vae.train()
     # Summed on the device: no host sync inside the epoch.
     total_loss = torch.zeros((), device=images.device)
-    for x in data.epoch_batches(images, batch_size=batch_size, generator=generator):
-        # Trace_ELBO's loss is -ELBO summed over the batch, one z sample per image.
-        loss = elbo.differentiable_loss(vae.model, vae.guide, x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.detach()
-        if on_batch is not None:
-            on_batch()
+    # Pyro's validation re-checks every distribution's arguments at every step; the model is
+    # fixed and the data binarized by construction, so in the hot loop it only costs time.
+    with pyro.validation_enabled(False):
+        for x in data.epoch_batches(images, batch_size=batch_size, generator=generator):
+            # Trace_ELBO's loss is -ELBO summed over the batch, one z sample per image.
+            with step_context:
+                loss = elbo.differentiable_loss(vae.model, vae.guide, x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach()
+            if on_batch is not None:
+                on_batch()
     return total_loss.item()
 
 
@@ -128,6 +148,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         progress: draw a progress bar (for terminals).
         explicit: names of the options the user gave, checked against a resumed checkpoint.
     """
+    autocast(device, train_config.precision)  # an unsupported precision fails before any work
     images, _ = data.ensure_split(paths.data_dir, "train")
     images = images.to(device)
     result = TrainResult(model_config=model_config, train_config=train_config)
@@ -147,12 +168,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         result.model_config, result.train_config, result.restored_from = model_config, train_config, restore
         log.info("Restoring model from %s...", restore)
 
-    seed_all(train_config.seed)
-    vae = VAE(model_config).to(device)
-    # One fused Adam over all parameters: the same update as pyro.optim.Adam (which wraps
-    # torch's Adam per parameter), in one kernel instead of one per parameter per step.
-    optimizer = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=True)
-    generator = torch.Generator(device=device).manual_seed(train_config.seed)
+    vae, optimizer, generator = build(model_config, train_config, device=device)
     metrics: list[EpochRecord] = []
     first_epoch = 1
     if state is not None:
@@ -176,6 +192,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             start = time.perf_counter()
             total_loss = run_epoch(
                 vae, optimizer, images, batch_size=train_config.batch_size, generator=generator,
+                precision=train_config.precision,
                 on_batch=(lambda: bar.advance(batch_task)) if bar is not None else None,
             )
             record = EpochRecord(

@@ -102,3 +102,18 @@ def test_fresh_archives_instead_of_deleting(paths, tiny_model, tiny_train):
     assert result.restored_from is None and [m.epoch for m in result.metrics] == [1]
     assert sorted(p.name for p in result.archived_to.iterdir()) == ["vae.epoch.1.pt", "vae.epoch.2.pt"]
     assert checkpoint.latest(paths.checkpoint_dir).name == "vae.epoch.1.pt"
+
+
+def test_bf16_trains_close_to_fp32(tmp_path, paths, tiny_model, tiny_train, monkeypatch):
+    from pyro_vae import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # emulated where not native: fine for a test
+    bounds = {}
+    for precision in ("fp32", "bf16"):
+        run_paths = dataclasses.replace(paths, checkpoint_dir=tmp_path / precision)
+        config = dataclasses.replace(tiny_train, epochs=6, lr=1e-2, precision=precision)
+        bounds[precision] = train(config, model_config=tiny_model, paths=run_paths).metrics[-1].lower_bound
+    state = checkpoint.load(checkpoint.latest(tmp_path / "bf16"))
+    assert all(v.dtype == torch.float32 for v in state["model"].values())  # fp32 master weights
+    assert bounds["bf16"] != bounds["fp32"]  # autocast really changed the arithmetic
+    assert abs(bounds["bf16"] - bounds["fp32"]) < 5.0

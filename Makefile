@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EPOCHS ?= 1000
 NOISE ?= 0.7
 
-.PHONY: install test test-slow run clean
+.PHONY: install test test-slow run bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ run: install  ## fetch MNIST, train (resumes by itself), then draw both kinds of
 	$(PY) cli.py train --epochs $(EPOCHS)
 	$(PY) cli.py generate --mode prior
 	$(PY) cli.py generate --mode digit --noise $(NOISE)
+
+bench: install  ## training speed, floor, memory and start-up figures (about 6 minutes)
+	$(PY) bench/train_speed.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -110,9 +110,10 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's messages run to paragraphs: keep their first sentence.
+        reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"checkpoint {path} is unreadable ({reason[:200]}); delete it or pick another with --checkpoint"
+            f"checkpoint {path} is unreadable ({reason[:160]}); delete it or pick another with --checkpoint"
         ) from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not a pyro-vae checkpoint; pick another with --checkpoint")

@@ -63,6 +63,7 @@ def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_conf
         "format": checkpoint.FORMAT_VERSION,
         "version": __version__,
         "epoch": epoch,
+        "device": generator.device.type,
         "model_config": asdict(vae.config),
         "train_config": asdict(train_config),
         "model": vae.state_dict(),
@@ -161,6 +162,11 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     state = None
     if restore is not None:
         state = checkpoint.load(restore, map_location=device)
+        trained_on = state.get("device", "cpu")
+        if trained_on != device.type:
+            # The data order's generator state belongs to the device it ran on.
+            raise CheckpointError(f"{restore} was trained on {trained_on}; resume it with --device {trained_on}, "
+                                  "or pass --fresh to start over here")
         model_config, resumed = _resolve_resume(
             state, path=restore, model_config=model_config, train_config=train_config, explicit=explicit
         )

@@ -19,10 +19,13 @@ def test_floor_counts_the_epoch_flops_of_the_issue():
     assert floor["fp32"]["floor_epoch_s"] > 0 and floor["bf16"]["gflops"] > 0
 
 
-def test_handwritten_reference_learns(mnist_dir):
+def test_both_contenders_learn(mnist_dir):
     from pyro_vae import data
 
     images, _ = data.load_split(mnist_dir, "train")
-    result = train_speed.handwritten(images, epochs=3, fused=False)
-    assert len(result["epochs_s"]) == 3
-    assert result["lower_bounds"][-1] > result["lower_bounds"][0]
+    runners = {"product": train_speed.product_runner(images, precision="fp32"),
+               "handwritten": train_speed.handwritten_runner(images, fused=False)}
+    result = train_speed.interleaved(runners, epochs=3)
+    for name in runners:
+        assert len(result[name]["epochs_s"]) == 3
+        assert result[name]["lower_bounds"][-1] > result[name]["lower_bounds"][0]

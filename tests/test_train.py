@@ -88,6 +88,15 @@ def test_resume_refuses_explicit_mismatch(paths, tiny_model, tiny_train):
     assert checkpoint.latest(paths.checkpoint_dir).read_bytes() == before
 
 
+def test_resume_on_another_device_is_refused(paths, tiny_model, tiny_train):
+    path = train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths).saved[-1]
+    state = checkpoint.load(path)
+    state["device"] = "cuda"
+    checkpoint.save(state, path)
+    with pytest.raises(CheckpointError, match="trained on cuda; resume it with --device cuda"):
+        train(tiny_train, model_config=tiny_model, paths=paths)
+
+
 def test_already_trained_does_nothing(paths, tiny_model, tiny_train):
     train(tiny_train, model_config=tiny_model, paths=paths)
     before = checkpoint.latest(paths.checkpoint_dir).read_bytes()

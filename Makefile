@@ -29,7 +29,7 @@ run: install  ## fetch MNIST, train (resumes by itself), then draw both kinds of
 	$(PY) cli.py generate --mode prior
 	$(PY) cli.py generate --mode digit --noise $(NOISE)
 
-bench: install  ## training speed, floor, memory and start-up figures (about 6 minutes)
+bench: install  ## training speed, floor, memory and start-up figures (about 10 minutes)
 	$(PY) bench/train_speed.py
 
 clean:

@@ -166,8 +166,8 @@ def generate(
 
     config = GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=_int_list(digits, "--digits"),
                             indices=_int_list(index, "--index"))
-    path = ckpt.resolve(checkpoint, checkpoint_dir=checkpoint_dir)
-    vae, _ = ckpt.load_vae(path, device=resolve_device(device.value), z_dim=z_dim, hidden_dim=hidden_dim)
+    vae, _ = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device.value),
+                           z_dim=z_dim, hidden_dim=hidden_dim)
     drawn = gen.samples(vae, mode.value, config, data_dir=data_dir or default_data_dir())
     for name, x_probs in drawn.items():
         typer.echo(f"wrote {images.save_grid(x_probs, results_dir / f'{name}.png', scale=config.scale)}")

@@ -54,14 +54,37 @@ def latest(checkpoint_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def resolve(path: Path | None, *, checkpoint_dir: Path) -> Path:
-    """`path` when given, else the newest checkpoint in `checkpoint_dir`."""
+def newest_valid(checkpoint_dir: Path, *, map_location: str | torch.device = "cpu"
+                 ) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads, as (path, state); damaged ones are named and skipped.
+
+    Returns None when the folder holds no checkpoint; raises CheckpointError when it holds
+    only damaged ones (starting over silently could lose a long run).
+    """
+    damaged = []
+    for _, path in reversed(list_checkpoints(checkpoint_dir)):
+        try:
+            return path, load(path, map_location=map_location)
+        except CheckpointError as exc:
+            log.warning("warning: skipping damaged checkpoint %s (%s)", path.name, exc)
+            damaged.append(path.name)
+    if damaged:
+        raise CheckpointError(
+            f"no readable checkpoint in {checkpoint_dir} ({', '.join(damaged)} damaged); "
+            "move them away, or pass --fresh to start over"
+        )
+    return None
+
+
+def load_resolved(path: Path | None, *, checkpoint_dir: Path,
+                  map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+    """`path` loaded when given, else the newest readable checkpoint in `checkpoint_dir`."""
     if path is not None:
-        return Path(path)
-    newest = latest(checkpoint_dir)
-    if newest is None:
+        return Path(path), load(path, map_location=map_location)
+    found = newest_valid(checkpoint_dir, map_location=map_location)
+    if found is None:
         raise CheckpointError(f"no checkpoint in {checkpoint_dir}; train first: python cli.py train")
-    return newest
+    return found
 
 
 def save(state: dict[str, Any], path: Path) -> Path:
@@ -139,16 +162,22 @@ def model_config_of(state: dict[str, Any], *, path: Path, z_dim: int | None = No
     return config
 
 
-def load_vae(path: Path, *, device: torch.device, z_dim: int | None = None,
-             hidden_dim: int | None = None) -> tuple[VAE, dict[str, Any]]:
-    """Build the VAE a checkpoint records and load its weights; returns (vae in eval mode, state)."""
-    state = load(path, map_location=device)
-    config = model_config_of(state, path=Path(path), z_dim=z_dim, hidden_dim=hidden_dim)
+def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z_dim: int | None = None,
+             hidden_dim: int | None = None) -> tuple[VAE, Path]:
+    """Build the VAE a checkpoint records and load its weights.
+
+    Args:
+        path: the checkpoint, or None for the newest readable one in `checkpoint_dir`.
+        z_dim, hidden_dim: sizes the user gave explicitly, checked against the checkpoint.
+    Returns:
+        (the VAE in eval mode on `device`, the checkpoint's path).
+    """
+    path, state = load_resolved(path, checkpoint_dir=checkpoint_dir, map_location=device)
+    config = model_config_of(state, path=path, z_dim=z_dim, hidden_dim=hidden_dim)
     vae = VAE(config).to(device)
     try:
         vae.load_state_dict(state["model"])
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
     vae.eval()
-    return vae, state
-
+    return vae, path

@@ -154,14 +154,13 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     images = images.to(device)
     result = TrainResult(model_config=model_config, train_config=train_config)
 
-    restore = None if fresh else checkpoint.latest(paths.checkpoint_dir)
+    found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir, map_location=device)
     if fresh:
         result.archived_to = checkpoint.archive(paths.checkpoint_dir)
         if result.archived_to is not None:
             log.info("Moved earlier checkpoints to %s", result.archived_to)
-    state = None
+    restore, state = found if found is not None else (None, None)
     if restore is not None:
-        state = checkpoint.load(restore, map_location=device)
         trained_on = state.get("device", "cpu")
         if trained_on != device.type:
             # The data order's generator state belongs to the device it ran on.

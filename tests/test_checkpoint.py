@@ -32,7 +32,7 @@ def test_round_trip(tmp_path):
     assert loaded["epoch"] == 3 and loaded["metrics"] == state["metrics"]
     for key, value in state["model"].items():
         assert torch.equal(loaded["model"][key], value)
-    vae, _ = checkpoint.load_vae(path, device=torch.device("cpu"))
+    vae, _ = checkpoint.load_vae(path, checkpoint_dir=tmp_path, device=torch.device("cpu"))
     assert vae.config == ModelConfig(z_dim=2, hidden_dim=16) and not vae.training
 
 
@@ -111,14 +111,34 @@ def test_not_a_checkpoint_dict(tmp_path):
 
 def test_architecture_mismatch_with_explicit_flag(tmp_path):
     path = checkpoint.save(make_state(1), tmp_path / "vae.epoch.1.pt")
-    checkpoint.load_vae(path, device=torch.device("cpu"), z_dim=2)
+    checkpoint.load_vae(None, checkpoint_dir=tmp_path, device=torch.device("cpu"), z_dim=2)
     with pytest.raises(CheckpointError, match="--z-dim 2, not 40"):
-        checkpoint.load_vae(path, device=torch.device("cpu"), z_dim=40)
+        checkpoint.load_vae(path, checkpoint_dir=tmp_path, device=torch.device("cpu"), z_dim=40)
 
 
-def test_resolve_without_checkpoints_says_train_first(tmp_path):
+def test_no_checkpoint_says_train_first(tmp_path):
     with pytest.raises(CheckpointError, match="train first: python cli.py train"):
-        checkpoint.resolve(None, checkpoint_dir=tmp_path)
+        checkpoint.load_resolved(None, checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize("damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"", lambda raw: b"\x00junk" * 50])
+def test_damaged_newest_is_named_and_skipped(tmp_path, caplog, damage):
+    for epoch in (1, 2, 3):
+        checkpoint.save(make_state(epoch), checkpoint.path_for(tmp_path, epoch))
+    newest = checkpoint.path_for(tmp_path, 3)
+    newest.write_bytes(damage(newest.read_bytes()))
+    path, state = checkpoint.newest_valid(tmp_path)
+    assert path.name == "vae.epoch.2.pt" and state["epoch"] == 2
+    assert "skipping damaged checkpoint vae.epoch.3.pt" in caplog.text
+    assert newest.exists()  # reported, never deleted
+
+
+def test_only_damaged_checkpoints_is_an_error(tmp_path):
+    assert checkpoint.newest_valid(tmp_path) is None
+    for epoch in (1, 2):
+        checkpoint.path_for(tmp_path, epoch).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no readable checkpoint.*vae.epoch.2.pt, vae.epoch.1.pt.*--fresh"):
+        checkpoint.newest_valid(tmp_path)
 
 
 def test_archive_moves_everything_aside(tmp_path):

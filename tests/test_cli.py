@@ -140,9 +140,23 @@ def test_unreadable_checkpoint_overwrites_nothing(trained):
     before = digest(trained["--results-dir"])
     newest = trained["--checkpoint-dir"] / "vae.epoch.2.pt"
     newest.write_bytes(newest.read_bytes()[:1000])
-    assert_one_line_error(invoke("generate", *opts(trained)), "vae.epoch.2.pt", "unreadable", code=1)
-    assert_one_line_error(invoke("train", "--epochs", "3", *opts(trained)), "unreadable")
+    result = invoke("generate", "--checkpoint", newest, *opts(trained))
+    assert_one_line_error(result, "vae.epoch.2.pt", "unreadable", code=1)
     assert digest(trained["--results-dir"]) == before
+    # Without --checkpoint the damaged newest is named and the one before it is used.
+    result = invoke("generate", *opts(trained))
+    assert result.exit_code == 0 and "skipping damaged checkpoint vae.epoch.2.pt" in result.stderr
+    result = invoke("train", "--epochs", "2", *opts(trained))
+    assert result.exit_code == 0 and "Restoring model from" in result.stdout and "vae.epoch.1.pt" in result.stdout
+    assert "Epoch 2 " in result.stdout
+
+
+def test_only_damaged_checkpoints_is_one_line(trained):
+    for path in trained["--checkpoint-dir"].glob("vae.epoch.*.pt"):
+        path.write_bytes(b"")
+    result = invoke("train", "--epochs", "3", *opts(trained))
+    assert result.exit_code == 1 and "no readable checkpoint" in result.stderr and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no readable checkpoint")
 
 
 def test_explicit_checkpoint_and_architecture_mismatch(trained):

@@ -15,3 +15,7 @@ class CheckpointError(PyroVAEError):
 
 class ConfigError(PyroVAEError):
     """An option value is out of range."""
+
+
+class TrainingDiverged(PyroVAEError):
+    """The loss stopped being a finite number."""

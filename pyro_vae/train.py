@@ -16,7 +16,7 @@ from pyro.infer import Trace_ELBO
 
 from pyro_vae import __version__, checkpoint, data
 from pyro_vae.config import ModelConfig, Paths, TrainConfig
-from pyro_vae.errors import CheckpointError
+from pyro_vae.errors import CheckpointError, TrainingDiverged
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
 from pyro_vae.model import VAE
 from pyro_vae.runtime import autocast, get_rng_state, seed_all, set_rng_state
@@ -73,6 +73,12 @@ def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_conf
     }
 
 
+class _NonFiniteLoss(Exception):
+    def __init__(self, batch: int, value: float) -> None:
+        super().__init__(batch, value)
+        self.batch, self.value = batch, value
+
+
 def build(model_config: ModelConfig, train_config: TrainConfig, *,
           device: torch.device) -> tuple[VAE, torch.optim.Optimizer, torch.Generator]:
     """A new run's seeded model, optimizer and data generator (shuffling and binarization)."""
@@ -105,10 +111,14 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     # Pyro's validation re-checks every distribution's arguments at every step; the model is
     # fixed and the data binarized by construction, so in the hot loop it only costs time.
     with pyro.validation_enabled(False):
-        for x in data.epoch_batches(images, batch_size=batch_size, generator=generator):
+        for batch, x in enumerate(data.epoch_batches(images, batch_size=batch_size, generator=generator), 1):
             # Trace_ELBO's loss is -ELBO summed over the batch, one z sample per image.
             with step_context:
                 loss = elbo.differentiable_loss(vae.model, vae.guide, x)
+            # Checked before the step, so the parameters never take a non-finite update.
+            # (One host sync a step: free on the CPU, a small cost on a GPU.)
+            if not torch.isfinite(loss):
+                raise _NonFiniteLoss(batch, loss.item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -195,11 +205,19 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             if bar is not None:
                 bar.reset(batch_task, total=n_batches)
             start = time.perf_counter()
-            total_loss = run_epoch(
-                vae, optimizer, images, batch_size=train_config.batch_size, generator=generator,
-                precision=train_config.precision,
-                on_batch=(lambda: bar.advance(batch_task)) if bar is not None else None,
-            )
+            try:
+                total_loss = run_epoch(
+                    vae, optimizer, images, batch_size=train_config.batch_size, generator=generator,
+                    precision=train_config.precision,
+                    on_batch=(lambda: bar.advance(batch_task)) if bar is not None else None,
+                )
+            except _NonFiniteLoss as exc:
+                kept = checkpoint.latest(paths.checkpoint_dir)
+                raise TrainingDiverged(
+                    f"the loss became {exc.value} at epoch {epoch}, batch {exc.batch}; training stopped and "
+                    f"{f'the last checkpoint, {kept}, is untouched' if kept else 'no checkpoint was written'}; "
+                    f"try a lower --lr than {train_config.lr} with --fresh"
+                ) from None
             record = EpochRecord(
                 epoch=epoch, seconds=time.perf_counter() - start, lower_bound=-total_loss / n_images
             )

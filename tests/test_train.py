@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pyro_vae import checkpoint
-from pyro_vae.errors import CheckpointError
+from pyro_vae.errors import CheckpointError, TrainingDiverged
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.train import train
 
@@ -126,3 +126,22 @@ def test_bf16_trains_close_to_fp32(tmp_path, paths, tiny_model, tiny_train, monk
     assert all(v.dtype == torch.float32 for v in state["model"].values())  # fp32 master weights
     assert bounds["bf16"] != bounds["fp32"]  # autocast really changed the arithmetic
     assert abs(bounds["bf16"] - bounds["fp32"]) < 5.0
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(paths, tiny_model, tiny_train,
+                                                                              monkeypatch):
+    from pyro.infer import Trace_ELBO
+
+    real = Trace_ELBO.differentiable_loss
+    calls = {"n": 0}
+
+    def poisoned(self, model, guide, *args, **kwargs):
+        calls["n"] += 1
+        loss = real(self, model, guide, *args, **kwargs)
+        return loss * float("nan") if calls["n"] == 8 else loss  # 5 batches an epoch: epoch 2, batch 3
+
+    monkeypatch.setattr(Trace_ELBO, "differentiable_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, batch 3.*vae.epoch.1.pt, is untouched.*--lr"):
+        train(dataclasses.replace(tiny_train, epochs=3), model_config=tiny_model, paths=paths)
+    assert [e for e, _ in checkpoint.list_checkpoints(paths.checkpoint_dir)] == [1]
+    assert [r.epoch for r in read_history(paths.results_dir / HISTORY)] == [1]

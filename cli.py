@@ -17,7 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from pyro_vae.config import GenerateConfig, ModelConfig, Paths, TrainConfig, default_data_dir
-from pyro_vae.errors import PyroVAEError
+from pyro_vae.errors import Interrupted, PyroVAEError
 
 
 class _OneLineErrors(TyperGroup):
@@ -36,6 +36,9 @@ class _OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             code = 130
+        except Interrupted as exc:  # not a mistake: says where it stopped and how to continue
+            typer.echo(str(exc), err=True)
+            code = exc.exit_code
         except PyroVAEError as exc:
             typer.echo(f"error: {exc}", err=True)
             code = 1
@@ -137,9 +140,9 @@ def train(
         result = run_training(train_config, model_config=ModelConfig(**sizes), paths=paths,
                               device=resolve_device(device.value), fresh=fresh, progress=sys.stdout.isatty(),
                               explicit=explicit)
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted; checkpoints on disk are whole: rerun `python cli.py train` to resume "
-                   "from the newest", err=True)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving the position
+        typer.echo("error: interrupted twice; checkpoints on disk are whole: run `python cli.py train` again "
+                   "to resume from the newest", err=True)
         raise typer.Exit(130) from None
     if result.saved:
         typer.echo(f"Done. Newest checkpoint: {result.saved[-1]}")

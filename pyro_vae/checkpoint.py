@@ -1,16 +1,22 @@
 """Checkpoints: one file holds everything needed to continue or to sample.
 
-Files are `vae.epoch.N.pt`, written atomically and loaded with `weights_only=True`,
-so a checkpoint can carry tensors and plain data but never code.
+Files are `vae.epoch.N.pt` (every --save-every epochs) and a rolling `last.pt` (every epoch,
+and wherever an interrupted run stopped), written atomically and loaded with
+`weights_only=True`, so a checkpoint can carry tensors and plain data but never code.
+One training run at a time holds a folder's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import pickle
 import re
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,8 @@ from pyro_vae.model import VAE
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+LAST = "last.pt"
+LOCK = ".lock"
 _NAME = re.compile(r"^vae\.epoch\.(\d+)\.pt$")
 # Keys every checkpoint has; see `train.py` for how they are filled.
 REQUIRED_KEYS = ("format", "epoch", "model_config", "train_config", "model", "optimizer", "rng", "metrics")
@@ -54,26 +62,74 @@ def latest(checkpoint_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def progress(state: dict[str, Any]) -> tuple[int, int]:
+    """How far a checkpoint's run got: (complete epochs, batches done in the next one)."""
+    position = state.get("position")
+    return state["epoch"], position["batch"] if position else 0
+
+
 def newest_valid(checkpoint_dir: Path, *, map_location: str | torch.device = "cpu"
                  ) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint that loads, as (path, state); damaged ones are named and skipped.
+    """The readable checkpoint that got furthest, `last.pt` included, as (path, state).
 
-    Returns None when the folder holds no checkpoint; raises CheckpointError when it holds
-    only damaged ones (starting over silently could lose a long run).
+    Damaged files are named and skipped. Returns None when the folder holds no checkpoint;
+    raises CheckpointError when it holds only damaged ones (starting over silently could
+    bury a long run).
     """
-    damaged = []
-    for _, path in reversed(list_checkpoints(checkpoint_dir)):
+    damaged, found = [], []
+    last = Path(checkpoint_dir) / LAST
+    candidates = [path for _, path in reversed(list_checkpoints(checkpoint_dir))]
+    for path in ([last] if last.is_file() else []) + candidates:
         try:
-            return path, load(path, map_location=map_location)
+            found.append((path, load(path, map_location=map_location)))
         except CheckpointError as exc:
             log.warning("warning: skipping damaged checkpoint %s (%s)", path.name, exc)
             damaged.append(path.name)
+            continue
+        if path != last:
+            break  # older numbered checkpoints cannot be further along
+    if found:
+        # On a tie the numbered file wins: the same state, under a name that says which epoch.
+        return max(found, key=lambda item: (progress(item[1]), item[0] != last))
     if damaged:
         raise CheckpointError(
             f"no readable checkpoint in {checkpoint_dir} ({', '.join(damaged)} damaged); "
             "move them away, or pass --fresh to start over"
         )
     return None
+
+
+@contextlib.contextmanager
+def lock(checkpoint_dir: Path) -> Iterator[None]:
+    """Hold the folder's training lock; a second run is refused with a one-line error.
+
+    The lock is an flock on `.lock`, which the kernel drops when the process ends, however it
+    ends, so a crashed run never leaves it stuck.
+    """
+    folder = Path(checkpoint_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK, "a+")
+    except OSError as exc:
+        raise CheckpointError(f"cannot use checkpoint folder {folder} ({exc.strerror or exc}); "
+                              "pick another --checkpoint-dir") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise CheckpointError(
+                f"another training run (pid {holder}) is using {folder}; wait for it to finish "
+                "or pick another --checkpoint-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
 
 
 def load_resolved(path: Path | None, *, checkpoint_dir: Path,
@@ -112,6 +168,9 @@ def archive(checkpoint_dir: Path) -> Path | None:
     Returns the archive folder, or None when there was nothing to move.
     """
     found = list_checkpoints(checkpoint_dir)
+    last = Path(checkpoint_dir) / LAST
+    if last.is_file():
+        found.append((-1, last))
     if not found:
         return None
     folder = Path(checkpoint_dir) / time.strftime("archive-%Y%m%d-%H%M%S")

@@ -274,14 +274,23 @@ def binarized_test_images(images: torch.Tensor) -> torch.Tensor:
     return binarize(images, generator=generator)
 
 
-def epoch_batches(
-    images: torch.Tensor, *, batch_size: int, generator: torch.Generator
-) -> Iterator[torch.Tensor]:
-    """One epoch: all images in a fresh random order, each batch binarized afresh.
+def shuffle(n: int, *, generator: torch.Generator) -> torch.Tensor:
+    """A fresh random order of `n` images: (n,) int64 on the generator's device."""
+    return torch.randperm(n, generator=generator, device=generator.device)
+
+
+def batches(images: torch.Tensor, order: torch.Tensor, *, batch_size: int, generator: torch.Generator,
+            start: int = 0) -> Iterator[torch.Tensor]:
+    """The batches of one epoch in `order`, from batch `start` on, each binarized afresh.
 
     The last batch holds the remainder (e.g. 60000 = 468 x 128 + 96), so every image is seen.
     Yields (batch, 784) float32 in {0, 1}.
     """
-    order = torch.randperm(len(images), generator=generator, device=images.device)
-    for start in range(0, len(images), batch_size):
-        yield binarize(images[order[start : start + batch_size]], generator=generator)
+    for first in range(start * batch_size, len(order), batch_size):
+        yield binarize(images[order[first : first + batch_size]], generator=generator)
+
+
+def epoch_batches(images: torch.Tensor, *, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """One whole epoch: all images in a fresh random order, each batch binarized afresh."""
+    order = shuffle(len(images), generator=generator)
+    return batches(images, order, batch_size=batch_size, generator=generator)

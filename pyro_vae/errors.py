@@ -19,3 +19,15 @@ class ConfigError(PyroVAEError):
 
 class TrainingDiverged(PyroVAEError):
     """The loss stopped being a finite number."""
+
+
+class WriteError(PyroVAEError):
+    """A file could not be written (disk full, folder not writable); what was there is intact."""
+
+
+class Interrupted(PyroVAEError):
+    """Training stopped on a signal after saving where it was; `exit_code` is 128 + the signal."""
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -13,29 +13,49 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from pyro_vae.errors import WriteError
+
+TMP_SUFFIX = ".tmp"
+
 
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[BinaryIO]:
     """Open a temporary binary file that replaces `path` when the block exits without error.
 
-    On any error the temporary file is removed and `path` is left as it was.
+    On any error the temporary file is removed and `path` is left as it was; an OSError (disk
+    full, folder not writable) becomes a one-line WriteError naming the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name = None
     try:
-        # mkstemp makes files private (0600); give the result the permissions a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp makes files private (0600); give the result the permissions a plain open() would.
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+    except BaseException as exc:
+        if tmp_name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise WriteError(
+                f"could not write {path} ({exc.strerror or exc}); nothing there was replaced: "
+                "free some disk space or choose another folder"
+            ) from None
         raise
     _fsync_dir(path.parent)
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder`; call it only while no writer runs."""
+    leftovers = [p for p in Path(folder).glob(f".*{TMP_SUFFIX}") if p.is_file()] if Path(folder).is_dir() else []
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 def _umask() -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -16,7 +18,8 @@ from pyro.infer import Trace_ELBO
 
 from pyro_vae import __version__, checkpoint, data
 from pyro_vae.config import ModelConfig, Paths, TrainConfig
-from pyro_vae.errors import CheckpointError, TrainingDiverged
+from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged
+from pyro_vae.fsutil import remove_temporaries
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
 from pyro_vae.model import VAE
 from pyro_vae.runtime import autocast, get_rng_state, seed_all, set_rng_state
@@ -58,7 +61,8 @@ def _resolve_resume(state: dict[str, Any], *, path: Path, model_config: ModelCon
 
 
 def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_config: TrainConfig,
-           generator: torch.Generator, metrics: list[EpochRecord]) -> dict[str, Any]:
+           generator: torch.Generator, metrics: list[EpochRecord], position: Position | None = None) -> dict[str, Any]:
+    """Everything a run needs to continue: `epoch` complete epochs, plus `position` inside the next."""
     return {
         "format": checkpoint.FORMAT_VERSION,
         "version": __version__,
@@ -70,6 +74,7 @@ def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_conf
         "optimizer": optimizer.state_dict(),
         "rng": {"global": get_rng_state(), "data": generator.get_state()},
         "metrics": [asdict(record) for record in metrics],
+        "position": asdict(position) if position is not None else None,
     }
 
 
@@ -91,41 +96,86 @@ def build(model_config: ModelConfig, train_config: TrainConfig, *,
     return vae, optimizer, generator
 
 
+@dataclass
+class Position:
+    """Where a run is inside an epoch: its image order, the batches done and their summed loss."""
+
+    order: torch.Tensor  # (n,) int64, the epoch's shuffled image indices
+    batch: int  # batches done
+    loss_sum: torch.Tensor  # (), -ELBO summed over the images of those batches
+    seconds: float = 0.0  # time spent in this epoch before the run was interrupted
+
+
 def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, batch_size: int,
-              generator: torch.Generator, precision: str = "fp32",
-              on_batch: Callable[[], None] | None = None) -> float:
-    """One pass of SVI over all `images` in a fresh order, each batch binarized afresh.
+              generator: torch.Generator, precision: str = "fp32", resume: Position | None = None,
+              stop: Callable[[], bool] | None = None, on_batch: Callable[[], None] | None = None) -> Position:
+    """SVI over all `images` in a fresh order (or from `resume` on), each batch binarized afresh.
 
     Args:
         images: (n, 784) uint8 on the training device.
         precision: fp32, or bf16 for autocast (see `runtime.autocast`).
+        resume: continue an interrupted epoch from here.
+        stop: asked after every step; True ends the epoch early (an interrupt).
         on_batch: called after every step (the progress bar).
     Returns:
-        the summed loss, -ELBO over all n images, in nats.
+        the position reached; `batch` equals the number of batches when the epoch is complete.
     """
     elbo = Trace_ELBO()
     step_context = autocast(images.device, precision)
+    if resume is None:
+        # Summed on the device: no host sync inside the epoch.
+        resume = Position(order=data.shuffle(len(images), generator=generator), batch=0,
+                          loss_sum=torch.zeros((), device=images.device))
+    order, done, total_loss = resume.order, resume.batch, resume.loss_sum.clone()
     vae.train()
-    # Summed on the device: no host sync inside the epoch.
-    total_loss = torch.zeros((), device=images.device)
     # Pyro's validation re-checks every distribution's arguments at every step; the model is
     # fixed and the data binarized by construction, so in the hot loop it only costs time.
     with pyro.validation_enabled(False):
-        for batch, x in enumerate(data.epoch_batches(images, batch_size=batch_size, generator=generator), 1):
+        for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=done):
             # Trace_ELBO's loss is -ELBO summed over the batch, one z sample per image.
             with step_context:
                 loss = elbo.differentiable_loss(vae.model, vae.guide, x)
             # Checked before the step, so the parameters never take a non-finite update.
             # (One host sync a step: free on the CPU, a small cost on a GPU.)
             if not torch.isfinite(loss):
-                raise _NonFiniteLoss(batch, loss.item())
+                raise _NonFiniteLoss(done + 1, loss.item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total_loss += loss.detach()
+            done += 1
             if on_batch is not None:
                 on_batch()
-    return total_loss.item()
+            if stop is not None and stop():
+                break
+    return Position(order=order, batch=done, loss_sum=total_loss, seconds=resume.seconds)
+
+
+class _StopRequest:
+    """Signal handler: the first SIGINT or SIGTERM asks the loop to stop after its current step;
+    a second SIGINT stops at once (checkpoints on disk stay whole: they are written atomically)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_StopRequest]:
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
+        yield request
+        return
+    previous = {signum: signal.signal(signum, request) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -148,7 +198,11 @@ def _progress_bar(enabled: bool, *, first_epoch: int, epochs: int) -> Iterator[A
 def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfig = ModelConfig(),
           paths: Paths = Paths(), device: torch.device = torch.device("cpu"), fresh: bool = False,
           progress: bool = False, explicit: frozenset[str] = frozenset()) -> TrainResult:
-    """Train the VAE on MNIST's training images, resuming from the newest checkpoint unless `fresh`.
+    """Train the VAE on MNIST's training images, resuming from the furthest checkpoint unless `fresh`.
+
+    Checkpoints: `vae.epoch.N.pt` every `save_every` epochs and at the last, `last.pt` after
+    every epoch. SIGINT/SIGTERM finish the current step, save `last.pt` with the position
+    inside the epoch and raise `Interrupted`; the next call continues from that batch.
 
     Args:
         train_config, model_config: settings for a new run; a resumed run keeps the checkpoint's
@@ -162,8 +216,17 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
     images, _ = data.ensure_split(paths.data_dir, "train")
     images = images.to(device)
-    result = TrainResult(model_config=model_config, train_config=train_config)
+    with checkpoint.lock(paths.checkpoint_dir), _stop_on_signals() as request:
+        for leftover in remove_temporaries(paths.checkpoint_dir):
+            log.info("removed %s, left by a run that was killed while saving", leftover.name)
+        return _train_locked(train_config, model_config=model_config, paths=paths, images=images, device=device,
+                             fresh=fresh, progress=progress, explicit=explicit, request=request)
 
+
+def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths: Paths, images: torch.Tensor,
+                  device: torch.device, fresh: bool, progress: bool, explicit: frozenset[str],
+                  request: _StopRequest) -> TrainResult:
+    result = TrainResult(model_config=model_config, train_config=train_config)
     found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir, map_location=device)
     if fresh:
         result.archived_to = checkpoint.archive(paths.checkpoint_dir)
@@ -176,16 +239,17 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             # The data order's generator state belongs to the device it ran on.
             raise CheckpointError(f"{restore} was trained on {trained_on}; resume it with --device {trained_on}, "
                                   "or pass --fresh to start over here")
-        model_config, resumed = _resolve_resume(
+        model_config, train_config = _resolve_resume(
             state, path=restore, model_config=model_config, train_config=train_config, explicit=explicit
         )
-        train_config = resumed
         result.model_config, result.train_config, result.restored_from = model_config, train_config, restore
-        log.info("Restoring model from %s...", restore)
+        epoch, batch = checkpoint.progress(state)
+        where = f" (epoch {epoch + 1}, after batch {batch})" if batch else ""
+        log.info("Restoring model from %s%s...", restore, where)
 
     vae, optimizer, generator = build(model_config, train_config, device=device)
     metrics: list[EpochRecord] = []
-    first_epoch = 1
+    first_epoch, position = 1, None
     if state is not None:
         vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -193,22 +257,29 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         generator.set_state(state["rng"]["data"])
         metrics = [EpochRecord(**record) for record in state["metrics"]]
         first_epoch = state["epoch"] + 1
+        if state.get("position"):
+            position = Position(**state["position"])
     if first_epoch > train_config.epochs:
         log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
         return result
 
+    def save(path: Path, *, epoch: int, at: Position | None = None) -> Path:
+        return checkpoint.save(_state(epoch=epoch, vae=vae, optimizer=optimizer, train_config=train_config,
+                                      generator=generator, metrics=metrics, position=at), path)
+
+    last = paths.checkpoint_dir / checkpoint.LAST
     n_images = len(images)
     n_batches = -(-n_images // train_config.batch_size)
     with _progress_bar(progress, first_epoch=first_epoch, epochs=train_config.epochs) as bar:
         batch_task = bar.add_task("batches", total=n_batches) if bar is not None else None
         for epoch in range(first_epoch, train_config.epochs + 1):
             if bar is not None:
-                bar.reset(batch_task, total=n_batches)
+                bar.reset(batch_task, total=n_batches, completed=position.batch if position else 0)
             start = time.perf_counter()
             try:
-                total_loss = run_epoch(
+                reached = run_epoch(
                     vae, optimizer, images, batch_size=train_config.batch_size, generator=generator,
-                    precision=train_config.precision,
+                    precision=train_config.precision, resume=position, stop=lambda: request.signum is not None,
                     on_batch=(lambda: bar.advance(batch_task)) if bar is not None else None,
                 )
             except _NonFiniteLoss as exc:
@@ -218,9 +289,12 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                     f"{f'the last checkpoint, {kept}, is untouched' if kept else 'no checkpoint was written'}; "
                     f"try a lower --lr than {train_config.lr} with --fresh"
                 ) from None
-            record = EpochRecord(
-                epoch=epoch, seconds=time.perf_counter() - start, lower_bound=-total_loss / n_images
-            )
+            position = None
+            reached.seconds += time.perf_counter() - start
+            if reached.batch < n_batches:
+                save(last, epoch=epoch - 1, at=reached)
+                raise _interrupted(request.signum, f"at epoch {epoch}, batch {reached.batch} of {n_batches}", last)
+            record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=-reached.loss_sum.item() / n_images)
             metrics.append(record)
             result.metrics.append(record)
             log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, record.seconds, record.lower_bound)
@@ -228,13 +302,19 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             if bar is not None:
                 bar.advance(0)
             if epoch % train_config.save_every == 0 or epoch == train_config.epochs:
-                path = checkpoint.save(
-                    _state(epoch=epoch, vae=vae, optimizer=optimizer, train_config=train_config,
-                           generator=generator, metrics=metrics),
-                    checkpoint.path_for(paths.checkpoint_dir, epoch),
-                )
+                path = save(checkpoint.path_for(paths.checkpoint_dir, epoch), epoch=epoch)
                 result.saved.append(path)
                 for old in checkpoint.prune(paths.checkpoint_dir, keep=train_config.keep):
                     log.debug("removed old checkpoint %s", old)
                 log.info("Saved %s", path)
+            # Rolling, so a power cut or kill -9 costs at most the epoch in progress.
+            save(last, epoch=epoch)
+            if request.signum is not None:
+                raise _interrupted(request.signum, f"after epoch {epoch}", last)
     return result
+
+
+def _interrupted(signum: int, where: str, path: Path) -> Interrupted:
+    name = signal.Signals(signum).name
+    return Interrupted(f"{name}: stopped {where} and saved {path}; run `python cli.py train` again to "
+                       "continue from there (or pass --fresh to start over)", exit_code=128 + signum)

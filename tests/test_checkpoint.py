@@ -9,7 +9,7 @@ import torch
 
 from pyro_vae import checkpoint
 from pyro_vae.config import ModelConfig
-from pyro_vae.errors import CheckpointError
+from pyro_vae.errors import CheckpointError, WriteError
 from pyro_vae.model import VAE
 
 
@@ -62,7 +62,7 @@ def test_failed_save_leaves_the_old_file_whole(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="could not write .*vae.epoch.1.pt \\(No space left on device\\)"):
         checkpoint.save(make_state(2), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["vae.epoch.1.pt"]  # no temporary file left behind

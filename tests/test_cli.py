@@ -143,16 +143,19 @@ def test_unreadable_checkpoint_overwrites_nothing(trained):
     result = invoke("generate", "--checkpoint", newest, *opts(trained))
     assert_one_line_error(result, "vae.epoch.2.pt", "unreadable", code=1)
     assert digest(trained["--results-dir"]) == before
-    # Without --checkpoint the damaged newest is named and the one before it is used.
+    # Without --checkpoint the damaged ones are named and the furthest readable one is used.
+    last = trained["--checkpoint-dir"] / "last.pt"
+    last.write_bytes(b"")
     result = invoke("generate", *opts(trained))
     assert result.exit_code == 0 and "skipping damaged checkpoint vae.epoch.2.pt" in result.stderr
+    assert "skipping damaged checkpoint last.pt" in result.stderr
     result = invoke("train", "--epochs", "2", *opts(trained))
     assert result.exit_code == 0 and "Restoring model from" in result.stdout and "vae.epoch.1.pt" in result.stdout
     assert "Epoch 2 " in result.stdout
 
 
 def test_only_damaged_checkpoints_is_one_line(trained):
-    for path in trained["--checkpoint-dir"].glob("vae.epoch.*.pt"):
+    for path in trained["--checkpoint-dir"].glob("*.pt"):
         path.write_bytes(b"")
     result = invoke("train", "--epochs", "3", *opts(trained))
     assert result.exit_code == 1 and "no readable checkpoint" in result.stderr and "Traceback" not in result.output

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import signal
 
 import pytest
 import torch
+from pyro.infer import Trace_ELBO
 
 from pyro_vae import checkpoint
-from pyro_vae.errors import CheckpointError, TrainingDiverged
+from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged, WriteError
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.train import train
 
@@ -109,7 +112,7 @@ def test_fresh_archives_instead_of_deleting(paths, tiny_model, tiny_train):
     train(tiny_train, model_config=tiny_model, paths=paths)
     result = train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths, fresh=True)
     assert result.restored_from is None and [m.epoch for m in result.metrics] == [1]
-    assert sorted(p.name for p in result.archived_to.iterdir()) == ["vae.epoch.1.pt", "vae.epoch.2.pt"]
+    assert sorted(p.name for p in result.archived_to.iterdir()) == ["last.pt", "vae.epoch.1.pt", "vae.epoch.2.pt"]
     assert checkpoint.latest(paths.checkpoint_dir).name == "vae.epoch.1.pt"
 
 
@@ -145,3 +148,80 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(pat
         train(dataclasses.replace(tiny_train, epochs=3), model_config=tiny_model, paths=paths)
     assert [e for e, _ in checkpoint.list_checkpoints(paths.checkpoint_dir)] == [1]
     assert [r.epoch for r in read_history(paths.results_dir / HISTORY)] == [1]
+
+
+def _signal_at_call(monkeypatch, call: int, signum: int) -> None:
+    """Deliver `signum` to this process during the `call`-th loss evaluation."""
+    import os
+
+    from pyro.infer import Trace_ELBO
+
+    real = Trace_ELBO.differentiable_loss
+    calls = {"n": 0}
+
+    def signalling(self, model, guide, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signum)
+        return real(self, model, guide, *args, **kwargs)
+
+    monkeypatch.setattr(Trace_ELBO, "differentiable_loss", signalling)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_saves_the_position_and_resumes_exactly(tmp_path, paths, tiny_model, tiny_train, monkeypatch,
+                                                          signum, code):
+    config = dataclasses.replace(tiny_train, epochs=3, save_every=10)
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=tmp_path / "r1")
+    train(config, model_config=tiny_model, paths=straight)
+
+    interrupted = dataclasses.replace(paths, checkpoint_dir=tmp_path / "interrupted", results_dir=tmp_path / "r2")
+    original = Trace_ELBO.differentiable_loss
+    _signal_at_call(monkeypatch, 8, signum)  # 5 batches an epoch: during epoch 2, batch 3
+    with pytest.raises(Interrupted, match=r"stopped at epoch 2, batch 3 of 5 and saved .*last.pt") as info:
+        train(config, model_config=tiny_model, paths=interrupted)
+    assert info.value.exit_code == code
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    state = checkpoint.load(interrupted.checkpoint_dir / "last.pt")
+    assert state["epoch"] == 1 and state["position"]["batch"] == 3 and state["position"]["order"].shape == (80,)
+
+    monkeypatch.setattr(Trace_ELBO, "differentiable_loss", original)
+    result = train(config, model_config=tiny_model, paths=interrupted)
+    assert [m.epoch for m in result.metrics] == [2, 3]
+    a, b = _final_state(straight), _final_state(interrupted)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [m["lower_bound"] for m in a["metrics"]] == [m["lower_bound"] for m in b["metrics"]]
+
+
+def test_rolling_last_checkpoint_every_epoch(paths, tiny_model, tiny_train):
+    train(dataclasses.replace(tiny_train, epochs=3, save_every=10), model_config=tiny_model, paths=paths)
+    assert sorted(p.name for p in paths.checkpoint_dir.glob("*.pt")) == ["last.pt", "vae.epoch.3.pt"]
+    # Without the numbered checkpoint, last.pt alone carries the run.
+    (paths.checkpoint_dir / "vae.epoch.3.pt").unlink()
+    result = train(dataclasses.replace(tiny_train, epochs=4, save_every=10), model_config=tiny_model, paths=paths)
+    assert result.restored_from.name == "last.pt" and [m.epoch for m in result.metrics] == [4]
+
+
+def test_a_second_run_on_the_same_folder_is_refused(paths, tiny_model, tiny_train):
+    with checkpoint.lock(paths.checkpoint_dir):
+        with pytest.raises(CheckpointError, match=r"another training run \(pid \d+\) is using"):
+            train(tiny_train, model_config=tiny_model, paths=paths)
+    train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)  # released
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(paths, tiny_model, tiny_train, monkeypatch):
+    train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)
+    before = {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")}
+    real_save = torch.save
+
+    def full_disk(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(WriteError, match="could not write .*No space left on device"):
+        train(dataclasses.replace(tiny_train, epochs=2), model_config=tiny_model, paths=paths)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")} == before
+    assert not list(paths.checkpoint_dir.glob(".*.tmp"))

@@ -24,8 +24,10 @@ N_TEST = 100  # the highest digit exemplar index is 95
 
 
 @pytest.fixture(autouse=True)
-def _reset_state():
-    """Pyro's parameter store and every RNG are global: reset them so tests cannot leak into each other."""
+def _reset_state(tmp_path, monkeypatch):
+    """Pyro's parameter store and every RNG are global: reset them so tests cannot leak into each other.
+    Each test also runs in its own folder, so default paths (checkpoints/, results/) never touch the repo."""
+    monkeypatch.chdir(tmp_path)
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     yield

@@ -47,7 +47,7 @@ def assert_one_line_error(result, *fragments: str, code: int | None = None):
 
 
 def digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*"))}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*")) if p.is_file()}
 
 
 def test_train_prints_seed_style_epoch_lines_and_resumes(trained):
@@ -177,3 +177,48 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("train", "generate", "download"):
         assert command in result.stdout
+
+
+def test_interrupt_prints_how_to_continue_and_exits_130(dirs, monkeypatch):
+    import os
+    import signal
+
+    from pyro.infer import Trace_ELBO
+
+    real, calls = Trace_ELBO.differentiable_loss, {"n": 0}
+
+    def interrupting(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trace_ELBO, "differentiable_loss", interrupting)
+    result = invoke("train", "--epochs", "2", *TINY, *opts(dirs))
+    assert result.exit_code == 130, result.output
+    assert "SIGINT: stopped at epoch 1, batch 3 of 5 and saved" in result.stderr
+    assert "run `python cli.py train` again to continue" in result.stderr and "Traceback" not in result.output
+    monkeypatch.setattr(Trace_ELBO, "differentiable_loss", real)
+    result = invoke("train", "--epochs", "2", *opts(dirs))
+    assert result.exit_code == 0 and "(epoch 1, after batch 3)" in result.stdout
+
+
+def test_unwritable_results_keep_earlier_images(trained, monkeypatch):
+    invoke("generate", *opts(trained))
+    before = digest(trained["--results-dir"])
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    # Running as root, a read-only folder would still be writable: fail the temporary file instead.
+    monkeypatch.setattr("pyro_vae.fsutil.tempfile.mkstemp", no_space)
+    result = invoke("generate", "--seed", "5", *opts(trained))
+    assert_one_line_error(result, "could not write", "random_samples.png", "No space left on device")
+    assert digest(trained["--results-dir"]) == before
+
+
+def test_results_folder_that_is_a_file(trained, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    result = invoke("generate", "--checkpoint-dir", trained["--checkpoint-dir"], "--results-dir", blocker)
+    assert_one_line_error(result, "could not write", "not-a-folder")

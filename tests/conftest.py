@@ -53,14 +53,12 @@ def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return images
 
 
-@pytest.fixture
-def mnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder of the four MNIST IDX files, synthetic and small, that the library accepts as MNIST.
+def write_synthetic_mnist(folder: Path, *, seed: int = 0) -> dict[str, str]:
+    """Write the four MNIST files, synthetic and small, into `folder`; returns their SHA-256 sums.
 
-    The expected SHA-256 sums are patched to these files', so verification runs for real.
+    The test set's digit exemplars carry their digit's label, as in the real test set.
     """
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "mnist"
+    rng = np.random.default_rng(seed)
     train_labels = rng.integers(0, 10, size=N_TRAIN)
     test_labels = rng.integers(0, 10, size=N_TEST)
     for digit, index in enumerate(DIGIT_EXEMPLARS):
@@ -71,11 +69,17 @@ def mnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "t10k-images-idx3-ubyte": synthetic_images(test_labels, rng),
         "t10k-labels-idx1-ubyte": test_labels,
     }
-    sums = {}
-    for name, array in arrays.items():
-        path = write_idx(folder / name, array)
-        sums[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    monkeypatch.setattr(data, "SHA256", sums)
+    return {name: hashlib.sha256(write_idx(folder / name, a).read_bytes()).hexdigest() for name, a in arrays.items()}
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A synthetic MNIST folder that the library accepts as MNIST.
+
+    The expected SHA-256 sums are patched to these files', so verification runs for real.
+    """
+    folder = tmp_path / "mnist"
+    monkeypatch.setattr(data, "SHA256", write_synthetic_mnist(folder))
     monkeypatch.setenv("PYRO_VAE_DATA", str(folder))
     return folder
 

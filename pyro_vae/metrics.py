@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from pyro_vae.fsutil import atomic_write
 
 HISTORY = Path("metrics") / "history.csv"  # under the results folder
+EVALUATION = Path("metrics") / "evaluation.json"
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,10 @@ def read_history(path: Path) -> list[EpochRecord]:
                         lower_bound=float(row["lower_bound"]))
             for row in csv.DictReader(handle)
         ]
+
+
+def write_json(record: dict[str, Any], path: Path) -> Path:
+    """Write a record as indented JSON, atomically."""
+    with atomic_write(Path(path)) as handle:
+        handle.write((json.dumps(record, indent=2) + "\n").encode())
+    return Path(path)

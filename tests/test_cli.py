@@ -222,3 +222,16 @@ def test_results_folder_that_is_a_file(trained, tmp_path):
     blocker.write_text("x")
     result = invoke("generate", "--checkpoint-dir", trained["--checkpoint-dir"], "--results-dir", blocker)
     assert_one_line_error(result, "could not write", "not-a-folder")
+
+
+def test_evaluate_prints_and_writes_the_same_figures_twice(trained):
+    import json
+
+    args = ["evaluate", "--particles", "20", "--batch-size", "50", *opts(trained)]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert "log p(x) (IS)" in first.stdout and "100 test images, 20 particles" in first.stdout
+    record = json.loads((trained["--results-dir"] / "metrics" / "evaluation.json").read_text())
+    assert record["log_likelihood"] >= record["elbo"] and record["images"] == 100
+    assert invoke(*args).stdout == first.stdout  # same seed, same figures
+    assert_one_line_error(invoke("evaluate", "--particles", "0", *opts(trained)), "--particles")

@@ -97,6 +97,15 @@ DataDir = typer.Option(None, help="MNIST folder [default: $PYRO_VAE_DATA or data
 CheckpointDir = typer.Option(Paths.checkpoint_dir, help="Where checkpoints are written and found.")
 ResultsDir = typer.Option(Paths.results_dir, help="Where images and metrics/history.csv are written.")
 Device = typer.Option(DeviceName.auto, help="auto, cpu or cuda (auto picks CUDA when present).")
+CheckpointFile = typer.Option(None, help="Checkpoint file [default: the furthest in --checkpoint-dir].")
+
+
+def _load(checkpoint: Optional[Path], checkpoint_dir: Path, device: DeviceName, **sizes: Optional[int]) -> Any:
+    """The VAE of `checkpoint` (default: the furthest readable one), on the chosen device."""
+    from pyro_vae import checkpoint as ckpt
+    from pyro_vae.runtime import resolve_device
+
+    return ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device.value), **sizes)
 
 
 @app.command()
@@ -164,13 +173,11 @@ def generate(
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
 ) -> None:
     """Generate grids of digits from a trained checkpoint."""
-    from pyro_vae import checkpoint as ckpt, generate as gen, images
-    from pyro_vae.runtime import resolve_device
+    from pyro_vae import generate as gen, images
 
     config = GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=_int_list(digits, "--digits"),
                             indices=_int_list(index, "--index"))
-    vae, _ = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device.value),
-                           z_dim=z_dim, hidden_dim=hidden_dim)
+    vae, _ = _load(checkpoint, checkpoint_dir, device, z_dim=z_dim, hidden_dim=hidden_dim)
     drawn = gen.samples(vae, mode.value, config, data_dir=data_dir or default_data_dir())
     for name, x_probs in drawn.items():
         typer.echo(f"wrote {images.save_grid(x_probs, results_dir / f'{name}.png', scale=config.scale)}")
@@ -181,18 +188,18 @@ def evaluate(
     particles: int = typer.Option(1000, help="Importance samples per image for log p(x)."),
     batch_size: int = typer.Option(100, help="Test images per batch (memory: particles x batch x 784 floats)."),
     seed: int = typer.Option(0, help="Random seed: same seed, same figures."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: the furthest in --checkpoint-dir]."),
+    checkpoint: Optional[Path] = CheckpointFile,
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
 ) -> None:
     """Test-set ELBO and importance-sampled log-likelihood, per image in nats."""
-    from pyro_vae import checkpoint as ckpt, data, evaluate as ev
+    from pyro_vae import data, evaluate as ev
     from pyro_vae.metrics import EVALUATION, write_json
-    from pyro_vae.runtime import resolve_device, seed_all
+    from pyro_vae.runtime import seed_all
 
     if particles < 1 or batch_size < 1:
         raise typer.BadParameter("--particles and --batch-size must be at least 1")
-    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device.value))
+    vae, path = _load(checkpoint, checkpoint_dir, device)
     images, _ = data.ensure_split(data_dir or default_data_dir(), "test")
     x = data.binarized_test_images(images).to(next(vae.parameters()).device)
     seed_all(seed)
@@ -202,6 +209,55 @@ def evaluate(
     typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
     out = write_json({"checkpoint": str(path), "seed": seed, **vars(result)}, results_dir / EVALUATION)
     typer.echo(f"wrote {out}")
+
+
+def _test_images(data_dir: Optional[Path], indices: list[int]) -> Any:
+    """The binarized test images at `indices`, checked to exist: (len(indices), 784)."""
+    from pyro_vae import data
+
+    images, _ = data.ensure_split(data_dir or default_data_dir(), "test")
+    for i in indices:
+        if not 0 <= i < len(images):
+            raise typer.BadParameter(f"test image {i} does not exist: there are {len(images)} (0 to {len(images) - 1})")
+    return data.binarized_test_images(images)[indices]
+
+
+@app.command()
+def reconstruct(
+    n: int = typer.Option(50, min=1, max=1000, help="Test images to reconstruct (the first n)."),
+    scale: int = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale."),
+    checkpoint: Optional[Path] = CheckpointFile,
+    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
+    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+) -> None:
+    """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
+    from pyro_vae import generate as gen, images
+
+    vae, _ = _load(checkpoint, checkpoint_dir, device)
+    x = _test_images(data_dir, list(range(n))).to(next(vae.parameters()).device)
+    pairs = gen.reconstructions(vae, x, cols=10)
+    typer.echo(f"wrote {images.save_grid(pairs, results_dir / 'reconstructions.png', scale=scale, cols=10)}")
+
+
+@app.command()
+def interpolate(
+    from_index: int = typer.Option(3, help="Test image to start from (3 is a 0)."),
+    to_index: int = typer.Option(2, help="Test image to end at (2 is a 1)."),
+    steps: int = typer.Option(10, min=2, max=200, help="Points on the line, ends included."),
+    scale: int = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale."),
+    checkpoint: Optional[Path] = CheckpointFile,
+    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
+    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+) -> None:
+    """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
+    from pyro_vae import generate as gen, images
+
+    vae, _ = _load(checkpoint, checkpoint_dir, device)
+    x = _test_images(data_dir, [from_index, to_index]).to(next(vae.parameters()).device)
+    line = gen.interpolation(vae, x[0], x[1], steps=steps)
+    stem = results_dir / f"interpolation_{from_index}_{to_index}"
+    typer.echo(f"wrote {images.save_grid(line, stem.with_suffix('.png'), scale=scale, cols=steps)}")
+    typer.echo(f"wrote {images.save_animation(line, stem.with_suffix('.gif'), scale=scale * 4)}")
 
 
 def main() -> None:

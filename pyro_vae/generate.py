@@ -74,3 +74,33 @@ def samples(vae: VAE, mode: str, config: GenerateConfig, *, data_dir: Path) -> d
     x = data.binarized_test_images(images)[list(chosen.values())].to(device)
     drawn = guide_samples(vae, x, n=config.n, noise=config.noise)
     return {name: drawn[k] for k, name in enumerate(chosen)}
+
+
+@torch.no_grad()
+def reconstructions(vae: VAE, x: torch.Tensor, *, cols: int = 10) -> torch.Tensor:
+    """Images and their reconstructions (decoded guide means), arranged for a grid of `cols`:
+    each row of originals is followed by the row of their reconstructions.
+
+    Args:
+        x: (n, 784) float in {0, 1}.
+    Returns:
+        (2 * n, 784) pixel values in [0, 1].
+    """
+    z_loc, _ = vae.encoder(x)
+    decoded = torch.sigmoid(vae.decoder(z_loc))
+    rows = [t for first in range(0, len(x), cols) for t in (x[first : first + cols], decoded[first : first + cols])]
+    return torch.cat(rows)
+
+
+@torch.no_grad()
+def interpolation(vae: VAE, x_from: torch.Tensor, x_to: torch.Tensor, *, steps: int) -> torch.Tensor:
+    """Decode evenly spaced points on the straight line between two images' encodings (guide means).
+
+    Args:
+        x_from, x_to: (784,) float in {0, 1}.
+    Returns:
+        (steps, 784) pixel probabilities, from `x_from`'s end to `x_to`'s.
+    """
+    z_loc, _ = vae.encoder(torch.stack([x_from, x_to]))
+    t = torch.linspace(0, 1, steps, device=z_loc.device).unsqueeze(-1)  # (steps, 1)
+    return torch.sigmoid(vae.decoder((1 - t) * z_loc[0] + t * z_loc[1]))

@@ -32,16 +32,34 @@ def grid(x_probs: torch.Tensor, *, cols: int | None = None) -> np.ndarray:
     return canvas.reshape(rows * IMAGE_SIZE, cols * IMAGE_SIZE)
 
 
+def _image(pixels: np.ndarray, scale: int) -> Image.Image:
+    image = Image.fromarray(pixels)  # 2-d uint8: greyscale
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    return image
+
+
 def save_grid(x_probs: torch.Tensor, path: Path, *, scale: int = 1, cols: int | None = None) -> Path:
     """Write `grid(x_probs)` as a greyscale PNG, each pixel `scale` x `scale`, atomically.
 
     Args:
         x_probs: (n, 784) float in [0, 1].
     """
-    image = Image.fromarray(grid(x_probs, cols=cols))  # 2-d uint8: greyscale
-    if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     path = Path(path)
     with atomic_write(path) as handle:
-        image.save(handle, format="PNG")
+        _image(grid(x_probs, cols=cols), scale).save(handle, format="PNG")
+    return path
+
+
+def save_animation(x_probs: torch.Tensor, path: Path, *, scale: int = 1, frame_ms: int = 120) -> Path:
+    """Write the images as the frames of a looping GIF (there and back), atomically.
+
+    Args:
+        x_probs: (frames, 784) float in [0, 1].
+    """
+    frames = [_image(grid(x[None], cols=1), scale) for x in x_probs]
+    frames = frames + frames[-2:0:-1]  # back again, so the loop has no jump
+    path = Path(path)
+    with atomic_write(path) as handle:
+        frames[0].save(handle, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return path

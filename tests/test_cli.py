@@ -235,3 +235,19 @@ def test_evaluate_prints_and_writes_the_same_figures_twice(trained):
     assert record["log_likelihood"] >= record["elbo"] and record["images"] == 100
     assert invoke(*args).stdout == first.stdout  # same seed, same figures
     assert_one_line_error(invoke("evaluate", "--particles", "0", *opts(trained)), "--particles")
+
+
+def test_reconstruct_and_interpolate_write_their_pictures(trained):
+    result = invoke("reconstruct", "--n", "20", "--scale", "1", *opts(trained))
+    assert result.exit_code == 0, result.output
+    with Image.open(trained["--results-dir"] / "reconstructions.png") as image:
+        assert image.size == (280, 4 * 28)  # 2 rows of originals, each above its reconstructions
+    result = invoke("interpolate", "--from-index", "3", "--to-index", "7", "--steps", "6", "--scale", "1",
+                    *opts(trained))
+    assert result.exit_code == 0, result.output
+    with Image.open(trained["--results-dir"] / "interpolation_3_7.png") as image:
+        assert image.size == (6 * 28, 28)
+    with Image.open(trained["--results-dir"] / "interpolation_3_7.gif") as gif:
+        assert gif.n_frames == 6 + 4 and gif.size == (4 * 28, 4 * 28)  # there and back
+    assert_one_line_error(invoke("interpolate", "--to-index", "100", *opts(trained)), "test image 100 does not exist")
+    assert_one_line_error(invoke("reconstruct", "--n", "0", *opts(trained)), "--n")

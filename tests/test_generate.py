@@ -7,7 +7,8 @@ import torch
 
 from pyro_vae.config import GenerateConfig
 from pyro_vae.errors import ConfigError
-from pyro_vae.generate import guide_samples, prior_samples, samples
+from pyro_vae.generate import guide_samples, interpolation, prior_samples, samples
+from pyro_vae.generate import reconstructions as reconstructions_of
 from pyro_vae.model import VAE
 
 
@@ -63,3 +64,21 @@ def test_guide_samples_stay_with_their_image(vae):
 def test_index_out_of_range(vae, mnist_dir):
     with pytest.raises(ConfigError, match="--index 5000 is out of range"):
         samples(vae, "digit", GenerateConfig(indices=(5000,)), data_dir=mnist_dir)
+
+
+def test_reconstructions_put_each_row_above_its_reconstruction(vae):
+    x = torch.bernoulli(torch.full((13, 784), 0.3))
+    pairs = reconstructions_of(vae, x, cols=10)
+    assert pairs.shape == (26, 784)
+    assert torch.equal(pairs[:10], x[:10]) and torch.equal(pairs[20:23], x[10:])
+    expected = torch.sigmoid(vae.decoder(vae.encoder(x)[0])).detach()
+    assert torch.allclose(pairs[10:20], expected[:10]) and torch.allclose(pairs[23:], expected[10:])
+
+
+def test_interpolation_runs_from_one_encoding_to_the_other(vae):
+    a, b = torch.zeros(784), torch.ones(784)
+    line = interpolation(vae, a, b, steps=5)
+    ends = torch.sigmoid(vae.decoder(vae.encoder(torch.stack([a, b]))[0])).detach()
+    assert line.shape == (5, 784)
+    assert torch.allclose(line[0], ends[0], atol=1e-6) and torch.allclose(line[-1], ends[1], atol=1e-6)
+    assert not torch.allclose(line[2], line[0])

@@ -260,6 +260,33 @@ def interpolate(
     typer.echo(f"wrote {images.save_animation(line, stem.with_suffix('.gif'), scale=scale * 4)}")
 
 
+@app.command()
+def quiz(
+    real_fraction: float = typer.Option(0.5, help="Share of the 100 cells showing real test digits."),
+    noise: float = typer.Option(0.7, help="Spread of the generated digits' guide (the seed's 0.7)."),
+    seed: int = typer.Option(0, help="Random seed: same seed, same quiz."),
+    scale: int = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale."),
+    checkpoint: Optional[Path] = CheckpointFile,
+    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
+    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+) -> None:
+    """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
+    from pyro_vae import data, generate as gen, images
+    from pyro_vae.metrics import write_json
+
+    config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
+    vae, path = _load(checkpoint, checkpoint_dir, device)
+    test, _ = data.ensure_split(data_dir or default_data_dir(), "test")
+    shown, answers = gen.quiz(vae, test, data.binarized_test_images(test), cells=100, real_fraction=real_fraction,
+                              noise=config.noise, seed=config.seed)
+    folder = results_dir / "quiz"
+    typer.echo(f"wrote {images.save_grid(shown, folder / 'quiz.png', scale=scale)}")
+    marked = [not answer["real"] for answer in answers]
+    typer.echo(f"wrote {images.save_marked_grid(shown, marked, folder / 'answers.png', scale=scale)} (generated: red)")
+    record = {"checkpoint": str(path), "seed": seed, "noise": noise, "real_fraction": real_fraction, "cells": answers}
+    typer.echo(f"wrote {write_json(record, folder / 'answers.json')}")
+
+
 def main() -> None:
     """Console entry point `pyro-vae`."""
     app()

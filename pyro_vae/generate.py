@@ -104,3 +104,34 @@ def interpolation(vae: VAE, x_from: torch.Tensor, x_to: torch.Tensor, *, steps: 
     z_loc, _ = vae.encoder(torch.stack([x_from, x_to]))
     t = torch.linspace(0, 1, steps, device=z_loc.device).unsqueeze(-1)  # (steps, 1)
     return torch.sigmoid(vae.decoder((1 - t) * z_loc[0] + t * z_loc[1]))
+
+
+@torch.no_grad()
+def quiz(vae: VAE, images: torch.Tensor, binarized: torch.Tensor, *, cells: int, real_fraction: float,
+         noise: float, seed: int) -> tuple[torch.Tensor, list[dict]]:
+    """The blog's game: real test digits and generated ones at random places.
+
+    A generated cell encodes a randomly chosen test image and decodes one draw of the guide
+    widened by `noise`; a real cell shows another test image as it is.
+
+    Args:
+        images: (n, 784) uint8 test images; binarized: the same, binarized (what the guide sees).
+    Returns:
+        (cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
+    """
+    if not 0.0 <= real_fraction <= 1.0:
+        raise ConfigError(f"--real-fraction must be between 0 and 1, got {real_fraction}")
+    seed_all(seed)
+    generator = torch.Generator().manual_seed(seed)
+    n_real = round(cells * real_fraction)
+    real = torch.zeros(cells, dtype=torch.bool)
+    real[torch.randperm(cells, generator=generator)[:n_real]] = True
+    sources = torch.randperm(len(images), generator=generator)[:cells]  # a distinct test image per cell
+    device = next(vae.parameters()).device
+    shown = images[sources].float().div(255).to(device)
+    fake = ~real.to(device)
+    if fake.any():
+        drawn = guide_samples(vae, binarized[sources].to(device)[fake], n=1, noise=noise)  # (k, 1, 784)
+        shown[fake] = drawn[:, 0]
+    answers = [{"cell": k, "real": bool(real[k]), "test_index": int(sources[k])} for k in range(cells)]
+    return shown, answers

@@ -33,7 +33,7 @@ def grid(x_probs: torch.Tensor, *, cols: int | None = None) -> np.ndarray:
 
 
 def _image(pixels: np.ndarray, scale: int) -> Image.Image:
-    image = Image.fromarray(pixels)  # 2-d uint8: greyscale
+    image = Image.fromarray(pixels)  # (h, w) uint8: greyscale; (h, w, 3): RGB
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     return image
@@ -62,4 +62,26 @@ def save_animation(x_probs: torch.Tensor, path: Path, *, scale: int = 1, frame_m
     path = Path(path)
     with atomic_write(path) as handle:
         frames[0].save(handle, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return path
+
+
+def save_marked_grid(x_probs: torch.Tensor, marked: list[bool], path: Path, *, scale: int = 1,
+                     cols: int | None = None) -> Path:
+    """`save_grid`, with a red frame around every marked cell (RGB PNG), atomically.
+
+    Args:
+        x_probs: (n, 784) float in [0, 1]; marked: n flags.
+    """
+    grey = grid(x_probs, cols=cols)
+    cols = cols or math.ceil(math.sqrt(len(x_probs)))
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    for k, flag in enumerate(marked):
+        if flag:
+            top, left = (k // cols) * IMAGE_SIZE, (k % cols) * IMAGE_SIZE
+            cell = rgb[top : top + IMAGE_SIZE, left : left + IMAGE_SIZE]
+            for edge in (cell[0], cell[-1], cell[:, 0], cell[:, -1]):
+                edge[:] = (255, 0, 0)
+    path = Path(path)
+    with atomic_write(path) as handle:
+        _image(rgb, scale).save(handle, format="PNG")
     return path

@@ -251,3 +251,33 @@ def test_reconstruct_and_interpolate_write_their_pictures(trained):
         assert gif.n_frames == 6 + 4 and gif.size == (4 * 28, 4 * 28)  # there and back
     assert_one_line_error(invoke("interpolate", "--to-index", "100", *opts(trained)), "test image 100 does not exist")
     assert_one_line_error(invoke("reconstruct", "--n", "0", *opts(trained)), "--n")
+
+
+def test_quiz_mixes_real_and_generated_and_keeps_the_answers(trained, mnist_dir):
+    import json
+
+    import numpy as np
+
+    from pyro_vae import data
+
+    result = invoke("quiz", "--real-fraction", "0.3", "--scale", "1", *opts(trained))
+    assert result.exit_code == 0, result.output
+    folder = trained["--results-dir"] / "quiz"
+    answers = json.loads((folder / "answers.json").read_text())["cells"]
+    assert len(answers) == 100 and sum(a["real"] for a in answers) == 30
+    with Image.open(folder / "quiz.png") as image:
+        pixels = np.asarray(image)
+    test, _ = data.load_split(mnist_dir, "test")
+    for a in answers:
+        row, col = divmod(a["cell"], 10)
+        cell = pixels[row * 28 : row * 28 + 28, col * 28 : col * 28 + 28].reshape(-1)
+        original = test[a["test_index"]].numpy()
+        assert (cell == original).all() == a["real"]  # real cells show the test image itself
+    with Image.open(folder / "answers.png") as image:
+        marked = np.asarray(image.convert("RGB"))
+    red = lambda k: tuple(marked[(k // 10) * 28, (k % 10) * 28 + 5]) == (255, 0, 0)  # noqa: E731
+    assert all(red(a["cell"]) != a["real"] for a in answers)
+    first = digest(folder)
+    invoke("quiz", "--real-fraction", "0.3", "--scale", "1", *opts(trained))
+    assert digest(folder) == first  # same seed, same quiz
+    assert_one_line_error(invoke("quiz", "--real-fraction", "1.5", *opts(trained)), "--real-fraction")

@@ -97,6 +97,7 @@ DataDir = typer.Option(None, help="MNIST folder [default: $PYRO_VAE_DATA or data
 CheckpointDir = typer.Option(Paths.checkpoint_dir, help="Where checkpoints are written and found.")
 ResultsDir = typer.Option(Paths.results_dir, help="Where images and metrics/history.csv are written.")
 Device = typer.Option(DeviceName.auto, help="auto, cpu or cuda (auto picks CUDA when present).")
+PictureScale = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale.")
 CheckpointFile = typer.Option(None, help="Checkpoint file [default: the furthest in --checkpoint-dir].")
 
 
@@ -185,23 +186,20 @@ def generate(
 
 @app.command()
 def evaluate(
-    particles: int = typer.Option(1000, help="Importance samples per image for log p(x)."),
-    batch_size: int = typer.Option(100, help="Test images per batch (memory: particles x batch x 784 floats)."),
+    particles: int = typer.Option(1000, min=1, help="Importance samples per image for log p(x)."),
+    batch_size: int = typer.Option(100, min=1, help="Test images per batch (memory: particles x batch x 784 floats)."),
     seed: int = typer.Option(0, help="Random seed: same seed, same figures."),
     checkpoint: Optional[Path] = CheckpointFile,
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
 ) -> None:
     """Test-set ELBO and importance-sampled log-likelihood, per image in nats."""
-    from pyro_vae import data, evaluate as ev
+    from pyro_vae import evaluate as ev
     from pyro_vae.metrics import EVALUATION, write_json
     from pyro_vae.runtime import seed_all
 
-    if particles < 1 or batch_size < 1:
-        raise typer.BadParameter("--particles and --batch-size must be at least 1")
     vae, path = _load(checkpoint, checkpoint_dir, device)
-    images, _ = data.ensure_split(data_dir or default_data_dir(), "test")
-    x = data.binarized_test_images(images).to(next(vae.parameters()).device)
+    x = _test_images(data_dir, None, device=next(vae.parameters()).device)
     seed_all(seed)
     result = ev.evaluate(vae, x, particles=particles, batch_size=batch_size)
     typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
@@ -211,21 +209,22 @@ def evaluate(
     typer.echo(f"wrote {out}")
 
 
-def _test_images(data_dir: Optional[Path], indices: list[int]) -> Any:
-    """The binarized test images at `indices`, checked to exist: (len(indices), 784)."""
+def _test_images(data_dir: Optional[Path], indices: Optional[list[int]], *, device: Any) -> Any:
+    """The binarized test set (fixed seed), or the images at `indices`, on `device`: (n, 784)."""
     from pyro_vae import data
 
     images, _ = data.ensure_split(data_dir or default_data_dir(), "test")
-    for i in indices:
+    for i in indices or []:
         if not 0 <= i < len(images):
             raise typer.BadParameter(f"test image {i} does not exist: there are {len(images)} (0 to {len(images) - 1})")
-    return data.binarized_test_images(images)[indices]
+    x = data.binarized_test_images(images)
+    return (x if indices is None else x[indices]).to(device)
 
 
 @app.command()
 def reconstruct(
     n: int = typer.Option(50, min=1, max=1000, help="Test images to reconstruct (the first n)."),
-    scale: int = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale."),
+    scale: int = PictureScale,
     checkpoint: Optional[Path] = CheckpointFile,
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
@@ -234,7 +233,7 @@ def reconstruct(
     from pyro_vae import generate as gen, images
 
     vae, _ = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, list(range(n))).to(next(vae.parameters()).device)
+    x = _test_images(data_dir, list(range(n)), device=next(vae.parameters()).device)
     pairs = gen.reconstructions(vae, x, cols=10)
     typer.echo(f"wrote {images.save_grid(pairs, results_dir / 'reconstructions.png', scale=scale, cols=10)}")
 
@@ -244,7 +243,7 @@ def interpolate(
     from_index: int = typer.Option(3, help="Test image to start from (3 is a 0)."),
     to_index: int = typer.Option(2, help="Test image to end at (2 is a 1)."),
     steps: int = typer.Option(10, min=2, max=200, help="Points on the line, ends included."),
-    scale: int = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale."),
+    scale: int = PictureScale,
     checkpoint: Optional[Path] = CheckpointFile,
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
@@ -253,7 +252,7 @@ def interpolate(
     from pyro_vae import generate as gen, images
 
     vae, _ = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, [from_index, to_index]).to(next(vae.parameters()).device)
+    x = _test_images(data_dir, [from_index, to_index], device=next(vae.parameters()).device)
     line = gen.interpolation(vae, x[0], x[1], steps=steps)
     stem = results_dir / f"interpolation_{from_index}_{to_index}"
     typer.echo(f"wrote {images.save_grid(line, stem.with_suffix('.png'), scale=scale, cols=steps)}")
@@ -265,7 +264,7 @@ def quiz(
     real_fraction: float = typer.Option(0.5, help="Share of the 100 cells showing real test digits."),
     noise: float = typer.Option(0.7, help="Spread of the generated digits' guide (the seed's 0.7)."),
     seed: int = typer.Option(0, help="Random seed: same seed, same quiz."),
-    scale: int = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale."),
+    scale: int = PictureScale,
     checkpoint: Optional[Path] = CheckpointFile,
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import pickle
@@ -147,13 +148,21 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path,
     return found
 
 
-def save(state: dict[str, Any], path: Path) -> Path:
-    """Write `state` atomically to `path`; an existing file is replaced only once the new one is whole."""
+def save(state: dict[str, Any], path: Path, *more: Path) -> Path:
+    """Write `state` atomically to `path` (and to each of `more`); an existing file is replaced
+    only once the new one is whole. The state is serialized once, however many files get it.
+
+    Returns `path`.
+    """
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}")
-    with atomic_write(Path(path)) as handle:
-        torch.save(state, handle)
+    buffer = io.BytesIO()
+    for target in (path, *more):
+        with atomic_write(Path(target)) as handle:
+            if not buffer.tell():  # inside the first write, so its failures get the same error
+                torch.save(state, buffer)
+            handle.write(buffer.getbuffer())
     return Path(path)
 
 

@@ -263,9 +263,9 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
         log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
         return result
 
-    def save(path: Path, *, epoch: int, at: Position | None = None) -> Path:
+    def save(*targets: Path, epoch: int, at: Position | None = None) -> Path:
         return checkpoint.save(_state(epoch=epoch, vae=vae, optimizer=optimizer, train_config=train_config,
-                                      generator=generator, metrics=metrics, position=at), path)
+                                      generator=generator, metrics=metrics, position=at), *targets)
 
     last = paths.checkpoint_dir / checkpoint.LAST
     n_images = len(images)
@@ -301,14 +301,15 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
             write_history(metrics, paths.results_dir / HISTORY)
             if bar is not None:
                 bar.advance(0)
+            # last.pt is rolling, so a power cut or kill -9 costs at most the epoch in progress.
             if epoch % train_config.save_every == 0 or epoch == train_config.epochs:
-                path = save(checkpoint.path_for(paths.checkpoint_dir, epoch), epoch=epoch)
+                path = save(checkpoint.path_for(paths.checkpoint_dir, epoch), last, epoch=epoch)
                 result.saved.append(path)
                 for old in checkpoint.prune(paths.checkpoint_dir, keep=train_config.keep):
                     log.debug("removed old checkpoint %s", old)
                 log.info("Saved %s", path)
-            # Rolling, so a power cut or kill -9 costs at most the epoch in progress.
-            save(last, epoch=epoch)
+            else:
+                save(last, epoch=epoch)
             if request.signum is not None:
                 raise _interrupted(request.signum, f"after epoch {epoch}", last)
     return result

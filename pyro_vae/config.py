@@ -13,12 +13,15 @@ from pathlib import Path
 from pyro_vae.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
+OBJECTIVES = ("elbo", "iwae")
+TRAIN_IMAGES = 60_000  # MNIST's training split; a validation split is carved from its end
 MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 # Generous bounds that catch typos (an extra zero or three) before they become an allocation
 # failure deep inside torch.
 MAX_Z_DIM = 1024
 MAX_HIDDEN_DIM = 8192
 MAX_N = 10_000
+MAX_PARTICLES = 10_000
 MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 
@@ -60,6 +63,16 @@ class TrainConfig:
     save_every: int = 100
     keep: int = 10
     precision: str = "fp32"  # bf16: autocast matrix products, fp32 master weights
+    objective: str = "elbo"  # or "iwae", the importance-weighted bound
+    particles: int = 1  # z draws per image in the objective
+    lr_decay: float = 1.0  # the learning rate of epoch e is lr * lr_decay ** (e - 1)
+    valid_size: int = 0  # training images held out (from the end) to pick the best checkpoint
+    eval_every: int = 0  # evaluate on the test (and validation) images every N epochs; 0: never
+    eval_particles: int = 100  # importance samples per image in those evaluations
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of `epoch` (1-based) under the exponential schedule."""
+        return self.lr * self.lr_decay ** (epoch - 1)
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
@@ -72,6 +85,20 @@ class TrainConfig:
         _require(self.keep >= 1, f"--keep must be at least 1, got {self.keep}")
         _require(self.precision in PRECISIONS,
                  f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _require(self.objective in OBJECTIVES,
+                 f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        _require(1 <= self.particles <= MAX_PARTICLES,
+                 f"--particles must be between 1 and {MAX_PARTICLES}, got {self.particles}")
+        _require(math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1,
+                 f"--lr-decay must be above 0 and at most 1 (1: constant), got {self.lr_decay}")
+        _require(0 <= self.valid_size < TRAIN_IMAGES,
+                 f"--valid-size must be between 0 and {TRAIN_IMAGES - 1}, got {self.valid_size}")
+        _require(self.eval_every >= 0, f"--eval-every must be 0 (never) or more, got {self.eval_every}")
+        _require(1 <= self.eval_particles <= MAX_PARTICLES,
+                 f"--eval-particles must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
+        _require(self.valid_size == 0 or self.eval_every > 0,
+                 "--valid-size needs --eval-every N: the validation images are scored every N epochs "
+                 "to keep the best checkpoint")
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyro
-import pyro.poutine as poutine
 import torch
 
 from pyro_vae.model import VAE
-
-PARTICLES_PLATE = "particles"
+from pyro_vae.objectives import iwae_bound, log_weights
+from pyro_vae.runtime import isolated_rng
 
 
 @dataclass(frozen=True)
@@ -32,28 +31,7 @@ class Evaluation:
     log_likelihood_se: float
 
 
-@torch.no_grad()
-def log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:
-    """log p(x, z_k) - log q(z_k | x) for `particles` draws z_k from the guide, vectorised.
-
-    Args:
-        x: (batch, 784) float in {0, 1}.
-    Returns:
-        (particles, batch) log importance weights.
-    """
-    with pyro.plate(PARTICLES_PLATE, particles, dim=-2):
-        guide_trace = poutine.trace(vae.guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
-    weights = torch.zeros(particles, x.shape[0], device=x.device)
-    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        trace.compute_log_prob()
-        for site in trace.nodes.values():
-            if site["type"] == "sample":
-                weights = weights + sign * site["log_prob"]  # each (particles, batch) or broadcastable
-    return weights
-
-
-def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, batch_size: int = 100, chunk: int = 250,
+def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = 100, chunk: int = 250,
              on_batch: Callable[[int], None] | None = None) -> Evaluation:
     """ELBO (mean of the log weights) and log-likelihood (their log-mean-exp) over all images.
 
@@ -61,20 +39,23 @@ def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, batch_size: int = 100
 
     Args:
         x: (n, 784) float in {0, 1}.
+        seed: the draws' seed (same seed, same figures); the global generators are restored after.
         on_batch: called with the number of images done after every batch (a progress bar).
     """
+    was_training = vae.training
     vae.eval()
     elbos, lls = [], []
-    with pyro.validation_enabled(False):
+    with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed):
         for first in range(0, len(x), batch_size):
             batch = x[first : first + batch_size]
             parts = [log_weights(vae, batch, particles=min(chunk, particles - done))
                      for done in range(0, particles, chunk)]
             weights = torch.cat(parts)  # (particles, batch)
             elbos.append(weights.mean(0))
-            lls.append(torch.logsumexp(weights, 0) - math.log(particles))
+            lls.append(iwae_bound(weights))
             if on_batch is not None:
                 on_batch(first + len(batch))
+    vae.train(was_training)
     elbo, ll = torch.cat(elbos).double(), torch.cat(lls).double()
     n = len(elbo)
     se = lambda values: (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731

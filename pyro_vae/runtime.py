@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,18 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Run a block seeded with `seed`, then put every global generator back as it was: an
+    evaluation in the middle of training leaves the training's random stream untouched."""
+    saved = get_rng_state()
+    seed_all(seed)
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 def get_rng_state() -> dict[str, Any]:

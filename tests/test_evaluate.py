@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pyro_vae.config import ModelConfig
-from pyro_vae.evaluate import evaluate, log_weights
+from pyro_vae.evaluate import evaluate
+from pyro_vae.objectives import log_weights
 from pyro_vae.model import VAE
 
 

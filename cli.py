@@ -6,9 +6,11 @@ inside the commands, so `--help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -82,6 +84,11 @@ class Precision(str, enum.Enum):
     bf16 = "bf16"
 
 
+class Objective(str, enum.Enum):
+    elbo = "elbo"
+    iwae = "iwae"
+
+
 class Mode(str, enum.Enum):
     prior = "prior"
     digit = "digit"
@@ -133,6 +140,12 @@ def train(
     keep: int = typer.Option(TrainConfig.keep, help="Keep the newest N checkpoints."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over; earlier checkpoints move to an archive folder."),
     precision: Precision = typer.Option(Precision.fp32, help="bf16: autocast with fp32 master weights, where the hardware has it."),
+    objective: Optional[Objective] = typer.Option(None, help="elbo, or iwae: the importance-weighted bound [default: elbo]."),
+    particles: Optional[int] = typer.Option(None, help="z draws per image in the objective (iwae's k) [default: 1]."),
+    lr_decay: Optional[float] = typer.Option(None, help="Multiply the learning rate by this every epoch [default: 1, constant]."),
+    valid_size: Optional[int] = typer.Option(None, help="Hold out the last N training images; keep best.pt by their log p(x) [default: 0]."),
+    eval_every: Optional[int] = typer.Option(None, help="Score the test (and validation) images every N epochs; 0: never [default: 0]."),
+    eval_particles: Optional[int] = typer.Option(None, help=f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}]."),
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
 ) -> None:
@@ -141,7 +154,10 @@ def train(
     from pyro_vae.train import train as run_training
 
     # Options left unset (None) are not "given": a resumed run takes them from its checkpoint.
-    given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed).items() if v is not None}
+    given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective and objective.value,
+                                   particles=particles, lr_decay=lr_decay, valid_size=valid_size,
+                                   eval_every=eval_every, eval_particles=eval_particles).items()
+             if v is not None}
     sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
     train_config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value, **given)
     paths = Paths(data_dir=data_dir or default_data_dir(), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
@@ -196,17 +212,29 @@ def evaluate(
     """Test-set ELBO and importance-sampled log-likelihood, per image in nats."""
     from pyro_vae import evaluate as ev
     from pyro_vae.metrics import EVALUATION, write_json
-    from pyro_vae.runtime import seed_all
 
     vae, path = _load(checkpoint, checkpoint_dir, device)
     x = _test_images(data_dir, None, device=next(vae.parameters()).device)
-    seed_all(seed)
-    result = ev.evaluate(vae, x, particles=particles, batch_size=batch_size)
+    with _progress_bar(len(x), "test images", enabled=sys.stdout.isatty()) as done:
+        result = ev.evaluate(vae, x, particles=particles, seed=seed, batch_size=batch_size, on_batch=done)
     typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
     typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
     typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
     out = write_json({"checkpoint": str(path), "seed": seed, **vars(result)}, results_dir / EVALUATION)
     typer.echo(f"wrote {out}")
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, what: str, *, enabled: bool) -> Iterator[Optional[Callable[[int], None]]]:
+    """A transient rich bar on terminals; yields a callback taking how many are done, or None."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def _test_images(data_dir: Optional[Path], indices: Optional[list[int]], *, device: Any) -> Any:
@@ -217,7 +245,7 @@ def _test_images(data_dir: Optional[Path], indices: Optional[list[int]], *, devi
     for i in indices or []:
         if not 0 <= i < len(images):
             raise typer.BadParameter(f"test image {i} does not exist: there are {len(images)} (0 to {len(images) - 1})")
-    x = data.binarized_test_images(images)
+    x = data.binarize_once(images)
     return (x if indices is None else x[indices]).to(device)
 
 
@@ -276,7 +304,7 @@ def quiz(
     config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
     vae, path = _load(checkpoint, checkpoint_dir, device)
     test, _ = data.ensure_split(data_dir or default_data_dir(), "test")
-    shown, answers = gen.quiz(vae, test, data.binarized_test_images(test), cells=100, real_fraction=real_fraction,
+    shown, answers = gen.quiz(vae, test, data.binarize_once(test), cells=100, real_fraction=real_fraction,
                               noise=config.noise, seed=config.seed)
     folder = results_dir / "quiz"
     typer.echo(f"wrote {images.save_grid(shown, folder / 'quiz.png', scale=scale)}")
@@ -284,6 +312,16 @@ def quiz(
     typer.echo(f"wrote {images.save_marked_grid(shown, marked, folder / 'answers.png', scale=scale)} (generated: red)")
     record = {"checkpoint": str(path), "seed": seed, "noise": noise, "real_fraction": real_fraction, "cells": answers}
     typer.echo(f"wrote {write_json(record, folder / 'answers.json')}")
+
+
+@app.command()
+def plot(results_dir: Path = ResultsDir) -> None:
+    """Draw the training curves of results/metrics/history.csv to results/metrics/curves.png."""
+    from pyro_vae.metrics import HISTORY, read_history
+    from pyro_vae.plots import CURVES, plot_history
+
+    records = read_history(results_dir / HISTORY)
+    typer.echo(f"wrote {plot_history(records, results_dir / CURVES)} ({len(records)} epochs)")
 
 
 def main() -> None:

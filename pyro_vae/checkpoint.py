@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
+BEST = "best.pt"  # by validation log-likelihood, with --valid-size
 LOCK = ".lock"
 _NAME = re.compile(r"^vae\.epoch\.(\d+)\.pt$")
 # Keys every checkpoint has; see `train.py` for how they are filled.
@@ -181,9 +182,9 @@ def archive(checkpoint_dir: Path) -> Path | None:
     Returns the archive folder, or None when there was nothing to move.
     """
     found = list_checkpoints(checkpoint_dir)
-    last = Path(checkpoint_dir) / LAST
-    if last.is_file():
-        found.append((-1, last))
+    for name in (LAST, BEST):
+        if (Path(checkpoint_dir) / name).is_file():
+            found.append((-1, Path(checkpoint_dir) / name))
     if not found:
         return None
     folder = Path(checkpoint_dir) / time.strftime("archive-%Y%m%d-%H%M%S")

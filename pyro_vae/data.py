@@ -276,8 +276,9 @@ def binarize(images: torch.Tensor, *, generator: torch.Generator) -> torch.Tenso
     return (torch.rand(probs.shape, generator=generator, device=probs.device) < probs).to(torch.float32)
 
 
-def binarized_test_images(images: torch.Tensor) -> torch.Tensor:
-    """The test set binarized once with `TEST_BINARIZE_SEED`: (n, 784) float32 in {0, 1}."""
+def binarize_once(images: torch.Tensor) -> torch.Tensor:
+    """Held-out images (test or validation) binarized once with `TEST_BINARIZE_SEED`, so every
+    evaluation scores the same binary images: (n, 784) float32 in {0, 1}."""
     generator = torch.Generator(device=images.device).manual_seed(TEST_BINARIZE_SEED)
     return binarize(images, generator=generator)
 

@@ -17,6 +17,10 @@ class ConfigError(PyroVAEError):
     """An option value is out of range."""
 
 
+class HistoryError(PyroVAEError):
+    """The metrics history is missing or not one this program wrote."""
+
+
 class TrainingDiverged(PyroVAEError):
     """The loss stopped being a finite number."""
 

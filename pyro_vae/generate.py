@@ -71,7 +71,7 @@ def samples(vae: VAE, mode: str, config: GenerateConfig, *, data_dir: Path) -> d
     for i in chosen.values():
         if i >= len(images):
             raise ConfigError(f"--index {i} is out of range: the test set has {len(images)} images")
-    x = data.binarized_test_images(images)[list(chosen.values())].to(device)
+    x = data.binarize_once(images)[list(chosen.values())].to(device)
     drawn = guide_samples(vae, x, n=config.n, noise=config.noise)
     return {name: drawn[k] for k, name in enumerate(chosen)}
 

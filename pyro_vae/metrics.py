@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pyro_vae.errors import HistoryError
 from pyro_vae.fsutil import atomic_write
 
 HISTORY = Path("metrics") / "history.csv"  # under the results folder
@@ -17,11 +18,18 @@ EVALUATION = Path("metrics") / "evaluation.json"
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One epoch's figures: wall seconds and the mean training lower bound per image, in nats."""
+    """One epoch's figures, per image in nats: the mean training lower bound (the ELBO, or the
+    IWAE bound when that trained it), and on evaluation epochs the held-out ELBO and
+    importance-sampled log-likelihood. None: not computed that epoch."""
 
     epoch: int
-    seconds: float
+    seconds: float  # training time, evaluation excluded
     lower_bound: float
+    lr: float | None = None
+    test_elbo: float | None = None
+    test_log_likelihood: float | None = None
+    valid_elbo: float | None = None
+    valid_log_likelihood: float | None = None
 
 
 def write_history(records: list[EpochRecord], path: Path) -> Path:
@@ -41,13 +49,28 @@ def write_history(records: list[EpochRecord], path: Path) -> Path:
 
 
 def read_history(path: Path) -> list[EpochRecord]:
-    """The records of a history file written by `write_history`."""
-    with open(path, newline="") as handle:
-        return [
-            EpochRecord(epoch=int(row["epoch"]), seconds=float(row["seconds"]),
-                        lower_bound=float(row["lower_bound"]))
-            for row in csv.DictReader(handle)
-        ]
+    """The records of a history file written by `write_history`; HistoryError when there is none
+    or it is not one."""
+    def value(text: str | None) -> float | None:
+        return float(text) if text not in (None, "") else None
+
+    path = Path(path)
+    if not path.is_file():
+        raise HistoryError(f"no training history at {path}; train first (python cli.py train), "
+                           "or point --results-dir at the folder a run wrote")
+    try:
+        with open(path, newline="") as handle:
+            records = [
+                EpochRecord(epoch=int(row["epoch"]),
+                            **{f.name: value(row.get(f.name)) for f in fields(EpochRecord) if f.name != "epoch"})
+                for row in csv.DictReader(handle)
+            ]
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+        raise HistoryError(f"{path} is not a pyro-vae history ({type(exc).__name__}: {exc}); "
+                           "delete it and the next epoch of training rewrites it whole") from None
+    if not records:
+        raise HistoryError(f"{path} has no epochs yet; train at least one")
+    return records
 
 
 def write_json(record: dict[str, Any], path: Path) -> Path:

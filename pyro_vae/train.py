@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -14,20 +15,25 @@ from typing import Any
 
 import pyro
 import torch
-from pyro.infer import Trace_ELBO
 
 from pyro_vae import __version__, checkpoint, data
 from pyro_vae.config import ModelConfig, Paths, TrainConfig
-from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged
+from pyro_vae.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
+from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import remove_temporaries
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
 from pyro_vae.model import VAE
+from pyro_vae.objectives import Loss, loss_fn
 from pyro_vae.runtime import autocast, get_rng_state, seed_all, set_rng_state
 
 log = logging.getLogger(__name__)
 
 # Settings a resumed run must share with its checkpoint for the continuation to be exact.
-_FIXED_ON_RESUME = ("batch_size", "lr", "seed")
+# (Checkpoints from before a setting existed were trained with its default.)
+_FIXED_ON_RESUME = ("batch_size", "lr", "seed", "objective", "particles", "lr_decay", "valid_size")
+# Settings a resumed run keeps from its checkpoint unless given again.
+_CARRIED_ON_RESUME = ("eval_every", "eval_particles")
+_EVAL_SEED = 0  # evaluations during training draw from their own seeded stream
 
 
 @dataclass
@@ -45,10 +51,12 @@ class TrainResult:
 def _resolve_resume(state: dict[str, Any], *, path: Path, model_config: ModelConfig,
                     train_config: TrainConfig, explicit: frozenset[str]) -> tuple[ModelConfig, TrainConfig]:
     """The configs a resumed run uses: the checkpoint's architecture and optimisation settings,
-    the caller's epochs and checkpoint cadence. An explicit option that disagrees is an error."""
+    the caller's epochs and checkpoint cadence, the checkpoint's evaluation cadence unless given.
+    An explicit option that disagrees with a fixed setting is an error."""
     given = {name: getattr(model_config, name) for name in ("z_dim", "hidden_dim") if name in explicit}
     resumed_model = checkpoint.model_config_of(state, path=path, **given)
-    recorded = state["train_config"]
+    recorded = {name: state["train_config"].get(name, getattr(TrainConfig, name))
+                for name in _FIXED_ON_RESUME + _CARRIED_ON_RESUME}
     for name in _FIXED_ON_RESUME:
         if name in explicit and getattr(train_config, name) != recorded[name]:
             flag = "--" + name.replace("_", "-")
@@ -56,7 +64,8 @@ def _resolve_resume(state: dict[str, Any], *, path: Path, model_config: ModelCon
                 f"{path} was trained with {flag} {recorded[name]}, not {getattr(train_config, name)}; "
                 "drop the option to resume, or pass --fresh to start over"
             )
-    resumed_train = replace(train_config, **{name: recorded[name] for name in _FIXED_ON_RESUME})
+    carried = [name for name in _CARRIED_ON_RESUME if name not in explicit]
+    resumed_train = replace(train_config, **{name: recorded[name] for name in _FIXED_ON_RESUME + tuple(carried)})
     return resumed_model, resumed_train
 
 
@@ -107,12 +116,14 @@ class Position:
 
 
 def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, batch_size: int,
-              generator: torch.Generator, precision: str = "fp32", resume: Position | None = None,
-              stop: Callable[[], bool] | None = None, on_batch: Callable[[], None] | None = None) -> Position:
+              generator: torch.Generator, loss: Loss | None = None, precision: str = "fp32",
+              resume: Position | None = None, stop: Callable[[], bool] | None = None,
+              on_batch: Callable[[], None] | None = None) -> Position:
     """SVI over all `images` in a fresh order (or from `resume` on), each batch binarized afresh.
 
     Args:
         images: (n, 784) uint8 on the training device.
+        loss: the negative bound summed over a batch (`objectives.loss_fn`); default the ELBO.
         precision: fp32, or bf16 for autocast (see `runtime.autocast`).
         resume: continue an interrupted epoch from here.
         stop: asked after every step; True ends the epoch early (an interrupt).
@@ -120,7 +131,7 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     Returns:
         the position reached; `batch` equals the number of batches when the epoch is complete.
     """
-    elbo = Trace_ELBO()
+    loss = loss or loss_fn()
     step_context = autocast(images.device, precision)
     if resume is None:
         # Summed on the device: no host sync inside the epoch.
@@ -132,17 +143,16 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     # fixed and the data binarized by construction, so in the hot loop it only costs time.
     with pyro.validation_enabled(False):
         for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=done):
-            # Trace_ELBO's loss is -ELBO summed over the batch, one z sample per image.
             with step_context:
-                loss = elbo.differentiable_loss(vae.model, vae.guide, x)
+                value = loss(vae, x)
             # Checked before the step, so the parameters never take a non-finite update.
             # (One host sync a step: free on the CPU, a small cost on a GPU.)
-            if not torch.isfinite(loss):
-                raise _NonFiniteLoss(done + 1, loss.item())
+            if not torch.isfinite(value):
+                raise _NonFiniteLoss(done + 1, value.item())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             optimizer.step()
-            total_loss += loss.detach()
+            total_loss += value.detach()
             done += 1
             if on_batch is not None:
                 on_batch()
@@ -201,7 +211,9 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     """Train the VAE on MNIST's training images, resuming from the furthest checkpoint unless `fresh`.
 
     Checkpoints: `vae.epoch.N.pt` every `save_every` epochs and at the last, `last.pt` after
-    every epoch. SIGINT/SIGTERM finish the current step, save `last.pt` with the position
+    every epoch, `best.pt` whenever the validation log-likelihood improves (with `valid_size`
+    and `eval_every`). Every `eval_every` epochs the test images (and the validation images)
+    are scored with `evaluate` and the figures recorded. SIGINT/SIGTERM finish the current step, save `last.pt` with the position
     inside the epoch and raise `Interrupted`; the next call continues from that batch.
 
     Args:
@@ -216,16 +228,48 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
     images, _ = data.ensure_split(paths.data_dir, "train")
     images = images.to(device)
+    _check_valid_size(train_config.valid_size, len(images))  # before --fresh moves anything
     with checkpoint.lock(paths.checkpoint_dir), _stop_on_signals() as request:
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
-        return _train_locked(train_config, model_config=model_config, paths=paths, images=images, device=device,
-                             fresh=fresh, progress=progress, explicit=explicit, request=request)
+        return _train_locked(train_config, model_config=model_config, paths=paths, images=images, device=device, fresh=fresh, progress=progress, explicit=explicit, request=request)
+
+
+def _check_valid_size(valid_size: int, n_images: int) -> None:
+    if valid_size >= n_images:
+        raise ConfigError(f"--valid-size {valid_size} leaves no training images: there are {n_images}; "
+                          "pass a smaller --valid-size")
+
+
+def _split(images: torch.Tensor, train_config: TrainConfig, *,
+           data_dir: Path) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The images to train on, and the held-out sets to evaluate every `eval_every` epochs:
+    the last `valid_size` training images and the test images, each binarized once."""
+    held_out = {}
+    if train_config.valid_size:
+        _check_valid_size(train_config.valid_size, len(images))
+        images, valid = images[: -train_config.valid_size], images[-train_config.valid_size :]
+        held_out["valid"] = data.binarize_once(valid)
+    if train_config.eval_every:
+        test, _ = data.ensure_split(data_dir, "test")
+        held_out["test"] = data.binarize_once(test.to(images.device))
+    return images, held_out
+
+
+def _evaluate_held_out(vae: VAE, held_out: dict[str, torch.Tensor], *, particles: int) -> dict[str, float]:
+    """EpochRecord fields (`test_elbo`, `valid_log_likelihood`, ...) for each held-out set."""
+    figures = {}
+    for name, x in held_out.items():
+        result = evaluate(vae, x, particles=particles, seed=_EVAL_SEED)
+        figures[f"{name}_elbo"], figures[f"{name}_log_likelihood"] = result.elbo, result.log_likelihood
+        log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d)", name, result.elbo, result.log_likelihood,
+                 result.images, particles)
+    return figures
 
 
 def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths: Paths, images: torch.Tensor,
-                  device: torch.device, fresh: bool, progress: bool, explicit: frozenset[str],
-                  request: _StopRequest) -> TrainResult:
+                  device: torch.device, fresh: bool, progress: bool,
+                  explicit: frozenset[str], request: _StopRequest) -> TrainResult:
     result = TrainResult(model_config=model_config, train_config=train_config)
     found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir, map_location=device)
     if fresh:
@@ -267,7 +311,9 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
         return checkpoint.save(_state(epoch=epoch, vae=vae, optimizer=optimizer, train_config=train_config,
                                       generator=generator, metrics=metrics, position=at), *targets)
 
-    last = paths.checkpoint_dir / checkpoint.LAST
+    images, held_out = _split(images, train_config, data_dir=paths.data_dir)
+    loss = loss_fn(train_config.objective, particles=train_config.particles)
+    last, best = paths.checkpoint_dir / checkpoint.LAST, paths.checkpoint_dir / checkpoint.BEST
     n_images = len(images)
     n_batches = -(-n_images // train_config.batch_size)
     with _progress_bar(progress, first_epoch=first_epoch, epochs=train_config.epochs) as bar:
@@ -275,10 +321,12 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
         for epoch in range(first_epoch, train_config.epochs + 1):
             if bar is not None:
                 bar.reset(batch_task, total=n_batches, completed=position.batch if position else 0)
+            for group in optimizer.param_groups:
+                group["lr"] = train_config.lr_at(epoch)
             start = time.perf_counter()
             try:
                 reached = run_epoch(
-                    vae, optimizer, images, batch_size=train_config.batch_size, generator=generator,
+                    vae, optimizer, images, batch_size=train_config.batch_size, generator=generator, loss=loss,
                     precision=train_config.precision, resume=position, stop=lambda: request.signum is not None,
                     on_batch=(lambda: bar.advance(batch_task)) if bar is not None else None,
                 )
@@ -294,22 +342,34 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
             if reached.batch < n_batches:
                 save(last, epoch=epoch - 1, at=reached)
                 raise _interrupted(request.signum, f"at epoch {epoch}, batch {reached.batch} of {n_batches}", last)
-            record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=-reached.loss_sum.item() / n_images)
+            lower_bound = -reached.loss_sum.item() / n_images
+            log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, reached.seconds, lower_bound)
+            evaluating = train_config.eval_every and (epoch % train_config.eval_every == 0
+                                                      or epoch == train_config.epochs)
+            figures = _evaluate_held_out(vae, held_out, particles=train_config.eval_particles) if evaluating else {}
+            best_before = max((r.valid_log_likelihood for r in metrics if r.valid_log_likelihood is not None),
+                              default=-math.inf)
+            record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=lower_bound,
+                                 lr=train_config.lr_at(epoch), **figures)
             metrics.append(record)
             result.metrics.append(record)
-            log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, record.seconds, record.lower_bound)
             write_history(metrics, paths.results_dir / HISTORY)
             if bar is not None:
                 bar.advance(0)
-            # last.pt is rolling, so a power cut or kill -9 costs at most the epoch in progress.
-            if epoch % train_config.save_every == 0 or epoch == train_config.epochs:
-                path = save(checkpoint.path_for(paths.checkpoint_dir, epoch), last, epoch=epoch)
-                result.saved.append(path)
+            # last.pt is rolling, so a power cut or kill -9 costs at most the epoch in progress. It is
+            # written last: a run killed before it redoes this epoch, identically, and rewrites the rest.
+            numbered = epoch % train_config.save_every == 0 or epoch == train_config.epochs
+            improved = record.valid_log_likelihood is not None and record.valid_log_likelihood > best_before
+            targets = ([checkpoint.path_for(paths.checkpoint_dir, epoch)] if numbered else []) + \
+                      ([best] if improved else []) + [last]
+            save(*targets, epoch=epoch)
+            if improved:
+                log.info("Saved %s (best validation log p(x) so far)", best)
+            if numbered:
+                result.saved.append(targets[0])
                 for old in checkpoint.prune(paths.checkpoint_dir, keep=train_config.keep):
                     log.debug("removed old checkpoint %s", old)
-                log.info("Saved %s", path)
-            else:
-                save(last, epoch=epoch)
+                log.info("Saved %s", targets[0])
             if request.signum is not None:
                 raise _interrupted(request.signum, f"after epoch {epoch}", last)
     return result

@@ -281,3 +281,48 @@ def test_quiz_mixes_real_and_generated_and_keeps_the_answers(trained, mnist_dir)
     invoke("quiz", "--real-fraction", "0.3", "--scale", "1", *opts(trained))
     assert digest(folder) == first  # same seed, same quiz
     assert_one_line_error(invoke("quiz", "--real-fraction", "1.5", *opts(trained)), "--real-fraction")
+
+
+def test_train_with_the_recipe_records_it_and_evaluates(dirs):
+    import torch
+
+    result = invoke("train", "--epochs", "2", *TINY, "--objective", "iwae", "--particles", "3", "--lr-decay", "0.5",
+                    "--valid-size", "16", "--eval-every", "1", "--eval-particles", "4", *opts(dirs))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^  valid: ELBO -\d+\.\d+, log p\(x\) -\d+\.\d+ \(16 images, K=4\)$", result.stdout, re.M)
+    assert "best.pt (best validation log p(x) so far)" in result.stdout
+    state = torch.load(dirs["--checkpoint-dir"] / "last.pt", weights_only=True)
+    assert {k: state["train_config"][k] for k in ("objective", "particles", "lr_decay", "valid_size")} == \
+        {"objective": "iwae", "particles": 3, "lr_decay": 0.5, "valid_size": 16}
+    # Resuming with a different objective is refused, nothing written.
+    before = digest(dirs["--checkpoint-dir"])
+    assert_one_line_error(invoke("train", "--epochs", "3", "--objective", "elbo", *opts(dirs)),
+                          "trained with --objective iwae, not elbo", "--fresh")
+    assert digest(dirs["--checkpoint-dir"]) == before
+
+
+def test_plot_draws_the_history(dirs):
+    from pyro_vae.metrics import HISTORY
+
+    trained = dirs
+    assert invoke("train", "--epochs", "2", *TINY, *opts(dirs)).exit_code == 0
+    result = invoke("plot", *opts(trained, "--results-dir"))
+    assert result.exit_code == 0, result.output
+    png = trained["--results-dir"] / "metrics" / "curves.png"
+    assert result.stdout.strip() == f"wrote {png} (2 epochs)"
+    with Image.open(png) as image:
+        assert image.size == (1200, 450)
+    # A longer history draws a different picture: the curves come from the file.
+    assert invoke("train", "--epochs", "4", *opts(trained)).exit_code == 0
+    first = png.read_bytes()
+    assert invoke("plot", *opts(trained, "--results-dir")).exit_code == 0
+    assert png.read_bytes() != first
+    # A damaged history is one line, and the earlier picture stays.
+    (trained["--results-dir"] / HISTORY).write_text("epoch,seconds\nx,y\n")
+    kept = png.read_bytes()
+    assert_one_line_error(invoke("plot", *opts(trained, "--results-dir")), "is not a pyro-vae history")
+    assert png.read_bytes() == kept
+
+
+def test_plot_without_history_says_train_first(dirs):
+    assert_one_line_error(invoke("plot", *opts(dirs, "--results-dir")), "no training history", "train first")

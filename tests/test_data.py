@@ -129,7 +129,7 @@ def test_epoch_batches_cover_every_image_once_with_fresh_binarization():
 
 def test_test_set_binarization_is_fixed():
     images = torch.randint(0, 256, (10, 784), dtype=torch.uint8)
-    assert torch.equal(data.binarized_test_images(images), data.binarized_test_images(images))
+    assert torch.equal(data.binarize_once(images), data.binarize_once(images))
 
 
 def _originals(mnist_dir: Path) -> dict[str, bytes]:

@@ -1,0 +1,33 @@
+"""The curves' data: every bound the history has, and only those."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyro_vae.errors import HistoryError
+from pyro_vae.metrics import EpochRecord, read_history, write_history
+from pyro_vae.plots import plot_history, series
+
+
+def test_series_takes_what_each_epoch_has(tmp_path):
+    records = [EpochRecord(epoch=e, seconds=1.0, lower_bound=-100.0 + e, lr=1e-3,
+                           test_elbo=-99.0 + e if e % 2 == 0 else None,
+                           test_log_likelihood=-95.0 + e if e % 2 == 0 else None) for e in range(1, 6)]
+    # Through the file, as `plot` reads it: empty cells come back as None.
+    path = write_history(records, tmp_path / "history.csv")
+    curves = series(read_history(path))
+    assert list(curves) == ["train lower bound", "test ELBO", "test log p(x)"]
+    assert curves["train lower bound"] == ([1, 2, 3, 4, 5], [-99.0, -98.0, -97.0, -96.0, -95.0])
+    assert curves["test log p(x)"] == ([2, 4], [-93.0, -91.0])
+
+
+def test_plot_history_writes_a_png(tmp_path):
+    records = [EpochRecord(epoch=e, seconds=2.0, lower_bound=-200.0 + 10 * e) for e in range(1, 4)]
+    path = plot_history(records, tmp_path / "metrics" / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_empty_history_is_refused(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,seconds,lower_bound\n")
+    with pytest.raises(HistoryError, match="has no epochs yet"):
+        read_history(tmp_path / "history.csv")

@@ -1,4 +1,5 @@
-"""pyro-vae's command line: `python cli.py train | generate | download` (also installed as `pyro-vae`).
+"""pyro-vae's command line: `python cli.py train | generate | evaluate | plot | reconstruct | interpolate |
+quiz | download` (also installed as `pyro-vae`).
 
 Only parsing and printing happen here; the work is in `pyro_vae`. Heavy libraries load
 inside the commands, so `--help` stays fast.

@@ -1,7 +1,8 @@
 """Checkpoints: one file holds everything needed to continue or to sample.
 
-Files are `vae.epoch.N.pt` (every --save-every epochs) and a rolling `last.pt` (every epoch,
-and wherever an interrupted run stopped), written atomically and loaded with
+Files are `vae.epoch.N.pt` (every --save-every epochs), a rolling `last.pt` (every epoch,
+and wherever an interrupted run stopped) and, with a validation split, `best.pt` (the best
+validation log-likelihood so far; never taken for the newest), written atomically and loaded with
 `weights_only=True`, so a checkpoint can carry tensors and plain data but never code.
 One training run at a time holds a folder's lock.
 """

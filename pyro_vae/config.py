@@ -21,7 +21,10 @@ MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 MAX_Z_DIM = 1024
 MAX_HIDDEN_DIM = 8192
 MAX_N = 10_000
-MAX_PARTICLES = 10_000
+MAX_PARTICLES = 10_000  # evaluation draws them in chunks, so memory stays bounded
+# Training keeps every particle's activations for the backward pass: 1000 x 128 images is
+# already gigabytes.
+MAX_TRAIN_PARTICLES = 1000
 MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 
@@ -87,8 +90,8 @@ class TrainConfig:
                  f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         _require(self.objective in OBJECTIVES,
                  f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        _require(1 <= self.particles <= MAX_PARTICLES,
-                 f"--particles must be between 1 and {MAX_PARTICLES}, got {self.particles}")
+        _require(1 <= self.particles <= MAX_TRAIN_PARTICLES,
+                 f"--particles must be between 1 and {MAX_TRAIN_PARTICLES}, got {self.particles}")
         _require(math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1,
                  f"--lr-decay must be above 0 and at most 1 (1: constant), got {self.lr_decay}")
         _require(0 <= self.valid_size < TRAIN_IMAGES,

@@ -175,7 +175,7 @@ def test_explicit_checkpoint_and_architecture_mismatch(trained):
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("train", "generate", "download"):
+    for command in ("train", "generate", "evaluate", "plot", "reconstruct", "interpolate", "quiz", "download"):
         assert command in result.stdout
 
 

@@ -19,7 +19,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from pyro_vae.config import GenerateConfig, ModelConfig, Paths, TrainConfig, default_data_dir
+from pyro_vae.config import MAX_SEED, GenerateConfig, ModelConfig, Paths, TrainConfig, default_data_dir
 from pyro_vae.errors import Interrupted, PyroVAEError
 
 
@@ -205,7 +205,7 @@ def generate(
 def evaluate(
     particles: int = typer.Option(1000, min=1, help="Importance samples per image for log p(x)."),
     batch_size: int = typer.Option(100, min=1, help="Test images per batch (memory: particles x batch x 784 floats)."),
-    seed: int = typer.Option(0, help="Random seed: same seed, same figures."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed: same seed, same figures."),
     checkpoint: Optional[Path] = CheckpointFile,
     checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
     data_dir: Optional[Path] = DataDir, device: DeviceName = Device,

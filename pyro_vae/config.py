@@ -22,9 +22,10 @@ MAX_Z_DIM = 1024
 MAX_HIDDEN_DIM = 8192
 MAX_N = 10_000
 MAX_PARTICLES = 10_000  # evaluation draws them in chunks, so memory stays bounded
-# Training keeps every particle's activations for the backward pass: 1000 x 128 images is
-# already gigabytes.
+# Training keeps every particle's activations for the backward pass: 1000 particles x 128
+# images is already gigabytes.
 MAX_TRAIN_PARTICLES = 1000
+MAX_TRAIN_SAMPLES = 128_000  # particles x batch size
 MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 
@@ -57,7 +58,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings: SVI with Trace_ELBO and Adam, as in the seed."""
+    """Optimisation settings: SVI with Trace_ELBO and Adam, as in the seed; the other objective,
+    the schedule, the validation split and the evaluations during training are opt-in."""
 
     epochs: int = 1000
     batch_size: int = 128
@@ -72,6 +74,15 @@ class TrainConfig:
     valid_size: int = 0  # training images held out (from the end) to pick the best checkpoint
     eval_every: int = 0  # evaluate on the test (and validation) images every N epochs; 0: never
     eval_particles: int = 100  # importance samples per image in those evaluations
+
+    def check_held_out(self, n_images: int) -> None:
+        """What needs the data and the settings a resumed run ends up with: a validation split
+        leaves training images, and is scored (every `eval_every` epochs) to pick the best."""
+        _require(self.valid_size < n_images, f"--valid-size {self.valid_size} leaves no training images: there "
+                 f"are {n_images}; pass a smaller --valid-size")
+        _require(self.valid_size == 0 or self.eval_every > 0,
+                 "--valid-size needs --eval-every N: the validation images are scored every N epochs "
+                 "to keep the best checkpoint")
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of `epoch` (1-based) under the exponential schedule."""
@@ -92,6 +103,10 @@ class TrainConfig:
                  f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         _require(1 <= self.particles <= MAX_TRAIN_PARTICLES,
                  f"--particles must be between 1 and {MAX_TRAIN_PARTICLES}, got {self.particles}")
+        _require(self.particles * self.batch_size <= MAX_TRAIN_SAMPLES,
+                 f"--particles {self.particles} with --batch-size {self.batch_size} keeps "
+                 f"{self.particles * self.batch_size} samples' activations for the backward pass; keep particles "
+                 f"x batch size at most {MAX_TRAIN_SAMPLES}")
         _require(math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1,
                  f"--lr-decay must be above 0 and at most 1 (1: constant), got {self.lr_decay}")
         _require(0 <= self.valid_size < TRAIN_IMAGES,
@@ -99,9 +114,6 @@ class TrainConfig:
         _require(self.eval_every >= 0, f"--eval-every must be 0 (never) or more, got {self.eval_every}")
         _require(1 <= self.eval_particles <= MAX_PARTICLES,
                  f"--eval-particles must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
-        _require(self.valid_size == 0 or self.eval_every > 0,
-                 "--valid-size needs --eval-every N: the validation images are scored every N epochs "
-                 "to keep the best checkpoint")
 
 
 @dataclass(frozen=True)

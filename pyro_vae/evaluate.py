@@ -31,8 +31,12 @@ class Evaluation:
     log_likelihood_se: float
 
 
+class Stopped(Exception):
+    """`evaluate` was asked to stop before it had scored every image."""
+
+
 def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = 100, chunk: int = 250,
-             on_batch: Callable[[int], None] | None = None) -> Evaluation:
+             on_batch: Callable[[int], None] | None = None, stop: Callable[[], bool] | None = None) -> Evaluation:
     """ELBO (mean of the log weights) and log-likelihood (their log-mean-exp) over all images.
 
     Particles are drawn in chunks so memory stays bounded: (chunk, batch_size, 784) at a time.
@@ -41,21 +45,26 @@ def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_
         x: (n, 784) float in {0, 1}.
         seed: the draws' seed (same seed, same figures); the global generators are restored after.
         on_batch: called with the number of images done after every batch (a progress bar).
+        stop: asked after every batch; True raises `Stopped` (an interrupt during training).
     """
     was_training = vae.training
     vae.eval()
     elbos, lls = [], []
-    with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed):
-        for first in range(0, len(x), batch_size):
-            batch = x[first : first + batch_size]
-            parts = [log_weights(vae, batch, particles=min(chunk, particles - done))
-                     for done in range(0, particles, chunk)]
-            weights = torch.cat(parts)  # (particles, batch)
-            elbos.append(weights.mean(0))
-            lls.append(iwae_bound(weights))
-            if on_batch is not None:
-                on_batch(first + len(batch))
-    vae.train(was_training)
+    try:
+        with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed):
+            for first in range(0, len(x), batch_size):
+                batch = x[first : first + batch_size]
+                parts = [log_weights(vae, batch, particles=min(chunk, particles - done))
+                         for done in range(0, particles, chunk)]
+                weights = torch.cat(parts)  # (particles, batch)
+                elbos.append(weights.mean(0))
+                lls.append(iwae_bound(weights))
+                if on_batch is not None:
+                    on_batch(first + len(batch))
+                if stop is not None and stop():
+                    raise Stopped
+    finally:
+        vae.train(was_training)
     elbo, ll = torch.cat(elbos).double(), torch.cat(lls).double()
     n = len(elbo)
     se = lambda values: (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -52,7 +53,12 @@ def read_history(path: Path) -> list[EpochRecord]:
     """The records of a history file written by `write_history`; HistoryError when there is none
     or it is not one."""
     def value(text: str | None) -> float | None:
-        return float(text) if text not in (None, "") else None
+        if text in (None, ""):
+            return None
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(f"{text!r} is not a finite number")
+        return number
 
     path = Path(path)
     if not path.is_file():
@@ -70,6 +76,9 @@ def read_history(path: Path) -> list[EpochRecord]:
                            "delete it and the next epoch of training rewrites it whole") from None
     if not records:
         raise HistoryError(f"{path} has no epochs yet; train at least one")
+    if any(r.seconds is None or r.lower_bound is None for r in records):
+        raise HistoryError(f"{path} lacks the seconds or lower_bound of some epoch; delete it and the next "
+                           "epoch of training rewrites it whole")
     return records
 
 

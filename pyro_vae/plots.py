@@ -43,7 +43,8 @@ def plot_history(records: list[EpochRecord], path: Path) -> Path:
         single = len(epochs) == 1
         bounds.plot(epochs, values, marker="o" if single or len(epochs) < 30 else None, markersize=3, label=label)
     # The first epochs sit a hundred nats below the rest; keep the scale on where the curves settle.
-    settled = [v for epochs, values in curves.values() for e, v in zip(epochs, values) if e > max(1, len(records) // 20)]
+    start = max(1, len(records) // 20)
+    settled = [v for epochs, values in curves.values() for e, v in zip(epochs, values) if e > start]
     if settled:
         top = max(v for _, values in curves.values() for v in values)
         bounds.set_ylim(min(settled) - 0.05 * (top - min(settled) + 1), top + 0.05 * (top - min(settled) + 1))

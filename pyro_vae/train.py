@@ -1,4 +1,5 @@
-"""The training loop: epochs of SVI on the ELBO, one log line an epoch, checkpoint cadence and resume."""
+"""The training loop: epochs of SVI on the ELBO (or the IWAE bound), one log line an epoch, evaluations
+on held-out images, checkpoint cadence and resume."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import torch
 
 from pyro_vae import __version__, checkpoint, data
 from pyro_vae.config import ModelConfig, Paths, TrainConfig
-from pyro_vae.errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged
-from pyro_vae.evaluate import evaluate
+from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged
+from pyro_vae.evaluate import Stopped, evaluate
 from pyro_vae.fsutil import remove_temporaries
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
 from pyro_vae.model import VAE
@@ -30,9 +31,12 @@ log = logging.getLogger(__name__)
 
 # Settings a resumed run must share with its checkpoint for the continuation to be exact.
 # (Checkpoints from before a setting existed were trained with its default.)
-_FIXED_ON_RESUME = ("batch_size", "lr", "seed", "objective", "particles", "lr_decay", "valid_size")
+# eval_particles too: log p(x) estimates with different K are not comparable, and best.pt
+# compares them.
+_FIXED_ON_RESUME = ("batch_size", "lr", "seed", "objective", "particles", "lr_decay", "valid_size",
+                    "eval_particles")
 # Settings a resumed run keeps from its checkpoint unless given again.
-_CARRIED_ON_RESUME = ("eval_every", "eval_particles")
+_CARRIED_ON_RESUME = ("eval_every",)
 _EVAL_SEED = 0  # evaluations during training draw from their own seeded stream
 
 
@@ -111,7 +115,7 @@ class Position:
 
     order: torch.Tensor  # (n,) int64, the epoch's shuffled image indices
     batch: int  # batches done
-    loss_sum: torch.Tensor  # (), -ELBO summed over the images of those batches
+    loss_sum: torch.Tensor  # (), the negative bound summed over the images of those batches
     seconds: float = 0.0  # time spent in this epoch before the run was interrupted
 
 
@@ -213,12 +217,14 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     Checkpoints: `vae.epoch.N.pt` every `save_every` epochs and at the last, `last.pt` after
     every epoch, `best.pt` whenever the validation log-likelihood improves (with `valid_size`
     and `eval_every`). Every `eval_every` epochs the test images (and the validation images)
-    are scored with `evaluate` and the figures recorded. SIGINT/SIGTERM finish the current step, save `last.pt` with the position
-    inside the epoch and raise `Interrupted`; the next call continues from that batch.
+    are scored with `evaluate` and the figures recorded. SIGINT/SIGTERM finish the current
+    step (or evaluation batch), save `last.pt` with the position inside the epoch and raise
+    `Interrupted`; the next call continues from that batch.
 
     Args:
         train_config, model_config: settings for a new run; a resumed run keeps the checkpoint's
-            architecture, batch size, learning rate and seed.
+            architecture and the settings in `_FIXED_ON_RESUME`, and its evaluation cadence
+            unless given in `explicit`.
         paths: data, checkpoint and results folders; every epoch rewrites `results/metrics/history.csv`.
         device: where the model and the data live.
         fresh: archive existing checkpoints (to `archive-<time>/`) and start from epoch 1.
@@ -227,40 +233,36 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     """
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
     images, _ = data.ensure_split(paths.data_dir, "train")
-    images = images.to(device)
-    _check_valid_size(train_config.valid_size, len(images))  # before --fresh moves anything
+    # Read (and verified) now even when no evaluation needs it, so bad data fails before
+    # --fresh moves anything; a resumed run may turn evaluations on.
+    test, _ = data.ensure_split(paths.data_dir, "test")
     with checkpoint.lock(paths.checkpoint_dir), _stop_on_signals() as request:
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
-        return _train_locked(train_config, model_config=model_config, paths=paths, images=images, device=device, fresh=fresh, progress=progress, explicit=explicit, request=request)
+        return _train_locked(train_config, model_config=model_config, paths=paths, images=images.to(device),
+                             test=test.to(device), device=device, fresh=fresh, progress=progress, explicit=explicit,
+                             request=request)
 
 
-def _check_valid_size(valid_size: int, n_images: int) -> None:
-    if valid_size >= n_images:
-        raise ConfigError(f"--valid-size {valid_size} leaves no training images: there are {n_images}; "
-                          "pass a smaller --valid-size")
-
-
-def _split(images: torch.Tensor, train_config: TrainConfig, *,
-           data_dir: Path) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _split(images: torch.Tensor, test: torch.Tensor,
+           train_config: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The images to train on, and the held-out sets to evaluate every `eval_every` epochs:
     the last `valid_size` training images and the test images, each binarized once."""
     held_out = {}
     if train_config.valid_size:
-        _check_valid_size(train_config.valid_size, len(images))
         images, valid = images[: -train_config.valid_size], images[-train_config.valid_size :]
         held_out["valid"] = data.binarize_once(valid)
     if train_config.eval_every:
-        test, _ = data.ensure_split(data_dir, "test")
-        held_out["test"] = data.binarize_once(test.to(images.device))
+        held_out["test"] = data.binarize_once(test)
     return images, held_out
 
 
-def _evaluate_held_out(vae: VAE, held_out: dict[str, torch.Tensor], *, particles: int) -> dict[str, float]:
+def _evaluate_held_out(vae: VAE, held_out: dict[str, torch.Tensor], *, particles: int,
+                       stop: Callable[[], bool]) -> dict[str, float]:
     """EpochRecord fields (`test_elbo`, `valid_log_likelihood`, ...) for each held-out set."""
     figures = {}
     for name, x in held_out.items():
-        result = evaluate(vae, x, particles=particles, seed=_EVAL_SEED)
+        result = evaluate(vae, x, particles=particles, seed=_EVAL_SEED, stop=stop)
         figures[f"{name}_elbo"], figures[f"{name}_log_likelihood"] = result.elbo, result.log_likelihood
         log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d)", name, result.elbo, result.log_likelihood,
                  result.images, particles)
@@ -268,14 +270,10 @@ def _evaluate_held_out(vae: VAE, held_out: dict[str, torch.Tensor], *, particles
 
 
 def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths: Paths, images: torch.Tensor,
-                  device: torch.device, fresh: bool, progress: bool,
+                  test: torch.Tensor, device: torch.device, fresh: bool, progress: bool,
                   explicit: frozenset[str], request: _StopRequest) -> TrainResult:
     result = TrainResult(model_config=model_config, train_config=train_config)
     found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir, map_location=device)
-    if fresh:
-        result.archived_to = checkpoint.archive(paths.checkpoint_dir)
-        if result.archived_to is not None:
-            log.info("Moved earlier checkpoints to %s", result.archived_to)
     restore, state = found if found is not None else (None, None)
     if restore is not None:
         trained_on = state.get("device", "cpu")
@@ -290,6 +288,11 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
         epoch, batch = checkpoint.progress(state)
         where = f" (epoch {epoch + 1}, after batch {batch})" if batch else ""
         log.info("Restoring model from %s%s...", restore, where)
+    train_config.check_held_out(len(images))  # the settings the run will use, before --fresh moves anything
+    if fresh:
+        result.archived_to = checkpoint.archive(paths.checkpoint_dir)
+        if result.archived_to is not None:
+            log.info("Moved earlier checkpoints to %s", result.archived_to)
 
     vae, optimizer, generator = build(model_config, train_config, device=device)
     metrics: list[EpochRecord] = []
@@ -311,7 +314,7 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
         return checkpoint.save(_state(epoch=epoch, vae=vae, optimizer=optimizer, train_config=train_config,
                                       generator=generator, metrics=metrics, position=at), *targets)
 
-    images, held_out = _split(images, train_config, data_dir=paths.data_dir)
+    images, held_out = _split(images, test, train_config)
     loss = loss_fn(train_config.objective, particles=train_config.particles)
     last, best = paths.checkpoint_dir / checkpoint.LAST, paths.checkpoint_dir / checkpoint.BEST
     n_images = len(images)
@@ -344,9 +347,17 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
                 raise _interrupted(request.signum, f"at epoch {epoch}, batch {reached.batch} of {n_batches}", last)
             lower_bound = -reached.loss_sum.item() / n_images
             log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, reached.seconds, lower_bound)
-            evaluating = train_config.eval_every and (epoch % train_config.eval_every == 0
-                                                      or epoch == train_config.epochs)
-            figures = _evaluate_held_out(vae, held_out, particles=train_config.eval_particles) if evaluating else {}
+            # On the cadence only (not also at the last epoch), so the history and best.pt do
+            # not depend on how a run was split into calls.
+            figures = {}
+            if train_config.eval_every and epoch % train_config.eval_every == 0:
+                try:
+                    figures = _evaluate_held_out(vae, held_out, particles=train_config.eval_particles,
+                                                 stop=lambda: request.signum is not None)
+                except Stopped:
+                    # Saved as "every batch of the epoch done": the next run goes straight to this evaluation.
+                    save(last, epoch=epoch - 1, at=reached)
+                    raise _interrupted(request.signum, f"in the evaluation after epoch {epoch}", last) from None
             best_before = max((r.valid_log_likelihood for r in metrics if r.valid_log_likelihood is not None),
                               default=-math.inf)
             record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=lower_bound,
@@ -356,20 +367,20 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
             write_history(metrics, paths.results_dir / HISTORY)
             if bar is not None:
                 bar.advance(0)
-            # last.pt is rolling, so a power cut or kill -9 costs at most the epoch in progress. It is
-            # written last: a run killed before it redoes this epoch, identically, and rewrites the rest.
-            numbered = epoch % train_config.save_every == 0 or epoch == train_config.epochs
+            # last.pt is rolling, so a power cut or kill -9 costs at most the epoch in progress.
+            # best.pt goes first: a run killed after it but before this epoch's resumable files
+            # redoes the epoch, identically, and rewrites them all.
+            numbered = checkpoint.path_for(paths.checkpoint_dir, epoch) if (
+                epoch % train_config.save_every == 0 or epoch == train_config.epochs) else None
             improved = record.valid_log_likelihood is not None and record.valid_log_likelihood > best_before
-            targets = ([checkpoint.path_for(paths.checkpoint_dir, epoch)] if numbered else []) + \
-                      ([best] if improved else []) + [last]
-            save(*targets, epoch=epoch)
+            save(*([best] if improved else []), *([numbered] if numbered else []), last, epoch=epoch)
             if improved:
                 log.info("Saved %s (best validation log p(x) so far)", best)
             if numbered:
-                result.saved.append(targets[0])
+                result.saved.append(numbered)
                 for old in checkpoint.prune(paths.checkpoint_dir, keep=train_config.keep):
                     log.debug("removed old checkpoint %s", old)
-                log.info("Saved %s", targets[0])
+                log.info("Saved %s", numbered)
             if request.signum is not None:
                 raise _interrupted(request.signum, f"after epoch {epoch}", last)
     return result

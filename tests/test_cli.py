@@ -235,6 +235,8 @@ def test_evaluate_prints_and_writes_the_same_figures_twice(trained):
     assert record["log_likelihood"] >= record["elbo"] and record["images"] == 100
     assert invoke(*args).stdout == first.stdout  # same seed, same figures
     assert_one_line_error(invoke("evaluate", "--particles", "0", *opts(trained)), "--particles")
+    assert_one_line_error(invoke("evaluate", "--seed", "-1", *opts(trained)), "--seed")
+    assert_one_line_error(invoke("evaluate", "--seed", str(2**32), *opts(trained)), "--seed")
 
 
 def test_reconstruct_and_interpolate_write_their_pictures(trained):
@@ -294,6 +296,10 @@ def test_train_with_the_recipe_records_it_and_evaluates(dirs):
     state = torch.load(dirs["--checkpoint-dir"] / "last.pt", weights_only=True)
     assert {k: state["train_config"][k] for k in ("objective", "particles", "lr_decay", "valid_size")} == \
         {"objective": "iwae", "particles": 3, "lr_decay": 0.5, "valid_size": 16}
+    # Repeating the run's own split is fine: the evaluation cadence comes from the checkpoint.
+    again = invoke("train", "--epochs", "3", "--valid-size", "16", *opts(dirs))
+    assert again.exit_code == 0, again.output
+    assert "  valid: ELBO" in again.stdout
     # Resuming with a different objective is refused, nothing written.
     before = digest(dirs["--checkpoint-dir"])
     assert_one_line_error(invoke("train", "--epochs", "3", "--objective", "elbo", *opts(dirs)),

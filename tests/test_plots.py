@@ -27,7 +27,14 @@ def test_plot_history_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_an_empty_history_is_refused(tmp_path):
-    (tmp_path / "history.csv").write_text("epoch,seconds,lower_bound\n")
-    with pytest.raises(HistoryError, match="has no epochs yet"):
+@pytest.mark.parametrize("text, message", [
+    ("epoch,seconds,lower_bound\n", "has no epochs yet"),
+    ("epoch,seconds,lower_bound\n1,2.0,nan\n", "not a pyro-vae history .*not a finite number"),
+    ("epoch,seconds,lower_bound\n1,2.0,-inf\n", "not a finite number"),
+    ("epoch\n1\n", "lacks the seconds or lower_bound"),
+    ("epoch,seconds,lower_bound\none,2.0,-90\n", "not a pyro-vae history"),
+])
+def test_a_history_that_cannot_be_drawn_is_refused(tmp_path, text, message):
+    (tmp_path / "history.csv").write_text(text)
+    with pytest.raises(HistoryError, match=message):
         read_history(tmp_path / "history.csv")

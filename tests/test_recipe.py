@@ -31,26 +31,42 @@ def test_eval_every_records_test_figures_and_leaves_training_alone(tmp_path, pat
     with caplog.at_level("INFO", logger="pyro_vae"):
         train(config, model_config=tiny_model, paths=paths)
     records = read_history(paths.results_dir / HISTORY)
-    # Every 2 epochs, and at the last.
-    assert [r.epoch for r in records if r.test_log_likelihood is not None] == [2, 4, 5]
+    # Every 2 epochs (not also at the last: the history must not depend on how a run was split).
+    assert [r.epoch for r in records if r.test_log_likelihood is not None] == [2, 4]
     assert all(r.valid_elbo is None for r in records)
     for r in records:
         if r.test_log_likelihood is not None:
             assert r.test_elbo <= r.test_log_likelihood < 0
-    assert f"test: ELBO" in caplog.text and f"({N_TEST} images, K=10)" in caplog.text
+    assert "test: ELBO" in caplog.text and f"({N_TEST} images, K=10)" in caplog.text
     # Evaluation draws from its own stream: the trained parameters are those of a run without it.
     assert _same_params(_params(plain.checkpoint_dir / "last.pt"), _params(paths.checkpoint_dir / "last.pt"))
 
 
-def test_validation_split_keeps_the_best_checkpoint(paths, tiny_model, tiny_train):
-    config = dataclasses.replace(tiny_train, epochs=6, lr=3e-2, valid_size=16, eval_every=1, eval_particles=5)
+def _scripted_validation(monkeypatch, scores):
+    """evaluate() as a script: the validation images (16 of them) get `scores` in turn."""
+    from pyro_vae import train as train_module
+    from pyro_vae.evaluate import Evaluation
+
+    scores = iter(scores)
+
+    def scripted(vae, x, *, particles, **kwargs):
+        value = next(scores) if len(x) == 16 else -50.0
+        return Evaluation(images=len(x), particles=particles, elbo=value - 1, elbo_se=0.1, log_likelihood=value,
+                          log_likelihood_se=0.1)
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+
+
+def test_validation_split_keeps_the_best_checkpoint(paths, tiny_model, tiny_train, monkeypatch):
+    _scripted_validation(monkeypatch, [-60.0, -55.0, -58.0, -52.0, -53.0, -70.0])  # best: epoch 4
+    config = dataclasses.replace(tiny_train, epochs=6, valid_size=16, eval_every=1, eval_particles=5)
     train(config, model_config=tiny_model, paths=paths)
     records = read_history(paths.results_dir / HISTORY)
-    assert all(r.valid_log_likelihood is not None and r.test_log_likelihood is not None for r in records)
-    best = max(records, key=lambda r: r.valid_log_likelihood)
+    assert [r.valid_log_likelihood for r in records] == [-60.0, -55.0, -58.0, -52.0, -53.0, -70.0]
+    assert all(r.test_log_likelihood == -50.0 for r in records)
     state = checkpoint.load(paths.checkpoint_dir / checkpoint.BEST)
-    assert state["epoch"] == best.epoch
-    assert state["train_config"]["valid_size"] == 16
+    assert state["epoch"] == 4 and state["train_config"]["valid_size"] == 16
+    assert _same_params(state["model"], _params(paths.checkpoint_dir / "vae.epoch.4.pt"))
     # best.pt is never mistaken for the run's newest state, and --fresh archives it too.
     assert checkpoint.newest_valid(paths.checkpoint_dir)[1]["epoch"] == 6
     folder = checkpoint.archive(paths.checkpoint_dir)
@@ -73,7 +89,7 @@ def test_validation_needs_images_left_and_an_evaluation_cadence(paths, tiny_mode
     with pytest.raises(ConfigError, match="--valid-size 80 leaves no training images: there are 80"):
         train(dataclasses.replace(tiny_train, valid_size=N_TRAIN, eval_every=1), model_config=tiny_model, paths=paths)
     with pytest.raises(ConfigError, match="--valid-size needs --eval-every N"):
-        dataclasses.replace(tiny_train, valid_size=10)
+        train(dataclasses.replace(tiny_train, valid_size=10), model_config=tiny_model, paths=paths)
     assert not paths.checkpoint_dir.exists() or not list(paths.checkpoint_dir.glob("*.pt"))
 
 
@@ -140,3 +156,74 @@ def test_a_bad_valid_size_with_fresh_moves_nothing(paths, tiny_model, tiny_train
         train(dataclasses.replace(tiny_train, valid_size=500, eval_every=1), model_config=tiny_model, paths=paths,
               fresh=True)
     assert sorted(p.name for p in paths.checkpoint_dir.iterdir()) == before
+
+
+class _Killed(BaseException):
+    """Stands for the process dying: nothing after it runs, no handler catches it."""
+
+
+def test_a_kill_between_best_and_last_never_leaves_a_stale_best(tmp_path, paths, tiny_model, tiny_train,
+                                                                 monkeypatch):
+    scores = [-60.0, -55.0, -52.0, -58.0]  # best: epoch 3
+    config = dataclasses.replace(tiny_train, epochs=4, valid_size=16, eval_every=1, eval_particles=2)
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=tmp_path / "r1")
+    _scripted_validation(monkeypatch, scores)
+    train(config, model_config=tiny_model, paths=straight)
+
+    real_save = checkpoint.save
+
+    def dying_save(state, path, *more):
+        real_save(state, path)  # the first file of the set reaches the disk...
+        if state["epoch"] == 3:
+            raise _Killed  # ...and the process dies before the others
+        return real_save(state, path, *more)
+
+    _scripted_validation(monkeypatch, scores)
+    monkeypatch.setattr(checkpoint, "save", dying_save)
+    with pytest.raises(_Killed):
+        train(config, model_config=tiny_model, paths=paths)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    _scripted_validation(monkeypatch, scores[2:])  # the rerun redoes epoch 3
+    train(config, model_config=tiny_model, paths=paths)
+    best = checkpoint.load(paths.checkpoint_dir / checkpoint.BEST)
+    assert best["epoch"] == 3
+    assert _same_params(best["model"], _params(straight.checkpoint_dir / checkpoint.BEST))
+
+
+def test_an_interrupt_during_the_evaluation_resumes_into_it(tmp_path, paths, tiny_model, tiny_train, monkeypatch):
+    import os
+    import signal
+
+    from pyro_vae import evaluate as evaluate_module
+    from pyro_vae.errors import Interrupted
+
+    config = dataclasses.replace(tiny_train, epochs=3, eval_every=2, eval_particles=3)
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=tmp_path / "r1")
+    train(config, model_config=tiny_model, paths=straight)
+
+    real = evaluate_module.log_weights
+
+    def signalling(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # during the first batch of the first evaluation (epoch 2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "log_weights", signalling)
+    with pytest.raises(Interrupted, match="stopped in the evaluation after epoch 2"):
+        train(config, model_config=tiny_model, paths=paths)
+    state = checkpoint.load(paths.checkpoint_dir / "last.pt")
+    assert state["epoch"] == 1 and state["position"]["batch"] == 5  # epoch 2's batches all done
+    monkeypatch.setattr(evaluate_module, "log_weights", real)
+    result = train(config, model_config=tiny_model, paths=paths)
+    assert [m.epoch for m in result.metrics] == [2, 3]
+    assert _same_params(_params(straight.checkpoint_dir / "last.pt"), _params(paths.checkpoint_dir / "last.pt"))
+    ours, theirs = read_history(paths.results_dir / HISTORY), read_history(straight.results_dir / HISTORY)
+    assert [(r.lower_bound, r.test_log_likelihood) for r in ours] == \
+        [(r.lower_bound, r.test_log_likelihood) for r in theirs]
+
+
+def test_eval_particles_are_fixed_on_resume(paths, tiny_model, tiny_train):
+    train(dataclasses.replace(tiny_train, epochs=1, eval_every=1, eval_particles=4), model_config=tiny_model,
+          paths=paths)
+    with pytest.raises(CheckpointError, match="trained with --eval-particles 4, not 8"):
+        train(dataclasses.replace(tiny_train, epochs=2, eval_every=1, eval_particles=8), model_config=tiny_model,
+              paths=paths, explicit=frozenset({"eval_particles"}))

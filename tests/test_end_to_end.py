@@ -46,9 +46,18 @@ def test_one_epoch_then_both_kinds_of_images(workdir):
     assert sorted(p.name for p in (workdir / "results").glob("[0-9].png")) == [f"{d}.png" for d in range(10)]
 
 
-def test_ten_epochs_reach_the_seed_lower_bound(workdir):
-    out = run("train", "--epochs", "10", "--checkpoint-dir", "ck10", cwd=workdir)
+def test_ten_epochs_reach_the_seed_lower_bound_and_evaluate(workdir):
+    out = run("train", "--epochs", "10", "--checkpoint-dir", "ck10", "--results-dir", "res10", cwd=workdir)
     bounds = [float(b) for b in re.findall(r"Lower bound = (-\d+\.\d+)", out)]
     assert len(bounds) == 10
     # The seed's own program reaches about -102 nats at epoch 10 on this data.
     assert bounds[-1] >= -104.0, bounds
+    # The same model on the test set, twice with the same seed, and its curves.
+    args = ("evaluate", "--particles", "50", "--checkpoint-dir", "ck10", "--results-dir", "res10")
+    first, second = run(*args, cwd=workdir), run(*args, cwd=workdir)
+    assert first == second
+    elbo = float(re.search(r"ELBO\s+(-\d+\.\d+)", first).group(1))
+    log_likelihood = float(re.search(r"log p\(x\) \(IS\)\s+(-\d+\.\d+)", first).group(1))
+    assert -106 < elbo < log_likelihood < elbo + 10, first
+    out = run("plot", "--results-dir", "res10", cwd=workdir)
+    assert "(10 epochs)" in out and (workdir / "res10" / "metrics" / "curves.png").is_file()

@@ -215,7 +215,7 @@ def evaluate(
     from pyro_vae.metrics import EVALUATION, write_json
 
     vae, path = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, None, device=next(vae.parameters()).device)
+    x = _test_images(data_dir, None, vae=vae)
     with _progress_bar(len(x), "test images", enabled=sys.stdout.isatty()) as done:
         result = ev.evaluate(vae, x, particles=particles, seed=seed, batch_size=batch_size, on_batch=done)
     typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
@@ -238,8 +238,8 @@ def _progress_bar(total: int, what: str, *, enabled: bool) -> Iterator[Optional[
         yield lambda done: bar.update(task, completed=done)
 
 
-def _test_images(data_dir: Optional[Path], indices: Optional[list[int]], *, device: Any) -> Any:
-    """The binarized test set (fixed seed), or the images at `indices`, on `device`: (n, 784)."""
+def _test_images(data_dir: Optional[Path], indices: Optional[list[int]], *, vae: Any) -> Any:
+    """The binarized test set (fixed seed), or the images at `indices`, on `vae`'s device: (n, 784)."""
     from pyro_vae import data
 
     images, _ = data.ensure_split(data_dir or default_data_dir(), "test")
@@ -247,7 +247,7 @@ def _test_images(data_dir: Optional[Path], indices: Optional[list[int]], *, devi
         if not 0 <= i < len(images):
             raise typer.BadParameter(f"test image {i} does not exist: there are {len(images)} (0 to {len(images) - 1})")
     x = data.binarize_once(images)
-    return (x if indices is None else x[indices]).to(device)
+    return (x if indices is None else x[indices]).to(next(vae.parameters()).device)
 
 
 @app.command()
@@ -262,7 +262,7 @@ def reconstruct(
     from pyro_vae import generate as gen, images
 
     vae, _ = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, list(range(n)), device=next(vae.parameters()).device)
+    x = _test_images(data_dir, list(range(n)), vae=vae)
     pairs = gen.reconstructions(vae, x, cols=10)
     typer.echo(f"wrote {images.save_grid(pairs, results_dir / 'reconstructions.png', scale=scale, cols=10)}")
 
@@ -281,7 +281,7 @@ def interpolate(
     from pyro_vae import generate as gen, images
 
     vae, _ = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, [from_index, to_index], device=next(vae.parameters()).device)
+    x = _test_images(data_dir, [from_index, to_index], vae=vae)
     line = gen.interpolation(vae, x[0], x[1], steps=steps)
     stem = results_dir / f"interpolation_{from_index}_{to_index}"
     typer.echo(f"wrote {images.save_grid(line, stem.with_suffix('.png'), scale=scale, cols=steps)}")

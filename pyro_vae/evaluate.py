@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pyro
 import torch
 
+from pyro_vae import kernels
 from pyro_vae.model import VAE
 from pyro_vae.objectives import iwae_bound, log_weights
 from pyro_vae.runtime import isolated_rng
@@ -50,8 +51,9 @@ def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_
     was_training = vae.training
     vae.eval()
     elbos, lls = [], []
+    plan = kernels.calibrate(vae, rows=min(chunk, particles) * batch_size, backward=False, device=x.device)
     try:
-        with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed):
+        with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed), kernels.used(vae, plan):
             for first in range(0, len(x), batch_size):
                 batch = x[first : first + batch_size]
                 parts = [log_weights(vae, batch, particles=min(chunk, particles - done))

@@ -13,6 +13,7 @@ from torch import nn
 
 from pyro_vae.config import ModelConfig
 from pyro_vae.data import IMAGE_PIXELS
+from pyro_vae.kernels import Linear
 
 # Sample-site names, shared by training, generation and tests.
 Z = "z"
@@ -27,11 +28,11 @@ class Encoder(nn.Module):
     def __init__(self, *, z_dim: int, hidden_dim: int, x_dim: int = IMAGE_PIXELS) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Linear(x_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+            Linear(x_dim, hidden_dim), nn.ReLU(),
+            Linear(hidden_dim, hidden_dim), nn.ReLU(),
         )
-        self.loc = nn.Linear(hidden_dim, z_dim)
-        self.logstd = nn.Linear(hidden_dim, z_dim)
+        self.loc = Linear(hidden_dim, z_dim)
+        self.logstd = Linear(hidden_dim, z_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (..., 784) -> z_loc, z_logstd: (..., z_dim)."""
@@ -45,9 +46,9 @@ class Decoder(nn.Module):
     def __init__(self, *, z_dim: int, hidden_dim: int, x_dim: int = IMAGE_PIXELS) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(z_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, x_dim),
+            Linear(z_dim, hidden_dim), nn.ReLU(),
+            Linear(hidden_dim, hidden_dim), nn.ReLU(),
+            Linear(hidden_dim, x_dim),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,8 @@ class VAE(nn.Module):
             noise: added to the log-std; 0 in training, > 0 widens the spread when generating.
         """
         z_loc, z_logstd = self.encoder(x)
-        # Under bf16 autocast the heads come out in bf16; q(z)'s density stays in fp32.
-        z_loc, z_logstd = z_loc.float(), z_logstd.float()
+        # Under bf16 autocast the heads come out in bf16; q(z)'s density stays in fp32 (or fp64).
+        dtype = torch.promote_types(z_loc.dtype, torch.float32)
+        z_loc, z_logstd = z_loc.to(dtype), z_logstd.to(dtype)
         with pyro.plate(DATA_PLATE, x.shape[0]):
             pyro.sample(Z, dist.Normal(z_loc, torch.exp(z_logstd + noise)).to_event(1))

@@ -17,7 +17,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vae import __version__, checkpoint, data
+from pyro_vae import __version__, checkpoint, data, kernels
 from pyro_vae.config import ModelConfig, Paths, TrainConfig
 from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged
 from pyro_vae.evaluate import Stopped, evaluate
@@ -84,6 +84,7 @@ def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_conf
         "model_config": asdict(vae.config),
         "train_config": asdict(train_config),
         "model": vae.state_dict(),
+        "kernels": kernels.plan_of(vae),
         "optimizer": optimizer.state_dict(),
         "rng": {"global": get_rng_state(), "data": generator.get_state()},
         "metrics": [asdict(record) for record in metrics],
@@ -97,11 +98,20 @@ class _NonFiniteLoss(Exception):
         self.batch, self.value = batch, value
 
 
-def build(model_config: ModelConfig, train_config: TrainConfig, *,
-          device: torch.device) -> tuple[VAE, torch.optim.Optimizer, torch.Generator]:
-    """A new run's seeded model, optimizer and data generator (shuffling and binarization)."""
+def build(model_config: ModelConfig, train_config: TrainConfig, *, device: torch.device,
+          plan: kernels.Plan | None = None) -> tuple[VAE, torch.optim.Optimizer, torch.Generator]:
+    """A new run's seeded model, optimizer and data generator (shuffling and binarization).
+
+    Args:
+        plan: the matrix kernels (a resumed run's, from its checkpoint); None times them here.
+    """
     seed_all(train_config.seed)
     vae = VAE(model_config).to(device)
+    if plan is None and train_config.precision == "fp32":  # bf16 autocast picks its own kernels
+        plan = kernels.calibrate(vae, rows=train_config.batch_size * train_config.particles, backward=True,
+                                 device=device)
+    kernels.use(vae, plan or {})
+    log.debug("matrix products: %s", kernels.describe(kernels.plan_of(vae)))
     # One fused Adam over all parameters: the same update as pyro.optim.Adam (which wraps
     # torch's Adam per parameter), in one kernel instead of one per parameter per step.
     optimizer = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=True)
@@ -294,7 +304,10 @@ def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths
         if result.archived_to is not None:
             log.info("Moved earlier checkpoints to %s", result.archived_to)
 
-    vae, optimizer, generator = build(model_config, train_config, device=device)
+    # A resumed run keeps its kernels (a checkpoint from before they were chosen used the default):
+    # another kernel rounds differently, and the continuation would not be exact.
+    plan = state.get("kernels", {}) if state is not None else None
+    vae, optimizer, generator = build(model_config, train_config, device=device, plan=plan)
     metrics: list[EpochRecord] = []
     first_epoch, position = 1, None
     if state is not None:

@@ -11,7 +11,7 @@ from pyro.infer import Predictive
 from pyro_vae import data
 from pyro_vae.config import DIGIT_EXEMPLARS, GenerateConfig
 from pyro_vae.errors import ConfigError
-from pyro_vae.model import X_PROBS, VAE
+from pyro_vae.model import Z, VAE
 from pyro_vae.runtime import seed_all
 
 MODES = ("prior", "digit")
@@ -25,8 +25,8 @@ def prior_samples(vae: VAE, *, n: int) -> torch.Tensor:
     Returns:
         (n, 784) float pixel probabilities in [0, 1].
     """
-    predictive = Predictive(vae.model, num_samples=1, return_sites=(X_PROBS,))
-    return predictive(batch_size=n)[X_PROBS].reshape(n, -1)
+    z = Predictive(vae.model, num_samples=1, return_sites=(Z,))(batch_size=n)[Z]
+    return vae.x_probs(z).reshape(n, -1)
 
 
 @torch.no_grad()
@@ -42,9 +42,9 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
     """
     guide = functools.partial(vae.guide, noise=noise)
     # parallel=True vectorises the n draws in one pass: z is (n, k, z_dim).
-    predictive = Predictive(vae.model, guide=guide, num_samples=n, parallel=True, return_sites=(X_PROBS,))
-    x_probs = predictive(x)[X_PROBS]  # (n, k, 784)
-    return x_probs.reshape(n, x.shape[0], -1).transpose(0, 1)
+    predictive = Predictive(vae.model, guide=guide, num_samples=n, parallel=True, return_sites=(Z,))
+    z = predictive(x)[Z]  # (n, k, z_dim)
+    return vae.x_probs(z).reshape(n, x.shape[0], -1).transpose(0, 1)
 
 
 def samples(vae: VAE, mode: str, config: GenerateConfig, *, data_dir: Path) -> dict[str, torch.Tensor]:
@@ -87,7 +87,7 @@ def reconstructions(vae: VAE, x: torch.Tensor, *, cols: int = 10) -> torch.Tenso
         (2 * n, 784) pixel values in [0, 1].
     """
     z_loc, _ = vae.encoder(x)
-    decoded = torch.sigmoid(vae.decoder(z_loc))
+    decoded = vae.x_probs(z_loc)
     rows = [t for first in range(0, len(x), cols) for t in (x[first : first + cols], decoded[first : first + cols])]
     return torch.cat(rows)
 
@@ -103,7 +103,7 @@ def interpolation(vae: VAE, x_from: torch.Tensor, x_to: torch.Tensor, *, steps: 
     """
     z_loc, _ = vae.encoder(torch.stack([x_from, x_to]))
     t = torch.linspace(0, 1, steps, device=z_loc.device).unsqueeze(-1)  # (steps, 1)
-    return torch.sigmoid(vae.decoder((1 - t) * z_loc[0] + t * z_loc[1]))
+    return vae.x_probs((1 - t) * z_loc[0] + t * z_loc[1])
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pyro_vae.config import ModelConfig
@@ -18,7 +19,6 @@ from pyro_vae.kernels import Linear
 # Sample-site names, shared by training, generation and tests.
 Z = "z"
 X = "x"
-X_PROBS = "x_probs"
 DATA_PLATE = "data"
 
 
@@ -56,6 +56,18 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
+class _Bernoulli(dist.Bernoulli):
+    """Pyro's Bernoulli over logits with its log-density written as x * logits - softplus(logits).
+
+    The same value as torch's `binary_cross_entropy_with_logits`, which the stock class calls: that
+    one broadcasts x to the logits' shape and makes about eight passes over the pixels, a third
+    of `evaluate`'s time when 1000 particles share each image; this makes three.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return value * self.logits - F.softplus(self.logits)
+
+
 def _glorot_(module: nn.Module) -> None:
     # The seed's tf.layers.dense starts from Glorot-uniform weights and zero biases, not
     # torch's default; matching it keeps the early epochs comparable with the seed.
@@ -87,7 +99,7 @@ class VAE(nn.Module):
             x: (batch, 784) float in {0, 1}, observed; None to generate.
             batch_size: how many images to generate when `x` is None.
             noise: unused here; accepted so model and guide take the same arguments.
-        Sites: `z` (batch, z_dim), `x_probs` (batch, 784) deterministic, `x` (batch, 784).
+        Sites: `z` (batch, z_dim) and `x` (batch, 784).
         """
         n = x.shape[0] if x is not None else batch_size
         if n is None:
@@ -96,11 +108,15 @@ class VAE(nn.Module):
         z_loc = torch.zeros(n, self.config.z_dim, device=weight.device, dtype=weight.dtype)
         with pyro.plate(DATA_PLATE, n):
             z = pyro.sample(Z, dist.Normal(z_loc, torch.ones_like(z_loc)).to_event(1))
-            x_logits = self.decoder(z)
-            pyro.deterministic(X_PROBS, torch.sigmoid(x_logits), event_dim=1)
             # x is binarized by construction; skipping the per-step support check saves time.
-            x_dist = dist.Bernoulli(logits=x_logits, validate_args=False).to_event(1)
+            # (No deterministic site for the probabilities: it would cost a sigmoid and a Delta
+            # log-density over every pixel at every step; `x_probs` decodes when a picture is wanted.)
+            x_dist = _Bernoulli(logits=self.decoder(z), validate_args=False).to_event(1)
             pyro.sample(X, x_dist, obs=x)
+
+    def x_probs(self, z: torch.Tensor) -> torch.Tensor:
+        """p(x | z)'s pixel probabilities: z (..., z_dim) -> (..., 784) in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))
 
     def guide(self, x: torch.Tensor, *, batch_size: int | None = None, noise: float = 0.0) -> None:
         """q(z | x) = Normal(z_loc, exp(z_logstd + noise)).

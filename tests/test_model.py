@@ -7,7 +7,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from pyro_vae.model import DATA_PLATE, X, X_PROBS, Z, VAE
+from pyro_vae.model import DATA_PLATE, X, Z, VAE
 
 
 @pytest.fixture
@@ -22,7 +22,8 @@ def test_model_sites_and_shapes(vae):
     assert trace.nodes[Z]["fn"].event_shape == (2,)
     assert trace.nodes[X]["is_observed"] and torch.equal(trace.nodes[X]["value"], x)
     assert trace.nodes[X]["fn"].event_shape == (784,)
-    probs = trace.nodes[X_PROBS]["value"]
+    assert [name for name, site in trace.nodes.items() if site["type"] == "sample"] == [DATA_PLATE, Z, X]
+    probs = vae.x_probs(trace.nodes[Z]["value"])
     assert probs.shape == (5, 784) and 0 <= probs.min() and probs.max() <= 1
     assert torch.allclose(probs, trace.nodes[X]["fn"].base_dist.probs)
     assert trace.nodes[DATA_PLATE]["value"].shape == (5,)

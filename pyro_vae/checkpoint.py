@@ -19,16 +19,19 @@ import re
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pyro_vae.config import ModelConfig
+from pyro_vae import __version__, kernels
+from pyro_vae.config import ModelConfig, TrainConfig, resumed
 from pyro_vae.errors import CheckpointError
 from pyro_vae.fsutil import atomic_write
+from pyro_vae.metrics import EpochRecord
 from pyro_vae.model import VAE
+from pyro_vae.runtime import get_rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,47 @@ LAST = "last.pt"
 BEST = "best.pt"  # by validation log-likelihood, with --valid-size
 LOCK = ".lock"
 _NAME = re.compile(r"^vae\.epoch\.(\d+)\.pt$")
-# Keys every checkpoint has; see `train.py` for how they are filled.
+# The schema (`make_state` writes it): keys every checkpoint has, and keys later versions added,
+# with what a checkpoint without them was: no position inside an epoch, trained on the CPU on
+# torch's default kernels. `load` fills those in, so no reader needs a fallback of its own.
 REQUIRED_KEYS = ("format", "epoch", "model_config", "train_config", "model", "optimizer", "rng", "metrics")
+_ADDED_KEYS = {"version": "unknown", "device": "cpu", "position": None, "kernels": {}}
+
+
+def make_state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_config: TrainConfig,
+               generator: torch.Generator, metrics: list[Any], position: Any = None) -> dict[str, Any]:
+    """Everything a run needs to continue: `epoch` complete epochs, plus `position` (a dataclass:
+    the image order, batches done, their loss) inside the next one."""
+    return {
+        "format": FORMAT_VERSION,
+        "version": __version__,
+        "epoch": epoch,
+        "device": generator.device.type,  # the data generator's state belongs to its device
+        "model_config": asdict(vae.config),
+        "train_config": asdict(train_config),
+        "model": vae.state_dict(),
+        "kernels": kernels.plan_of(vae),
+        "optimizer": optimizer.state_dict(),
+        "rng": {"global": get_rng_state(), "data": generator.get_state()},
+        "metrics": [asdict(record) for record in metrics],
+        "position": asdict(position) if position is not None else None,
+    }
+
+
+def restore(state: dict[str, Any], *, vae: VAE, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator) -> list[EpochRecord]:
+    """Put a checkpoint's weights, optimizer state and random generators back; returns its records."""
+    vae.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"]["global"])
+    generator.set_state(state["rng"]["data"])
+    return [EpochRecord(**record) for record in state["metrics"]]
+
+
+def configs_of(state: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """The architecture and training settings a checkpoint records (settings added since it was
+    written take their defaults, which is what it was trained with)."""
+    return ModelConfig(**state["model_config"]), TrainConfig(**state["train_config"])
 
 
 def path_for(checkpoint_dir: Path, epoch: int) -> Path:
@@ -67,7 +109,7 @@ def latest(checkpoint_dir: Path) -> Path | None:
 
 def progress(state: dict[str, Any]) -> tuple[int, int]:
     """How far a checkpoint's run got: (complete epochs, batches done in the next one)."""
-    position = state.get("position")
+    position = state["position"]
     return state["epoch"], position["batch"] if position else 0
 
 
@@ -221,22 +263,15 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
         raise CheckpointError(
             f"{path} has checkpoint format {state['format']}, this pyro-vae reads {FORMAT_VERSION}"
         )
-    return state
+    return {**_ADDED_KEYS, **state}
 
 
 def model_config_of(state: dict[str, Any], *, path: Path, z_dim: int | None = None,
                     hidden_dim: int | None = None) -> ModelConfig:
     """The architecture a checkpoint records, checked against explicitly given sizes (None: not given)."""
-    config = ModelConfig(**{f.name: state["model_config"][f.name] for f in fields(ModelConfig)})
-    for name, given in (("z_dim", z_dim), ("hidden_dim", hidden_dim)):
-        recorded = getattr(config, name)
-        if given is not None and given != recorded:
-            flag = "--" + name.replace("_", "-")
-            raise CheckpointError(
-                f"{path} was trained with {flag} {recorded}, not {given}; drop {flag} "
-                "or pick a matching checkpoint"
-            )
-    return config
+    given = {name: value for name, value in (("z_dim", z_dim), ("hidden_dim", hidden_dim)) if value is not None}
+    return resumed(configs_of(state)[0], ModelConfig(**given), explicit=frozenset(given), source=path,
+                   hint="drop {flag} or pick a matching checkpoint")
 
 
 def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z_dim: int | None = None,

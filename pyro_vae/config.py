@@ -5,15 +5,48 @@ Validation lives here too, so a bad value fails before any work starts.
 
 from __future__ import annotations
 
+import enum
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.errors import CheckpointError, ConfigError
 
-PRECISIONS = ("fp32", "bf16")
-OBJECTIVES = ("elbo", "iwae")
+
+class Choice(str, enum.Enum):
+    """A list of choices: the CLI offers its members, the library compares their string values."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+
+class Precision(Choice):
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast matrix products, fp32 master weights
+
+
+class Objective(Choice):
+    elbo = "elbo"
+    iwae = "iwae"  # the importance-weighted bound
+
+
+class Mode(Choice):
+    prior = "prior"  # decode z ~ N(0, I)
+    digit = "digit"  # widen the guide around real test digits
+
+
+class Device(Choice):
+    auto = "auto"  # CUDA when present
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 TRAIN_IMAGES = 60_000  # MNIST's training split; a validation split is carved from its end
 MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 # Generous bounds that catch typos (an extra zero or three) before they become an allocation
@@ -33,6 +66,15 @@ EVAL_CHUNK = 50
 MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 
+MAX_SCALE = 16  # pixels per MNIST pixel in a picture
+# `generate` draws the seed's grids at their own size; the other picture commands default to
+# twice that, since a 10-cell strip or a quiz is read at arm's length.
+PICTURE_SCALE = 2
+GRID_COLS = 10  # images per row in reconstructions (originals above their reconstructions)
+RECONSTRUCT_IMAGES, MAX_RECONSTRUCT_IMAGES = 50, 1000  # the first test images
+INTERPOLATE_FROM, INTERPOLATE_TO = 3, 2  # test images 3 and 2 are a 0 and a 1
+INTERPOLATE_STEPS, MAX_INTERPOLATE_STEPS = 10, 200  # points on the line, ends included
+
 # Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
 DIGIT_EXEMPLARS: tuple[int, ...] = (3, 2, 1, 90, 95, 23, 11, 0, 84, 7)
 
@@ -42,17 +84,27 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _require_choice(choices: type[Choice], value: str, flag: str) -> None:
+    _require(value in choices.values(), f"{flag} must be one of {', '.join(choices.values())}, got {value!r}")
+
+
 def default_data_dir() -> Path:
     """`$PYRO_VAE_DATA` when set, else `data/mnist`."""
     return Path(os.environ.get(DATA_ENV) or "data/mnist")
+
+
+# What a resumed run does with a setting, as dataclass field metadata (the one place these rules live):
+FIXED = {"on_resume": "fixed"}  # keeps the checkpoint's value; another one given explicitly is an error
+CARRIED = {"on_resume": "carried"}  # keeps the checkpoint's value unless given again
+# (no metadata: this call's value, e.g. --epochs, --save-every, --precision)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the networks: encoder 784-hidden-hidden-(2 x z_dim), decoder z_dim-hidden-hidden-784."""
 
-    z_dim: int = 40
-    hidden_dim: int = 500
+    z_dim: int = field(default=40, metadata=FIXED)
+    hidden_dim: int = field(default=500, metadata=FIXED)
 
     def __post_init__(self) -> None:
         _require(1 <= self.z_dim <= MAX_Z_DIM, f"--z-dim must be between 1 and {MAX_Z_DIM}, got {self.z_dim}")
@@ -65,19 +117,21 @@ class TrainConfig:
     """Optimisation settings: SVI with Trace_ELBO and Adam, as in the seed; the other objective,
     the schedule, the validation split and the evaluations during training are opt-in."""
 
+    # Fixed on resume: the continuation is exact only with the same values. eval_particles too:
+    # log p(x) estimates with different K are not comparable, and best.pt compares them.
     epochs: int = 1000
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
+    batch_size: int = field(default=128, metadata=FIXED)
+    lr: float = field(default=1e-3, metadata=FIXED)
+    seed: int = field(default=0, metadata=FIXED)
     save_every: int = 100
     keep: int = 10
-    precision: str = "fp32"  # bf16: autocast matrix products, fp32 master weights
-    objective: str = "elbo"  # or "iwae", the importance-weighted bound
-    particles: int = 1  # z draws per image in the objective
-    lr_decay: float = 1.0  # the learning rate of epoch e is lr * lr_decay ** (e - 1)
-    valid_size: int = 0  # training images held out (from the end) to pick the best checkpoint
-    eval_every: int = 0  # evaluate on the test (and validation) images every N epochs; 0: never
-    eval_particles: int = 100  # importance samples per image in those evaluations
+    precision: str = Precision.fp32.value
+    objective: str = field(default=Objective.elbo.value, metadata=FIXED)
+    particles: int = field(default=1, metadata=FIXED)  # z draws per image in the objective
+    lr_decay: float = field(default=1.0, metadata=FIXED)  # the lr of epoch e is lr * lr_decay ** (e - 1)
+    valid_size: int = field(default=0, metadata=FIXED)  # training images held out (from the end) for best.pt
+    eval_every: int = field(default=0, metadata=CARRIED)  # score test (and validation) images every N epochs
+    eval_particles: int = field(default=100, metadata=FIXED)  # importance samples per image in those scores
 
     def check_held_out(self, n_images: int) -> None:
         """What needs the data and the settings a resumed run ends up with: a validation split
@@ -101,10 +155,8 @@ class TrainConfig:
         _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         _require(self.save_every >= 1, f"--save-every must be at least 1, got {self.save_every}")
         _require(self.keep >= 1, f"--keep must be at least 1, got {self.keep}")
-        _require(self.precision in PRECISIONS,
-                 f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        _require(self.objective in OBJECTIVES,
-                 f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        _require_choice(Precision, self.precision, "--precision")
+        _require_choice(Objective, self.objective, "--objective")
         _require(1 <= self.particles <= MAX_TRAIN_PARTICLES,
                  f"--particles must be between 1 and {MAX_TRAIN_PARTICLES}, got {self.particles}")
         _require(self.particles * self.batch_size <= MAX_TRAIN_SAMPLES,
@@ -120,6 +172,25 @@ class TrainConfig:
                  f"--eval-particles must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
 
 
+def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path,
+            hint: str = "drop the option to resume, or pass --fresh to start over") -> Any:
+    """The config (ModelConfig or TrainConfig) a run continuing from `source` uses, by each field's
+    FIXED/CARRIED metadata: `recorded` is the checkpoint's, `given` this call's, `explicit` the
+    names the user gave. A FIXED setting given explicitly with another value is an error."""
+    kept = {}
+    for f in fields(given):
+        rule = f.metadata.get("on_resume")
+        if rule is None:
+            continue
+        old, new = getattr(recorded, f.name), getattr(given, f.name)
+        if rule == FIXED["on_resume"] and f.name in explicit and new != old:
+            flag = "--" + f.name.replace("_", "-")
+            raise CheckpointError(f"{source} was trained with {flag} {old}, not {new}; {hint.format(flag=flag)}")
+        if rule == FIXED["on_resume"] or f.name not in explicit:
+            kept[f.name] = old
+    return replace(given, **kept)
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where data is read and outputs are written."""
@@ -130,13 +201,32 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """`evaluate`'s settings: K importance samples per image, drawn in chunks (see EVAL_CHUNK)."""
+
+    particles: int = 1000
+    batch_size: int = 100  # test images at a time: particles x batch x 784 floats, chunked
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class QuizConfig:
+    """The blog's human-or-machine game: a 10x10 grid, half real test digits by default."""
+
+    cells: int = 100
+    real_fraction: float = 0.5
+    noise: float = 0.7  # the seed's spread for digit samples
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     """Sampling settings: `noise` is added to the guide's log-std, widening its spread."""
 
     n: int = 100
     noise: float = 0.0
     seed: int = 0
-    scale: int = 1
+    scale: int = 1  # the seed's grids at their own size (see PICTURE_SCALE)
     digits: tuple[int, ...] = tuple(range(10))
     indices: tuple[int, ...] = ()  # test images to encode instead of the digit exemplars
 
@@ -146,9 +236,16 @@ class GenerateConfig:
         _require(abs(self.noise) <= MAX_NOISE,
                  f"--noise must be between -{MAX_NOISE:g} and {MAX_NOISE:g} (it is added to the log-std), got {self.noise}")
         _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
-        _require(1 <= self.scale <= 16, f"--scale must be between 1 and 16, got {self.scale}")
+        _require(1 <= self.scale <= MAX_SCALE, f"--scale must be between 1 and {MAX_SCALE}, got {self.scale}")
         _require(len(self.digits) > 0, "--digits must name at least one digit, e.g. --digits 3,8")
         for d in self.digits:
             _require(0 <= d <= 9, f"--digits takes digits 0 to 9, got {d}")
         for i in self.indices:
             _require(i >= 0, f"--index must be 0 or more, got {i}")
+
+    def chosen(self) -> dict[str, int]:
+        """Digit mode's output names and the test images they encode: the seed's exemplar of each
+        of `digits` ("3" -> 90), or the `indices` given instead ("index_17" -> 17)."""
+        if self.indices:
+            return {f"index_{i}": i for i in self.indices}
+        return {str(d): DIGIT_EXEMPLARS[d] for d in self.digits}

@@ -15,13 +15,13 @@ import tarfile
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pyro_vae.errors import DataError
+from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,25 @@ def ensure_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
     if missing_files(data_dir):
         download(data_dir)
     return load_split(data_dir, split)
+
+
+def test_images(data_dir: Path, *, indices: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test images every command encodes, all or those at `indices`, fetched first if missing.
+
+    Returns:
+        (n, 784) float in {0, 1}, binarized once with `TEST_BINARIZE_SEED` (what the guide sees),
+        and (n, 784) float intensities in [0, 1] (what a person sees).
+    Raises:
+        ConfigError: an index outside the test set.
+    """
+    images, _ = ensure_split(data_dir, "test")
+    for i in indices or ():
+        if not 0 <= i < len(images):
+            raise ConfigError(f"test image {i} does not exist: the test set has {len(images)} (0 to {len(images) - 1})")
+    binarized = binarize_once(images)
+    if indices is not None:
+        images, binarized = images[list(indices)], binarized[list(indices)]
+    return binarized, images.to(torch.float32).div_(255.0)
 
 
 def binarize(images: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:

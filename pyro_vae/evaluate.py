@@ -15,7 +15,7 @@ import pyro
 import torch
 
 from pyro_vae import kernels
-from pyro_vae.config import EVAL_CHUNK
+from pyro_vae.config import EVAL_CHUNK, EvaluateConfig
 from pyro_vae.model import VAE
 from pyro_vae.objectives import iwae_bound, log_weights
 from pyro_vae.runtime import isolated_rng
@@ -37,8 +37,9 @@ class Stopped(Exception):
     """`evaluate` was asked to stop before it had scored every image."""
 
 
-def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = 100, chunk: int = EVAL_CHUNK,
-             on_batch: Callable[[int], None] | None = None, stop: Callable[[], bool] | None = None) -> Evaluation:
+def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = EvaluateConfig.batch_size,
+             chunk: int = EVAL_CHUNK, on_batch: Callable[[int], None] | None = None,
+             stop: Callable[[], bool] | None = None) -> Evaluation:
     """ELBO (mean of the log weights) and log-likelihood (their log-mean-exp) over all images.
 
     Particles are drawn in chunks so memory stays bounded: (chunk, batch_size, 784) at a time.

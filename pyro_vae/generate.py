@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import torch
 from pyro.infer import Predictive
 
-from pyro_vae import data
-from pyro_vae.config import DIGIT_EXEMPLARS, GenerateConfig
+from pyro_vae.config import GRID_COLS, GenerateConfig, Mode
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import Z, VAE
 from pyro_vae.runtime import seed_all
 
-MODES = ("prior", "digit")
 PRIOR_NAME = "random_samples"
 
 
@@ -47,37 +44,29 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
     return vae.x_probs(z).reshape(n, x.shape[0], -1).transpose(0, 1)
 
 
-def samples(vae: VAE, mode: str, config: GenerateConfig, *, data_dir: Path) -> dict[str, torch.Tensor]:
+def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The images a `generate` call produces, by output name, before anything is written.
 
     Args:
-        mode: `prior` (one grid, `random_samples`) or `digit` (one grid per digit exemplar,
-            named by the digit, or per `config.indices` test image, named `index_<i>`).
-        data_dir: where MNIST's test files are (digit mode only).
+        mode: `prior` (one grid, `random_samples`) or `digit` (one grid per image of `x`, named
+            as `config.chosen()` names them).
+        x: digit mode's test images, binarized, in `config.chosen()`'s order: (k, 784).
     Returns:
         name -> (config.n, 784) float pixel probabilities.
     """
-    if mode not in MODES:
-        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    device = next(vae.parameters()).device
+    if mode not in Mode.values():
+        raise ConfigError(f"--mode must be one of {', '.join(Mode.values())}, got {mode!r}")
     seed_all(config.seed)
-    if mode == "prior":
+    if mode == Mode.prior:
         return {PRIOR_NAME: prior_samples(vae, n=config.n)}
-    images, _ = data.ensure_split(data_dir, "test")
-    if config.indices:
-        chosen = {f"index_{i}": i for i in config.indices}
-    else:
-        chosen = {str(d): DIGIT_EXEMPLARS[d] for d in config.digits}
-    for i in chosen.values():
-        if i >= len(images):
-            raise ConfigError(f"--index {i} is out of range: the test set has {len(images)} images")
-    x = data.binarize_once(images)[list(chosen.values())].to(device)
-    drawn = guide_samples(vae, x, n=config.n, noise=config.noise)
-    return {name: drawn[k] for k, name in enumerate(chosen)}
+    if x is None:
+        raise ValueError("digit mode needs the test images to encode")
+    drawn = guide_samples(vae, x.to(next(vae.parameters()).device), n=config.n, noise=config.noise)
+    return {name: drawn[k] for k, name in enumerate(config.chosen())}
 
 
 @torch.no_grad()
-def reconstructions(vae: VAE, x: torch.Tensor, *, cols: int = 10) -> torch.Tensor:
+def reconstructions(vae: VAE, x: torch.Tensor, *, cols: int = GRID_COLS) -> torch.Tensor:
     """Images and their reconstructions (decoded guide means), arranged for a grid of `cols`:
     each row of originals is followed by the row of their reconstructions.
 
@@ -107,7 +96,7 @@ def interpolation(vae: VAE, x_from: torch.Tensor, x_to: torch.Tensor, *, steps: 
 
 
 @torch.no_grad()
-def quiz(vae: VAE, images: torch.Tensor, binarized: torch.Tensor, *, cells: int, real_fraction: float,
+def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, *, cells: int, real_fraction: float,
          noise: float, seed: int) -> tuple[torch.Tensor, list[dict]]:
     """The blog's game: real test digits and generated ones at random places.
 
@@ -115,7 +104,7 @@ def quiz(vae: VAE, images: torch.Tensor, binarized: torch.Tensor, *, cells: int,
     widened by `noise`; a real cell shows another test image as it is.
 
     Args:
-        images: (n, 784) uint8 test images; binarized: the same, binarized (what the guide sees).
+        binarized: (n, 784) test images as the guide sees them; intensities: the same in [0, 1].
     Returns:
         (cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
     """
@@ -126,9 +115,9 @@ def quiz(vae: VAE, images: torch.Tensor, binarized: torch.Tensor, *, cells: int,
     n_real = round(cells * real_fraction)
     real = torch.zeros(cells, dtype=torch.bool)
     real[torch.randperm(cells, generator=generator)[:n_real]] = True
-    sources = torch.randperm(len(images), generator=generator)[:cells]  # a distinct test image per cell
+    sources = torch.randperm(len(binarized), generator=generator)[:cells]  # a distinct test image per cell
     device = next(vae.parameters()).device
-    shown = images[sources].float().div(255).to(device)
+    shown = intensities[sources].to(device)
     fake = ~real.to(device)
     if fake.any():
         drawn = guide_samples(vae, binarized[sources].to(device)[fake], n=1, noise=noise)  # (k, 1, 784)

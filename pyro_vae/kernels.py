@@ -12,6 +12,7 @@ model's `Linear` layers; the trainer records the plan in the checkpoint so a res
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -58,18 +59,13 @@ def _onednn_linear(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None =
     return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
 
 
-# Each product on each kernel. x: (rows, in), w: (out, in), g: (rows, out).
-_FORWARD: dict[str, Callable[..., torch.Tensor]] = {
-    DEFAULT: F.linear,
-    ONEDNN: _onednn_linear,
-}
-_GRAD_INPUT: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    DEFAULT: lambda g, w: g @ w,
-    ONEDNN: lambda g, w: _onednn_linear(g, w.t()),
-}
-_GRAD_WEIGHT: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    DEFAULT: lambda g, x: g.t() @ x,
-    ONEDNN: lambda g, x: _onednn_linear(g.t().contiguous(), x.t()),
+# Each product on each kernel: PRODUCTS_ON[product][kernel](a, b[, bias]) with
+# forward (x, w, b): x @ w.T + b;  grad_input (g, w): g @ w;  grad_weight (g, x): g.T @ x,
+# for x: (rows, in), w: (out, in), g: (rows, out).
+PRODUCTS_ON: dict[str, dict[str, Callable[..., torch.Tensor]]] = {
+    "forward": {DEFAULT: F.linear, ONEDNN: _onednn_linear},
+    "grad_input": {DEFAULT: lambda g, w: g @ w, ONEDNN: lambda g, w: _onednn_linear(g, w.t())},
+    "grad_weight": {DEFAULT: lambda g, x: g.t() @ x, ONEDNN: lambda g, x: _onednn_linear(g.t().contiguous(), x.t())},
 }
 
 
@@ -95,7 +91,7 @@ class _Linear(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         ctx.save_for_backward(x2, weight)
         ctx.choice, ctx.x_shape, ctx.has_bias = choice, x.shape, bias is not None
-        return _FORWARD[choice.forward](x2, weight, bias).reshape(*x.shape[:-1], weight.shape[0])
+        return PRODUCTS_ON["forward"][choice.forward](x2, weight, bias).reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
@@ -103,9 +99,9 @@ class _Linear(torch.autograd.Function):
         g = grad.reshape(-1, grad.shape[-1]).contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _GRAD_INPUT[ctx.choice.grad_input](g, weight).reshape(ctx.x_shape)
+            grad_x = PRODUCTS_ON["grad_input"][ctx.choice.grad_input](g, weight).reshape(ctx.x_shape)
         if ctx.needs_input_grad[1]:
-            grad_w = _GRAD_WEIGHT[ctx.choice.grad_weight](g, x2)
+            grad_w = PRODUCTS_ON["grad_weight"][ctx.choice.grad_weight](g, x2)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = g.sum(0)
         return grad_x, grad_w, grad_b, None
@@ -179,9 +175,7 @@ def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.devi
         w = torch.randn(fan_out, fan_in, generator=generator)
         b = torch.randn(fan_out, generator=generator)
         g = torch.randn(rows, fan_out, generator=generator)
-        products = {"forward": lambda k: (lambda: _FORWARD[k](x, w, b)),
-                    "grad_input": lambda k: (lambda: _GRAD_INPUT[k](g, w)),
-                    "grad_weight": lambda k: (lambda: _GRAD_WEIGHT[k](g, x))}
+        operands = {"forward": (x, w, b), "grad_input": (g, w), "grad_weight": (g, x)}
         choice = plan[shape_key((fan_in, fan_out))]
         for product in PRODUCTS if backward else ("forward",):
             if pinned == ONEDNN:
@@ -189,7 +183,8 @@ def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.devi
                 continue
             if 2.0 * rows * fan_in * fan_out < MIN_FLOPS:
                 continue
-            seconds = _best_seconds({k: products[product](k) for k in KERNELS}, budget_s=budget_s)
+            calls = {k: functools.partial(PRODUCTS_ON[product][k], *operands[product]) for k in KERNELS}
+            seconds = _best_seconds(calls, budget_s=budget_s)
             if seconds[ONEDNN] * MARGIN < seconds[DEFAULT]:
                 choice[product] = ONEDNN
             log.debug("kernels: %s %s at %d rows: default %.0f, oneDNN %.0f GFLOP/s -> %s",

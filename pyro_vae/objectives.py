@@ -18,7 +18,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import Trace_ELBO
 
-from pyro_vae.config import OBJECTIVES
+from pyro_vae.config import Objective
 from pyro_vae.model import VAE
 
 PARTICLES_PLATE = "particles"
@@ -59,10 +59,10 @@ def loss_fn(objective: str = "elbo", *, particles: int = 1) -> Loss:
     elbo: Trace_ELBO (Kingma & Welling 2014), averaged over `particles` draws per image.
     iwae: the importance-weighted bound with `particles` draws per image.
     """
-    if objective == "elbo":
+    if objective == Objective.elbo:
         elbo = (Trace_ELBO() if particles == 1 else
                 Trace_ELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1))
         return lambda vae, x: elbo.differentiable_loss(vae.model, vae.guide, x)
-    if objective == "iwae":
+    if objective == Objective.iwae:
         return lambda vae, x: -iwae_bound(log_weights(vae, x, particles=particles)).sum()
-    raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+    raise ValueError(f"unknown objective {objective!r}; expected one of {Objective.values()}")

@@ -10,16 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyro_vae.config import Device, Precision
 from pyro_vae.errors import ConfigError
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
     """Turn `auto|cpu|cuda` into a torch device; `auto` picks CUDA when present."""
-    if name not in DEVICES:
-        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
-    if name == "auto":
+    if name not in Device.values():
+        raise ConfigError(f"--device must be one of {', '.join(Device.values())}, got {name!r}")
+    if name == Device.auto:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
@@ -30,17 +29,20 @@ def native_bf16(device: torch.device) -> bool:
     """Whether bf16 matrix products run natively (not emulated) on `device`."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    # Without AVX-512 (or AMX) bf16 is emulated on the CPU and slower than fp32.
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    # Without bf16 instructions (AVX512-BF16 or AMX on x86, BF16 on ARM) bf16 is emulated on the
+    # CPU and slower than fp32. torch.cpu.get_capabilities() is the public reading of the CPU's
+    # features (the private torch.ops.mkldnn._is_mkldnn_bf16_supported asks the same of oneDNN).
+    capabilities = torch.cpu.get_capabilities()
+    return any(capabilities.get(flag) for flag in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The context a training step runs in: nothing for fp32; bf16 autocast (fp32 master
     weights, matrix products in bf16) where the hardware has native bf16, else a ConfigError."""
-    if precision == "fp32":
+    if precision == Precision.fp32:
         return contextlib.nullcontext()
-    if precision != "bf16":
-        raise ConfigError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if precision != Precision.bf16:
+        raise ConfigError(f"--precision must be one of {', '.join(Precision.values())}, got {precision!r}")
     if not native_bf16(device):
         raise ConfigError(f"--precision bf16 needs native bf16 support, which this {device.type} lacks; use fp32")
     return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -10,39 +10,32 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyro
 import torch
 
-from pyro_vae import __version__, checkpoint, data, kernels
-from pyro_vae.config import ModelConfig, Paths, TrainConfig
+from pyro_vae import checkpoint, data, kernels
+from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
 from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged
 from pyro_vae.evaluate import Stopped, evaluate
 from pyro_vae.fsutil import remove_temporaries
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
 from pyro_vae.model import VAE
 from pyro_vae.objectives import Loss, loss_fn
-from pyro_vae.runtime import autocast, get_rng_state, seed_all, set_rng_state
+from pyro_vae.progress import Bars
+from pyro_vae.runtime import autocast, seed_all
 
 log = logging.getLogger(__name__)
 
-# Settings a resumed run must share with its checkpoint for the continuation to be exact.
-# (Checkpoints from before a setting existed were trained with its default.)
-# eval_particles too: log p(x) estimates with different K are not comparable, and best.pt
-# compares them.
-_FIXED_ON_RESUME = ("batch_size", "lr", "seed", "objective", "particles", "lr_decay", "valid_size",
-                    "eval_particles")
-# Settings a resumed run keeps from its checkpoint unless given again.
-_CARRIED_ON_RESUME = ("eval_every",)
 _EVAL_SEED = 0  # evaluations during training draw from their own seeded stream
 
 
 @dataclass
 class TrainResult:
-    """What a call to `train` did."""
+    """What a call to `train` did: the settings it ran with and the epochs it added."""
 
     model_config: ModelConfig
     train_config: TrainConfig
@@ -52,47 +45,9 @@ class TrainResult:
     saved: list[Path] = field(default_factory=list)
 
 
-def _resolve_resume(state: dict[str, Any], *, path: Path, model_config: ModelConfig,
-                    train_config: TrainConfig, explicit: frozenset[str]) -> tuple[ModelConfig, TrainConfig]:
-    """The configs a resumed run uses: the checkpoint's architecture and optimisation settings,
-    the caller's epochs and checkpoint cadence, the checkpoint's evaluation cadence unless given.
-    An explicit option that disagrees with a fixed setting is an error."""
-    given = {name: getattr(model_config, name) for name in ("z_dim", "hidden_dim") if name in explicit}
-    resumed_model = checkpoint.model_config_of(state, path=path, **given)
-    recorded = {name: state["train_config"].get(name, getattr(TrainConfig, name))
-                for name in _FIXED_ON_RESUME + _CARRIED_ON_RESUME}
-    for name in _FIXED_ON_RESUME:
-        if name in explicit and getattr(train_config, name) != recorded[name]:
-            flag = "--" + name.replace("_", "-")
-            raise CheckpointError(
-                f"{path} was trained with {flag} {recorded[name]}, not {getattr(train_config, name)}; "
-                "drop the option to resume, or pass --fresh to start over"
-            )
-    carried = [name for name in _CARRIED_ON_RESUME if name not in explicit]
-    resumed_train = replace(train_config, **{name: recorded[name] for name in _FIXED_ON_RESUME + tuple(carried)})
-    return resumed_model, resumed_train
+class NonFiniteLoss(Exception):
+    """The loss of batch `batch` (1-based) was `value`, not a finite number; no step was taken."""
 
-
-def _state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_config: TrainConfig,
-           generator: torch.Generator, metrics: list[EpochRecord], position: Position | None = None) -> dict[str, Any]:
-    """Everything a run needs to continue: `epoch` complete epochs, plus `position` inside the next."""
-    return {
-        "format": checkpoint.FORMAT_VERSION,
-        "version": __version__,
-        "epoch": epoch,
-        "device": generator.device.type,
-        "model_config": asdict(vae.config),
-        "train_config": asdict(train_config),
-        "model": vae.state_dict(),
-        "kernels": kernels.plan_of(vae),
-        "optimizer": optimizer.state_dict(),
-        "rng": {"global": get_rng_state(), "data": generator.get_state()},
-        "metrics": [asdict(record) for record in metrics],
-        "position": asdict(position) if position is not None else None,
-    }
-
-
-class _NonFiniteLoss(Exception):
     def __init__(self, batch: int, value: float) -> None:
         super().__init__(batch, value)
         self.batch, self.value = batch, value
@@ -162,7 +117,7 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
             # Checked before the step, so the parameters never take a non-finite update.
             # (One host sync a step: free on the CPU, a small cost on a GPU.)
             if not torch.isfinite(value):
-                raise _NonFiniteLoss(done + 1, value.item())
+                raise NonFiniteLoss(done + 1, value.item())
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()
@@ -175,9 +130,11 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     return Position(order=order, batch=done, loss_sum=total_loss, seconds=resume.seconds)
 
 
-class _StopRequest:
-    """Signal handler: the first SIGINT or SIGTERM asks the loop to stop after its current step;
-    a second SIGINT stops at once (checkpoints on disk stay whole: they are written atomically)."""
+class StopRequest:
+    """The one way a run stops early. While `installed`, the first SIGINT or SIGTERM sets `signum`;
+    the loop asks `requested()` after every step and evaluation batch, saves where it was and
+    raises `interrupted(...)`. A second SIGINT stops at once (checkpoints on disk are whole:
+    they are written atomically)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -187,40 +144,51 @@ class _StopRequest:
             raise KeyboardInterrupt
         self.signum = signum
 
+    def requested(self) -> bool:
+        return self.signum is not None
 
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_StopRequest]:
-    request = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
-        yield request
-        return
-    previous = {signum: signal.signal(signum, request) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
+            yield self
+            return
+        previous = {signum: signal.signal(signum, self) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def interrupted(self, where: str, path: Path) -> Interrupted:
+        name = signal.Signals(self.signum).name
+        return Interrupted(f"{name}: stopped {where} and saved {path}; run `python cli.py train` again to "
+                           "continue from there (or pass --fresh to start over)", exit_code=128 + self.signum)
 
 
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, *, first_epoch: int, epochs: int) -> Iterator[Any]:
-    """A rich progress bar (whole run, and batches within the epoch), or None when disabled."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+@dataclass
+class _Run:
+    """A run in progress: what it trains, and everything its checkpoints hold."""
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        transient=True,
-    ) as bar:
-        # The run bar starts where a resumed run left off.
-        bar.add_task("epochs ", total=epochs, completed=first_epoch - 1)
-        yield bar
+    vae: VAE
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    config: TrainConfig
+    paths: Paths
+    metrics: list[EpochRecord]
+    best: float  # the best validation log p(x) so far (best.pt's), -inf without one
+
+    @property
+    def last(self) -> Path:
+        return self.paths.checkpoint_dir / checkpoint.LAST
+
+    def save(self, *targets: Path, epoch: int, at: Position | None = None) -> Path:
+        return checkpoint.save(checkpoint.make_state(epoch=epoch, vae=self.vae, optimizer=self.optimizer,
+                                                     train_config=self.config, generator=self.generator,
+                                                     metrics=self.metrics, position=at), *targets)
 
 
 def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfig = ModelConfig(),
-          paths: Paths = Paths(), device: torch.device = torch.device("cpu"), fresh: bool = False,
+          paths: Paths | None = None, device: torch.device = torch.device("cpu"), fresh: bool = False,
           progress: bool = False, explicit: frozenset[str] = frozenset()) -> TrainResult:
     """Train the VAE on MNIST's training images, resuming from the furthest checkpoint unless `fresh`.
 
@@ -232,26 +200,105 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     `Interrupted`; the next call continues from that batch.
 
     Args:
-        train_config, model_config: settings for a new run; a resumed run keeps the checkpoint's
-            architecture and the settings in `_FIXED_ON_RESUME`, and its evaluation cadence
-            unless given in `explicit`.
-        paths: data, checkpoint and results folders; every epoch rewrites `results/metrics/history.csv`.
+        train_config, model_config: settings for a new run; a resumed run keeps what
+            `config.resumed` says (the FIXED and CARRIED fields) from its checkpoint.
+        paths: data, checkpoint and results folders (default `Paths()`, read at call time);
+            every epoch rewrites `results/metrics/history.csv`.
         device: where the model and the data live.
         fresh: archive existing checkpoints (to `archive-<time>/`) and start from epoch 1.
-        progress: draw a progress bar (for terminals).
+        progress: draw progress bars (for terminals).
         explicit: names of the options the user gave, checked against a resumed checkpoint.
     """
+    paths = paths or Paths()
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
     images, _ = data.ensure_split(paths.data_dir, "train")
     # Read (and verified) now even when no evaluation needs it, so bad data fails before
     # --fresh moves anything; a resumed run may turn evaluations on.
     test, _ = data.ensure_split(paths.data_dir, "test")
-    with checkpoint.lock(paths.checkpoint_dir), _stop_on_signals() as request:
+    with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request:
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
-        return _train_locked(train_config, model_config=model_config, paths=paths, images=images.to(device),
-                             test=test.to(device), device=device, fresh=fresh, progress=progress, explicit=explicit,
-                             request=request)
+        result = TrainResult(model_config=model_config, train_config=train_config)
+        run, first_epoch, position = _start(result, paths=paths, n_images=len(images), device=device,
+                                            fresh=fresh, explicit=explicit)
+        done_before = len(run.metrics)
+        if first_epoch > run.config.epochs:
+            log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
+            return result
+        config = run.config
+        images, held_out = _split(images.to(device), test.to(device), config)
+        loss = loss_fn(config.objective, particles=config.particles)
+        n_batches = -(-len(images) // config.batch_size)
+        with Bars(progress) as bars:
+            bars.add("epochs ", total=config.epochs, completed=first_epoch - 1)  # a resumed run starts mid-way
+            bars.add("batches", total=n_batches)
+            for epoch in range(first_epoch, config.epochs + 1):
+                bars.update("batches", completed=position.batch if position else 0)
+                for group in run.optimizer.param_groups:
+                    group["lr"] = config.lr_at(epoch)
+                start = time.perf_counter()
+                try:
+                    reached = run_epoch(run.vae, run.optimizer, images, batch_size=config.batch_size,
+                                        generator=run.generator, loss=loss, precision=config.precision,
+                                        resume=position, stop=request.requested,
+                                        on_batch=lambda: bars.advance("batches"))
+                except NonFiniteLoss as exc:
+                    raise _diverged(exc, epoch=epoch, run=run) from None
+                position = None
+                reached.seconds += time.perf_counter() - start
+                if reached.batch < n_batches:
+                    run.save(run.last, epoch=epoch - 1, at=reached)
+                    raise request.interrupted(f"at epoch {epoch}, batch {reached.batch} of {n_batches}", run.last)
+                try:
+                    figures = _evaluate_if_due(run, epoch=epoch, held_out=held_out, stop=request.requested)
+                except Stopped:
+                    # Saved as "every batch of the epoch done": the next run goes straight to this evaluation.
+                    run.save(run.last, epoch=epoch - 1, at=reached)
+                    raise request.interrupted(f"in the evaluation after epoch {epoch}", run.last) from None
+                result.saved += _end_epoch(run, epoch=epoch, reached=reached, n_images=len(images), figures=figures)
+                result.metrics = run.metrics[done_before:]
+                bars.advance("epochs ")
+                if request.requested():
+                    raise request.interrupted(f"after epoch {epoch}", run.last)
+    return result
+
+
+def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.device, fresh: bool,
+           explicit: frozenset[str]) -> tuple[_Run, int, Position | None]:
+    """Restore the furthest checkpoint (unless `fresh`) or start a new run: the run, its next
+    epoch, and the position inside it where an interrupted run stopped. Fills in `result`."""
+    found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir, map_location=device)
+    state = None
+    if found is not None:
+        result.restored_from, state = found
+        if state["device"] != device.type:
+            # The data order's generator state belongs to the device it ran on.
+            raise CheckpointError(f"{result.restored_from} was trained on {state['device']}; resume it with "
+                                  f"--device {state['device']}, or pass --fresh to start over here")
+        recorded_model, recorded_train = checkpoint.configs_of(state)
+        result.model_config = resumed(recorded_model, result.model_config, explicit=explicit,
+                                      source=result.restored_from)
+        result.train_config = resumed(recorded_train, result.train_config, explicit=explicit,
+                                      source=result.restored_from)
+        epoch, batch = checkpoint.progress(state)
+        where = f" (epoch {epoch + 1}, after batch {batch})" if batch else ""
+        log.info("Restoring model from %s%s...", result.restored_from, where)
+    result.train_config.check_held_out(n_images)  # the settings the run will use, before --fresh moves anything
+    if fresh:
+        result.archived_to = checkpoint.archive(paths.checkpoint_dir)
+        if result.archived_to is not None:
+            log.info("Moved earlier checkpoints to %s", result.archived_to)
+    # A resumed run keeps its kernels: another kernel rounds differently, and the continuation
+    # would not be exact.
+    vae, optimizer, generator = build(result.model_config, result.train_config, device=device,
+                                      plan=state["kernels"] if state is not None else None)
+    metrics = checkpoint.restore(state, vae=vae, optimizer=optimizer, generator=generator) if state else []
+    best = max((r.valid_log_likelihood for r in metrics if r.valid_log_likelihood is not None), default=-math.inf)
+    run = _Run(vae=vae, optimizer=optimizer, generator=generator, config=result.train_config, paths=paths,
+               metrics=metrics, best=best)
+    if state is None:
+        return run, 1, None
+    return run, state["epoch"] + 1, Position(**state["position"]) if state["position"] else None
 
 
 def _split(images: torch.Tensor, test: torch.Tensor,
@@ -267,139 +314,54 @@ def _split(images: torch.Tensor, test: torch.Tensor,
     return images, held_out
 
 
-def _evaluate_held_out(vae: VAE, held_out: dict[str, torch.Tensor], *, particles: int,
-                       stop: Callable[[], bool]) -> dict[str, float]:
-    """EpochRecord fields (`test_elbo`, `valid_log_likelihood`, ...) for each held-out set."""
+def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor],
+                     stop: Callable[[], bool]) -> dict[str, float]:
+    """EpochRecord fields (`test_elbo`, `valid_log_likelihood`, ...) for each held-out set, on the
+    `eval_every` cadence only (not also at the last epoch, so the history and best.pt do not
+    depend on how a run was split into calls); raises `Stopped` on a stop request."""
+    if not run.config.eval_every or epoch % run.config.eval_every:
+        return {}
     figures = {}
     for name, x in held_out.items():
-        result = evaluate(vae, x, particles=particles, seed=_EVAL_SEED, stop=stop)
+        result = evaluate(run.vae, x, particles=run.config.eval_particles, seed=_EVAL_SEED, stop=stop)
         figures[f"{name}_elbo"], figures[f"{name}_log_likelihood"] = result.elbo, result.log_likelihood
         log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d)", name, result.elbo, result.log_likelihood,
-                 result.images, particles)
+                 result.images, run.config.eval_particles)
     return figures
 
 
-def _train_locked(train_config: TrainConfig, *, model_config: ModelConfig, paths: Paths, images: torch.Tensor,
-                  test: torch.Tensor, device: torch.device, fresh: bool, progress: bool,
-                  explicit: frozenset[str], request: _StopRequest) -> TrainResult:
-    result = TrainResult(model_config=model_config, train_config=train_config)
-    found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir, map_location=device)
-    restore, state = found if found is not None else (None, None)
-    if restore is not None:
-        trained_on = state.get("device", "cpu")
-        if trained_on != device.type:
-            # The data order's generator state belongs to the device it ran on.
-            raise CheckpointError(f"{restore} was trained on {trained_on}; resume it with --device {trained_on}, "
-                                  "or pass --fresh to start over here")
-        model_config, train_config = _resolve_resume(
-            state, path=restore, model_config=model_config, train_config=train_config, explicit=explicit
-        )
-        result.model_config, result.train_config, result.restored_from = model_config, train_config, restore
-        epoch, batch = checkpoint.progress(state)
-        where = f" (epoch {epoch + 1}, after batch {batch})" if batch else ""
-        log.info("Restoring model from %s%s...", restore, where)
-    train_config.check_held_out(len(images))  # the settings the run will use, before --fresh moves anything
-    if fresh:
-        result.archived_to = checkpoint.archive(paths.checkpoint_dir)
-        if result.archived_to is not None:
-            log.info("Moved earlier checkpoints to %s", result.archived_to)
-
-    # A resumed run keeps its kernels (a checkpoint from before they were chosen used the default):
-    # another kernel rounds differently, and the continuation would not be exact.
-    plan = state.get("kernels", {}) if state is not None else None
-    vae, optimizer, generator = build(model_config, train_config, device=device, plan=plan)
-    metrics: list[EpochRecord] = []
-    first_epoch, position = 1, None
-    if state is not None:
-        vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"]["global"])
-        generator.set_state(state["rng"]["data"])
-        metrics = [EpochRecord(**record) for record in state["metrics"]]
-        first_epoch = state["epoch"] + 1
-        if state.get("position"):
-            position = Position(**state["position"])
-    if first_epoch > train_config.epochs:
-        log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
-        return result
-
-    def save(*targets: Path, epoch: int, at: Position | None = None) -> Path:
-        return checkpoint.save(_state(epoch=epoch, vae=vae, optimizer=optimizer, train_config=train_config,
-                                      generator=generator, metrics=metrics, position=at), *targets)
-
-    images, held_out = _split(images, test, train_config)
-    loss = loss_fn(train_config.objective, particles=train_config.particles)
-    last, best = paths.checkpoint_dir / checkpoint.LAST, paths.checkpoint_dir / checkpoint.BEST
-    n_images = len(images)
-    n_batches = -(-n_images // train_config.batch_size)
-    with _progress_bar(progress, first_epoch=first_epoch, epochs=train_config.epochs) as bar:
-        batch_task = bar.add_task("batches", total=n_batches) if bar is not None else None
-        for epoch in range(first_epoch, train_config.epochs + 1):
-            if bar is not None:
-                bar.reset(batch_task, total=n_batches, completed=position.batch if position else 0)
-            for group in optimizer.param_groups:
-                group["lr"] = train_config.lr_at(epoch)
-            start = time.perf_counter()
-            try:
-                reached = run_epoch(
-                    vae, optimizer, images, batch_size=train_config.batch_size, generator=generator, loss=loss,
-                    precision=train_config.precision, resume=position, stop=lambda: request.signum is not None,
-                    on_batch=(lambda: bar.advance(batch_task)) if bar is not None else None,
-                )
-            except _NonFiniteLoss as exc:
-                kept = checkpoint.latest(paths.checkpoint_dir)
-                raise TrainingDiverged(
-                    f"the loss became {exc.value} at epoch {epoch}, batch {exc.batch}; training stopped and "
-                    f"{f'the last checkpoint, {kept}, is untouched' if kept else 'no checkpoint was written'}; "
-                    f"try a lower --lr than {train_config.lr} with --fresh"
-                ) from None
-            position = None
-            reached.seconds += time.perf_counter() - start
-            if reached.batch < n_batches:
-                save(last, epoch=epoch - 1, at=reached)
-                raise _interrupted(request.signum, f"at epoch {epoch}, batch {reached.batch} of {n_batches}", last)
-            lower_bound = -reached.loss_sum.item() / n_images
-            log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, reached.seconds, lower_bound)
-            # On the cadence only (not also at the last epoch), so the history and best.pt do
-            # not depend on how a run was split into calls.
-            figures = {}
-            if train_config.eval_every and epoch % train_config.eval_every == 0:
-                try:
-                    figures = _evaluate_held_out(vae, held_out, particles=train_config.eval_particles,
-                                                 stop=lambda: request.signum is not None)
-                except Stopped:
-                    # Saved as "every batch of the epoch done": the next run goes straight to this evaluation.
-                    save(last, epoch=epoch - 1, at=reached)
-                    raise _interrupted(request.signum, f"in the evaluation after epoch {epoch}", last) from None
-            best_before = max((r.valid_log_likelihood for r in metrics if r.valid_log_likelihood is not None),
-                              default=-math.inf)
-            record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=lower_bound,
-                                 lr=train_config.lr_at(epoch), **figures)
-            metrics.append(record)
-            result.metrics.append(record)
-            write_history(metrics, paths.results_dir / HISTORY)
-            if bar is not None:
-                bar.advance(0)
-            # last.pt is rolling, so a power cut or kill -9 costs at most the epoch in progress.
-            # best.pt goes first: a run killed after it but before this epoch's resumable files
-            # redoes the epoch, identically, and rewrites them all.
-            numbered = checkpoint.path_for(paths.checkpoint_dir, epoch) if (
-                epoch % train_config.save_every == 0 or epoch == train_config.epochs) else None
-            improved = record.valid_log_likelihood is not None and record.valid_log_likelihood > best_before
-            save(*([best] if improved else []), *([numbered] if numbered else []), last, epoch=epoch)
-            if improved:
-                log.info("Saved %s (best validation log p(x) so far)", best)
-            if numbered:
-                result.saved.append(numbered)
-                for old in checkpoint.prune(paths.checkpoint_dir, keep=train_config.keep):
-                    log.debug("removed old checkpoint %s", old)
-                log.info("Saved %s", numbered)
-            if request.signum is not None:
-                raise _interrupted(request.signum, f"after epoch {epoch}", last)
-    return result
+def _end_epoch(run: _Run, *, epoch: int, reached: Position, n_images: int, figures: dict[str, float]) -> list[Path]:
+    """Record the epoch, rewrite the history, save (best.pt, the numbered file, last.pt) and prune;
+    returns the numbered checkpoint written, if any."""
+    lower_bound = -reached.loss_sum.item() / n_images
+    log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, reached.seconds, lower_bound)
+    record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=lower_bound, lr=run.config.lr_at(epoch),
+                         **figures)
+    run.metrics.append(record)
+    write_history(run.metrics, run.paths.results_dir / HISTORY)
+    improved = record.valid_log_likelihood is not None and record.valid_log_likelihood > run.best
+    numbered = checkpoint.path_for(run.paths.checkpoint_dir, epoch) if (
+        epoch % run.config.save_every == 0 or epoch == run.config.epochs) else None
+    # last.pt is rolling, so a power cut or kill -9 costs at most the epoch in progress. best.pt
+    # goes first: a run killed after it but before this epoch's resumable files redoes the epoch,
+    # identically, and rewrites them all.
+    best = run.paths.checkpoint_dir / checkpoint.BEST
+    run.save(*([best] if improved else []), *([numbered] if numbered else []), run.last, epoch=epoch)
+    if improved:
+        run.best = record.valid_log_likelihood
+        log.info("Saved %s (best validation log p(x) so far)", best)
+    if numbered is None:
+        return []
+    for old in checkpoint.prune(run.paths.checkpoint_dir, keep=run.config.keep):
+        log.debug("removed old checkpoint %s", old)
+    log.info("Saved %s", numbered)
+    return [numbered]
 
 
-def _interrupted(signum: int, where: str, path: Path) -> Interrupted:
-    name = signal.Signals(signum).name
-    return Interrupted(f"{name}: stopped {where} and saved {path}; run `python cli.py train` again to "
-                       "continue from there (or pass --fresh to start over)", exit_code=128 + signum)
+def _diverged(exc: NonFiniteLoss, *, epoch: int, run: _Run) -> TrainingDiverged:
+    kept = checkpoint.latest(run.paths.checkpoint_dir)
+    return TrainingDiverged(
+        f"the loss became {exc.value} at epoch {epoch}, batch {exc.batch}; training stopped and "
+        f"{f'the last checkpoint, {kept}, is untouched' if kept else 'no checkpoint was written'}; "
+        f"try a lower --lr than {run.config.lr} with --fresh"
+    )

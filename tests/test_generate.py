@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyro_vae.config import GenerateConfig
+from pyro_vae import data
+from pyro_vae.config import DIGIT_EXEMPLARS, GenerateConfig
 from pyro_vae.errors import ConfigError
 from pyro_vae.generate import guide_samples, interpolation, prior_samples, samples
 from pyro_vae.generate import reconstructions as reconstructions_of
@@ -24,9 +25,9 @@ def test_prior_samples_shape_and_range(vae):
 
 
 def test_prior_mode_is_deterministic_with_a_seed(vae, mnist_dir):
-    a = samples(vae, "prior", GenerateConfig(seed=3), data_dir=mnist_dir)
-    b = samples(vae, "prior", GenerateConfig(seed=3), data_dir=mnist_dir)
-    c = samples(vae, "prior", GenerateConfig(seed=4), data_dir=mnist_dir)
+    a = samples(vae, "prior", GenerateConfig(seed=3))
+    b = samples(vae, "prior", GenerateConfig(seed=3))
+    c = samples(vae, "prior", GenerateConfig(seed=4))
     assert list(a) == ["random_samples"] and a["random_samples"].shape == (100, 784)
     assert torch.equal(a["random_samples"], b["random_samples"])
     assert not torch.equal(a["random_samples"], c["random_samples"])
@@ -34,12 +35,15 @@ def test_prior_mode_is_deterministic_with_a_seed(vae, mnist_dir):
 
 def test_digit_mode_names_and_determinism(vae, mnist_dir):
     config = GenerateConfig(n=5, noise=0.7, digits=(3, 8))
-    a = samples(vae, "digit", config, data_dir=mnist_dir)
+    assert config.chosen() == {"3": DIGIT_EXEMPLARS[3], "8": DIGIT_EXEMPLARS[8]}
+    x, _ = data.test_images(mnist_dir, indices=list(config.chosen().values()))
+    a = samples(vae, "digit", config, x=x)
     assert list(a) == ["3", "8"] and a["3"].shape == (5, 784)
-    b = samples(vae, "digit", config, data_dir=mnist_dir)
+    b = samples(vae, "digit", config, x=x)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    by_index = samples(vae, "digit", GenerateConfig(n=2, indices=(17,)), data_dir=mnist_dir)
-    assert list(by_index) == ["index_17"]
+    by_index = GenerateConfig(n=2, indices=(17,))
+    assert by_index.chosen() == {"index_17": 17}
+    assert list(samples(vae, "digit", by_index, x=x[:1])) == ["index_17"]
 
 
 def test_more_noise_gives_more_spread(vae):
@@ -61,9 +65,14 @@ def test_guide_samples_stay_with_their_image(vae):
         assert torch.allclose(drawn[k], expected[k].expand(4, -1), atol=1e-5)
 
 
-def test_index_out_of_range(vae, mnist_dir):
-    with pytest.raises(ConfigError, match="--index 5000 is out of range"):
-        samples(vae, "digit", GenerateConfig(indices=(5000,)), data_dir=mnist_dir)
+def test_test_images_are_picked_in_one_place_with_one_error(mnist_dir):
+    binarized, intensities = data.test_images(mnist_dir, indices=[5, 2])
+    every, _ = data.test_images(mnist_dir)
+    assert torch.equal(binarized, every[[5, 2]]) and set(binarized.unique().tolist()) <= {0.0, 1.0}
+    assert intensities.shape == (2, 784) and 0 <= intensities.min() and intensities.max() <= 1
+    for bad in (5000, -1):
+        with pytest.raises(ConfigError, match=f"test image {bad} does not exist: the test set has 100"):
+            data.test_images(mnist_dir, indices=[bad])
 
 
 def test_reconstructions_put_each_row_above_its_reconstruction(vae):

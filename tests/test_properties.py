@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 import cli
 from conftest import write_idx
 from pyro_vae import data
-from pyro_vae.config import PRECISIONS, GenerateConfig, ModelConfig, TrainConfig
+from pyro_vae.config import GenerateConfig, ModelConfig, Precision, TrainConfig
+
+PRECISIONS = Precision.values()
 from pyro_vae.errors import ConfigError, DataError
 
 # No example database: it would write .hypothesis/ into the project.

@@ -25,16 +25,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from pyro_vae import data, kernels
+from pyro_vae.config import EVAL_CHUNK, ModelConfig, Paths, TrainConfig, default_data_dir
+from pyro_vae.evaluate import evaluate
+from pyro_vae.model import VAE
+from pyro_vae.objectives import loss_fn
+from pyro_vae.runtime import native_bf16
+from pyro_vae.train import build, run_epoch, train
 
-from pyro_vae import data, kernels  # noqa: E402
-from pyro_vae.config import EVAL_CHUNK, ModelConfig, Paths, TrainConfig, default_data_dir  # noqa: E402
-from pyro_vae.model import VAE  # noqa: E402
-from pyro_vae.runtime import native_bf16  # noqa: E402
-from pyro_vae.evaluate import evaluate  # noqa: E402
-from pyro_vae.objectives import loss_fn  # noqa: E402
-from pyro_vae.train import build, run_epoch, train  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # the repository: cli.py, and where results/ go
 
 
 def product_runner(images: torch.Tensor, *, precision: str, objective: str = "elbo",

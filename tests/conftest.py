@@ -1,17 +1,27 @@
-"""Shared fixtures: fresh global state before every test, a tiny configuration, a synthetic MNIST."""
+"""Shared fixtures: fresh global state before every test, a tiny configuration, a synthetic MNIST,
+the command line run in process, and the one-line error every failing command must end in.
+
+Test files take what they share from here as fixtures, never by importing this module."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import logging
+import os
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pyro
 import pytest
 import torch
+from pyro.infer import Trace_ELBO
+from typer.testing import CliRunner
 
+import cli
 from pyro_vae import data
 from pyro_vae.config import DIGIT_EXEMPLARS, ModelConfig, Paths, TrainConfig
 
@@ -97,3 +107,116 @@ def tiny_train() -> TrainConfig:
 @pytest.fixture
 def paths(tmp_path: Path, mnist_dir: Path) -> Paths:
     return Paths(data_dir=mnist_dir, checkpoint_dir=tmp_path / "checkpoints", results_dir=tmp_path / "results")
+
+
+@pytest.fixture(scope="session")
+def n_train() -> int:
+    """How many images the synthetic training split holds (5 batches of 16)."""
+    return N_TRAIN
+
+
+@pytest.fixture(scope="session")
+def n_test() -> int:
+    """How many images the synthetic test split holds."""
+    return N_TEST
+
+
+@pytest.fixture(name="write_idx", scope="session")
+def _write_idx() -> Callable[..., Path]:
+    """`write_idx(path, array, *, compress=False)`: write a uint8 array as an IDX file; returns the path."""
+    return write_idx
+
+
+@pytest.fixture(name="write_synthetic_mnist", scope="session")
+def _write_synthetic_mnist() -> Callable[..., dict[str, str]]:
+    """`write_synthetic_mnist(folder, *, seed=0)`: the four synthetic MNIST files; returns their SHA-256 sums.
+    (The `mnist_dir` fixture is one such folder, already accepted as MNIST.)"""
+    return write_synthetic_mnist
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, in process
+
+def invoke(*args: object):
+    """Run `python cli.py ARGS...` in this process (each argument passed through `str`); returns click's Result."""
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str | re.Pattern[str], code: int | None = None) -> str:
+    """The command failed, with exit status `code` when given, and said why in exactly one line on
+    stderr that starts with "error: ": no traceback, no exception other than the exit itself.
+    Fragments are substrings of that line, or compiled patterns searched in it. Returns the line."""
+    assert result.exit_code != 0, result.output
+    if code is not None:
+        assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for fragment in fragments:
+        if isinstance(fragment, re.Pattern):
+            assert fragment.search(line), (fragment.pattern, line)
+        else:
+            assert fragment in line, (fragment, line)
+    return line
+
+
+@pytest.fixture(scope="session")
+def cli_invoke() -> Callable[..., object]:
+    """`cli_invoke(*args)`: run the command line in process; returns click's Result."""
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def one_line_error() -> Callable[..., str]:
+    """`one_line_error(result, *fragments, code=None)`: assert a command failed with one "error: " line
+    containing every fragment (substrings or compiled patterns); returns the line."""
+    return assert_one_line_error
+
+
+@pytest.fixture(scope="session")
+def tiny_options() -> tuple[str, ...]:
+    """The tiny network and batch of `tiny_model` and `tiny_train`, as command-line options."""
+    return ("--z-dim", "2", "--hidden-dim", "16", "--batch-size", "16")
+
+
+@pytest.fixture(scope="session")
+def tiny_run_options(tiny_options: tuple[str, ...]) -> tuple[str, ...]:
+    """`tiny_options` for a run of one epoch: the cheapest `train` that gets anywhere."""
+    return ("--epochs", "1", *tiny_options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals at an exact batch
+
+@pytest.fixture
+def signal_during_loss() -> Callable[[int, int], contextlib.AbstractContextManager[None]]:
+    """`with signal_during_loss(call, signum): ...` sends `signum` to this process during the
+    `call`-th loss evaluation inside the block, i.e. during training batch `call` counted across
+    epochs (5 batches an epoch on the synthetic data: call 8 is epoch 2, batch 3).
+
+    This patches Pyro's `Trace_ELBO.differentiable_loss`, and it is the only way to land a signal at
+    an exact batch in process: neither `train()` nor the command line has a per-batch hook, and a
+    signal sent from outside lands at no particular batch. (tests/test_crash.py, a slow test, kills
+    a real training process with kill -9.)
+    """
+
+    @contextlib.contextmanager
+    def during(call: int, signum: int) -> Iterator[None]:
+        real = Trace_ELBO.differentiable_loss
+        calls = 0
+
+        def signalling(self, *args, **kwargs):
+            nonlocal calls
+            calls += 1
+            if calls == call:
+                os.kill(os.getpid(), signum)
+            return real(self, *args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Trace_ELBO, "differentiable_loss", signalling)
+            yield
+
+    return during

@@ -14,35 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-import cli
-from conftest import N_TEST, N_TRAIN, write_idx, write_synthetic_mnist
 from pyro_vae import data
 
-TINY = ["--epochs", "1", "--z-dim", "2", "--hidden-dim", "16", "--batch-size", "16"]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present, so --device cuda is fine")
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments):
-    """Fragments are substrings of the error line, or compiled patterns searched in it."""
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("error: "), line
-    for fragment in fragments:
-        if isinstance(fragment, re.Pattern):
-            assert fragment.search(line), (fragment.pattern, line)
-        else:
-            assert fragment in line, (fragment, line)
-    return line
 
 
 @pytest.fixture
@@ -67,14 +42,14 @@ def dir_args(dirs):
 
 
 @pytest.fixture(scope="module")
-def trained_ck(tmp_path_factory):
+def trained_ck(tmp_path_factory, cli_invoke, tiny_run_options, write_synthetic_mnist):
     """A tiny checkpoint folder (z_dim 2, hidden 16, one epoch), trained once through the CLI and only read after."""
     root = tmp_path_factory.mktemp("trained")
     sums = write_synthetic_mnist(root / "mnist", seed=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(data, "SHA256", sums)
-        result = invoke("train", *TINY, "--data-dir", root / "mnist", "--checkpoint-dir", root / "ck",
-                        "--results-dir", root / "res")
+        result = cli_invoke("train", *tiny_run_options, "--data-dir", root / "mnist", "--checkpoint-dir", root / "ck",
+                            "--results-dir", root / "res")
     assert result.exit_code == 0, result.output
     assert (root / "ck" / "vae.epoch.1.pt").is_file()
     return root / "ck"
@@ -85,6 +60,12 @@ def trained_ck(tmp_path_factory):
 
 INVALID_INT = "Input should be a valid integer"
 INVALID_NUMBER = "Input should be a valid number"
+
+
+def _sized(items, *, n_train: int, n_test: int) -> list[str]:
+    """A case's options or fragments with {n_train} and {n_test}, the synthetic splits' sizes, filled in."""
+    return [item.format(n_train=n_train, n_test=n_test) for item in items]
+
 
 TRAIN_OPTIONS = [
     pytest.param(["--epochs", "0"], ["--epochs must be at least 1, got 0"], id="epochs-0"),
@@ -129,8 +110,8 @@ TRAIN_OPTIONS = [
     pytest.param(["--lr-decay", "nan"], ["--lr-decay must be above 0 and at most 1", "nan"], id="lr-decay-nan"),
     pytest.param(["--valid-size", "-1"], ["--valid-size must be between 0 and 59999, got -1"], id="valid-size-negative"),
     pytest.param(["--valid-size", "10"], ["--valid-size needs --eval-every N"], id="valid-size-without-eval"),
-    pytest.param(["--valid-size", str(N_TRAIN), "--eval-every", "1"],
-                 [f"--valid-size {N_TRAIN} leaves no training images: there are {N_TRAIN}"], id="valid-size-all"),
+    pytest.param(["--valid-size", "{n_train}", "--eval-every", "1"],
+                 ["--valid-size {n_train} leaves no training images: there are {n_train}"], id="valid-size-all"),
     pytest.param(["--eval-every", "-2"], ["--eval-every must be 0 (never) or more, got -2"], id="eval-every-negative"),
     pytest.param(["--eval-particles", "0"], ["--eval-particles must be between 1 and 10000, got 0"],
                  id="eval-particles-0"),
@@ -143,10 +124,11 @@ TRAIN_OPTIONS = [
 
 
 @pytest.mark.parametrize("args, fragments", TRAIN_OPTIONS)
-def test_bad_train_option(dirs, args, fragments):
+def test_bad_train_option(dirs, args, fragments, cli_invoke, one_line_error, tiny_run_options, n_train, n_test):
+    args, fragments = (_sized(items, n_train=n_train, n_test=n_test) for items in (args, fragments))
     # The case's own options come last, so they override the tiny defaults.
-    result = invoke("train", *TINY, *dir_args(dirs), *args)
-    assert_one_line_error(result, *fragments)
+    result = cli_invoke("train", *tiny_run_options, *dir_args(dirs), *args)
+    one_line_error(result, *fragments)
     assert not list(dirs["--checkpoint-dir"].glob("*.pt"))
 
 
@@ -180,8 +162,8 @@ GENERATE_OPTIONS = [
     pytest.param(["--mode", "digit", "--index", "-1"], ["--index must be 0 or more, got -1"], id="index-negative"),
     pytest.param(["--mode", "digit", "--index", "x"], ["--index takes comma-separated whole numbers"],
                  id="index-word"),
-    pytest.param(["--mode", "digit", "--index", str(N_TEST)],
-                 [f"test image {N_TEST} does not exist: the test set has {N_TEST}"], id="index-past-test-set"),
+    pytest.param(["--mode", "digit", "--index", "{n_test}"],
+                 ["test image {n_test} does not exist: the test set has {n_test}"], id="index-past-test-set"),
     pytest.param(["--mode", "digit", "--index", str(10**30)], ["does not exist"], id="index-huge"),
     pytest.param(["--z-dim", "40"], ["--z-dim 2, not 40"], id="z-dim-mismatch"),
     pytest.param(["--z-dim", "x"], ["'--z-dim'", INVALID_INT], id="z-dim-word"),
@@ -197,10 +179,11 @@ GENERATE_OPTIONS = [
 
 
 @pytest.mark.parametrize("args, fragments", GENERATE_OPTIONS)
-def test_bad_generate_option(dirs, trained_ck, args, fragments):
+def test_bad_generate_option(dirs, trained_ck, args, fragments, cli_invoke, one_line_error, n_train, n_test):
+    args, fragments = (_sized(items, n_train=n_train, n_test=n_test) for items in (args, fragments))
     results = dirs["--results-dir"]
-    result = invoke("generate", "--checkpoint-dir", trained_ck, "--results-dir", results, *args)
-    assert_one_line_error(result, *fragments)
+    result = cli_invoke("generate", "--checkpoint-dir", trained_ck, "--results-dir", results, *args)
+    one_line_error(result, *fragments)
     assert not list(results.glob("*.png"))
 
 
@@ -213,16 +196,16 @@ DOWNLOAD_OPTIONS = [
 
 
 @pytest.mark.parametrize("args, fragments", DOWNLOAD_OPTIONS)
-def test_bad_download_option(dirs, args, fragments):
-    assert_one_line_error(invoke("download", *args), *fragments)
+def test_bad_download_option(dirs, args, fragments, cli_invoke, one_line_error):
+    one_line_error(cli_invoke("download", *args), *fragments)
 
 
 @pytest.mark.parametrize("args, fragments", [
     pytest.param(["dream"], ["No such command", "dream"], id="unknown-command"),
     pytest.param(["--bogus", "train"], ["No such option: --bogus"], id="unknown-global-option"),
 ])
-def test_bad_command_line(dirs, args, fragments):
-    assert_one_line_error(invoke(*args), *fragments)
+def test_bad_command_line(dirs, args, fragments, cli_invoke, one_line_error):
+    one_line_error(cli_invoke(*args), *fragments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,11 +223,14 @@ def _png_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def _count(name: str) -> int:
-    return N_TRAIN if name.startswith("train") else N_TEST
+def _count(path: Path) -> int:
+    """How many images (or labels) the IDX file holds: its first dimension."""
+    return int.from_bytes(path.read_bytes()[4:8], "big")
 
 
-def bad_magic(folder, name, mp):
+# Each damages file `name` in `folder`: mangle(folder, name, monkeypatch, write_idx).
+
+def bad_magic(folder, name, mp, write_idx):
     path = folder / name
     raw = bytearray(path.read_bytes())
     raw[2] = 0x09  # signed bytes instead of unsigned
@@ -252,57 +238,57 @@ def bad_magic(folder, name, mp):
     _rehash(mp, path, name)
 
 
-def images_27x27(folder, name, mp):
-    _rehash(mp, write_idx(folder / name, np.zeros((_count(name), 27, 27))), name)
+def images_27x27(folder, name, mp, write_idx):
+    _rehash(mp, write_idx(folder / name, np.zeros((_count(folder / name), 27, 27))), name)
 
 
-def labels_above_9(folder, name, mp):
-    _rehash(mp, write_idx(folder / name, np.full(_count(name), 12)), name)
+def labels_above_9(folder, name, mp, write_idx):
+    _rehash(mp, write_idx(folder / name, np.full(_count(folder / name), 12)), name)
 
 
-def one_label_short(folder, name, mp):
-    _rehash(mp, write_idx(folder / name, np.zeros(_count(name) - 1)), name)
+def one_label_short(folder, name, mp, write_idx):
+    _rehash(mp, write_idx(folder / name, np.zeros(_count(folder / name) - 1)), name)
 
 
-def png_instead(folder, name, mp):
+def png_instead(folder, name, mp, write_idx):
     (folder / name).write_bytes(_png_bytes())
 
 
-def empty(folder, name, mp):
+def empty(folder, name, mp, write_idx):
     (folder / name).write_bytes(b"")
 
 
-def truncated_body(folder, name, mp):
+def truncated_body(folder, name, mp, write_idx):
     path = folder / name
     path.write_bytes(path.read_bytes()[:-3])
     _rehash(mp, path, name)
 
 
-def one_byte_too_many(folder, name, mp):
+def one_byte_too_many(folder, name, mp, write_idx):
     path = folder / name
     path.write_bytes(path.read_bytes() + b"\x00")
     _rehash(mp, path, name)
 
 
-def content_changed(folder, name, mp):  # same structure, different bytes: only the hash can tell
+def content_changed(folder, name, mp, write_idx):  # same structure, different bytes: only the hash can tell
     path = folder / name
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF
     path.write_bytes(bytes(raw))
 
 
-def corrupt_gzip(folder, name, mp):
+def corrupt_gzip(folder, name, mp, write_idx):
     raw = (folder / name).read_bytes()
     (folder / name).unlink()
     (folder / f"{name}.gz").write_bytes(gzip.compress(raw)[:200])
 
 
-def gz_not_gzip(folder, name, mp):
+def gz_not_gzip(folder, name, mp, write_idx):
     (folder / name).unlink()
     (folder / f"{name}.gz").write_bytes(b"this is not gzip data at all")
 
 
-def dims_overflow(folder, name, mp):
+def dims_overflow(folder, name, mp, write_idx):
     # 2**22 * 2**21 * 2**21 == 2**64: the product wraps to 0 in int64, so an empty body "fits".
     header = bytes([0, 0, 8, 3]) + b"".join((1 << k).to_bytes(4, "big") for k in (22, 21, 21))
     (folder / name).write_bytes(header)
@@ -325,49 +311,59 @@ BAD_FILES = [
     pytest.param(dims_overflow, IMAGES, [re.compile("truncated|too large|too big|header")], id="dims-overflow-int64"),
 ]
 
-COMMANDS = {
-    "train": ("train", ["train", *TINY]),  # reads the training split
-    "generate-digit": ("t10k", ["generate", "--mode", "digit"]),  # reads the test split
-    "download": ("t10k", ["download"]),  # verifies every file present
+# The commands that read the data, and the split whose files each one reads.
+SPLIT_READ = {
+    "train": "train",  # reads the training split
+    "generate-digit": "t10k",  # reads the test split
+    "download": "t10k",  # verifies every file present
 }
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.fixture
+def command_args(tiny_run_options):
+    """The command line of each command in SPLIT_READ; `train` on the tiny network, for one epoch."""
+    return {"train": ["train", *tiny_run_options], "generate-digit": ["generate", "--mode", "digit"],
+            "download": ["download"]}
+
+
+@pytest.mark.parametrize("command", list(SPLIT_READ))
 @pytest.mark.parametrize("mangle, kind, fragments", BAD_FILES)
-def test_bad_data_file(dirs, trained_ck, mnist_dir, monkeypatch, command, mangle, kind, fragments):
-    split, args = COMMANDS[command]
+def test_bad_data_file(dirs, trained_ck, mnist_dir, monkeypatch, command, mangle, kind, fragments, command_args,
+                       cli_invoke, one_line_error, write_idx):
+    split, args = SPLIT_READ[command], command_args[command]
     name = f"{split}-{kind}-idx{3 if kind == IMAGES else 1}-ubyte"
-    mangle(mnist_dir, name, monkeypatch)
+    mangle(mnist_dir, name, monkeypatch, write_idx)
     if command == "generate-digit":
         args = [*args, "--checkpoint-dir", trained_ck, "--results-dir", dirs["--results-dir"]]
     elif command == "train":
         args = [*args, *dir_args(dirs)]
-    line = assert_one_line_error(invoke(*args), *fragments)
+    line = one_line_error(cli_invoke(*args), *fragments)
     if "belong together" not in line:
         assert name in line  # the damaged file is named
     assert not list(dirs["--checkpoint-dir"].glob("*.pt"))
     assert not list(dirs["--results-dir"].glob("*.png"))
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
-def test_data_folder_that_does_not_exist(dirs, trained_ck, tmp_path, command):
+@pytest.mark.parametrize("command", list(SPLIT_READ))
+def test_data_folder_that_does_not_exist(dirs, trained_ck, tmp_path, command, command_args, cli_invoke,
+                                         one_line_error):
     nowhere = tmp_path / "nowhere"
-    args = [*COMMANDS[command][1], "--data-dir", nowhere]
+    args = [*command_args[command], "--data-dir", nowhere]
     if command == "generate-digit":
         args += ["--checkpoint-dir", trained_ck, "--results-dir", dirs["--results-dir"]]
     elif command == "train":
         args += dir_args(dirs)
-    assert_one_line_error(invoke(*args), "could not fetch", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
-                          str(nowhere))
+    one_line_error(cli_invoke(*args), "could not fetch", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+                   str(nowhere))
     assert not nowhere.exists()
 
 
 @pytest.mark.parametrize("command", ["train", "download"])
-def test_data_dir_that_is_a_file(dirs, tmp_path, command):
+def test_data_dir_that_is_a_file(dirs, tmp_path, command, command_args, cli_invoke, one_line_error):
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    args = [*COMMANDS[command][1], "--data-dir", afile] + (dir_args(dirs) if command == "train" else [])
-    assert_one_line_error(invoke(*args), str(afile), re.compile("not a (folder|directory)|is a file"))
+    args = [*command_args[command], "--data-dir", afile] + (dir_args(dirs) if command == "train" else [])
+    one_line_error(cli_invoke(*args), str(afile), re.compile("not a (folder|directory)|is a file"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,42 +399,42 @@ def _foreign(path: Path) -> Path:
                  id="not-ours"),
     pytest.param(lambda tmp, ck: ck, [re.compile("is a (folder|directory)|not a file")], id="a-folder"),
 ])
-def test_bad_checkpoint_file(dirs, trained_ck, tmp_path, make, fragments):
+def test_bad_checkpoint_file(dirs, trained_ck, tmp_path, make, fragments, cli_invoke, one_line_error):
     path = make(tmp_path, trained_ck)
-    result = invoke("generate", "--checkpoint", path, "--results-dir", dirs["--results-dir"])
-    assert_one_line_error(result, *fragments)
+    result = cli_invoke("generate", "--checkpoint", path, "--results-dir", dirs["--results-dir"])
+    one_line_error(result, *fragments)
     assert not list(dirs["--results-dir"].glob("*.png"))
 
 
-def test_checkpoint_folder_with_only_garbage(dirs):
+def test_checkpoint_folder_with_only_garbage(dirs, cli_invoke, one_line_error, tiny_run_options):
     dirs["--checkpoint-dir"].mkdir()
     _garbage(dirs["--checkpoint-dir"] / "vae.epoch.3.pt")
-    for command in (["generate"], ["train", *TINY]):
+    for command in (["generate"], ["train", *tiny_run_options]):
         # One line, naming the damaged file (no separate warning when nothing readable is left).
-        assert_one_line_error(invoke(*command, *dir_args(dirs)), "no readable checkpoint", "vae.epoch.3.pt")
+        one_line_error(cli_invoke(*command, *dir_args(dirs)), "no readable checkpoint", "vae.epoch.3.pt")
 
 
-def test_empty_checkpoint_folder(dirs):
-    assert_one_line_error(invoke("generate", *dir_args(dirs)), "no checkpoint in", "train first")
+def test_empty_checkpoint_folder(dirs, cli_invoke, one_line_error):
+    one_line_error(cli_invoke("generate", *dir_args(dirs)), "no checkpoint in", "train first")
 
 
-def test_generate_checkpoint_dir_that_is_a_file(dirs, trained_ck, tmp_path):
+def test_generate_checkpoint_dir_that_is_a_file(dirs, trained_ck, tmp_path, cli_invoke, one_line_error):
     afile = _garbage(tmp_path / "afile")
-    assert_one_line_error(invoke("generate", "--checkpoint-dir", afile), str(afile),
-                          re.compile("not a (folder|directory)|is a file"))
+    one_line_error(cli_invoke("generate", "--checkpoint-dir", afile), str(afile),
+                   re.compile("not a (folder|directory)|is a file"))
 
 
-def test_train_checkpoint_dir_that_is_a_file(dirs, tmp_path):
+def test_train_checkpoint_dir_that_is_a_file(dirs, tmp_path, cli_invoke, one_line_error, tiny_run_options):
     afile = _garbage(tmp_path / "afile")
     before = afile.read_bytes()
-    result = invoke("train", *TINY, "--checkpoint-dir", afile, "--results-dir", dirs["--results-dir"])
-    assert_one_line_error(result, str(afile), "--checkpoint-dir")
+    result = cli_invoke("train", *tiny_run_options, "--checkpoint-dir", afile, "--results-dir", dirs["--results-dir"])
+    one_line_error(result, str(afile), "--checkpoint-dir")
     assert afile.read_bytes() == before
 
 
-def test_results_dir_that_is_a_file(dirs, trained_ck, tmp_path):
+def test_results_dir_that_is_a_file(dirs, trained_ck, tmp_path, cli_invoke, one_line_error):
     afile = _garbage(tmp_path / "afile")
     before = afile.read_bytes()
-    result = invoke("generate", "--checkpoint-dir", trained_ck, "--results-dir", afile)
-    assert_one_line_error(result, "could not write", str(afile))
+    result = cli_invoke("generate", "--checkpoint-dir", trained_ck, "--results-dir", afile)
+    one_line_error(result, "could not write", str(afile))
     assert afile.read_bytes() == before

@@ -7,15 +7,6 @@ import re
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-import cli
-
-TINY = ["--z-dim", "2", "--hidden-dim", "16", "--batch-size", "16"]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 @pytest.fixture
@@ -28,38 +19,26 @@ def opts(dirs, *names):
 
 
 @pytest.fixture
-def trained(dirs):
-    result = invoke("train", "--epochs", "2", "--save-every", "1", *TINY, *opts(dirs, "--checkpoint-dir"))
+def trained(dirs, cli_invoke, tiny_options):
+    result = cli_invoke("train", "--epochs", "2", "--save-every", "1", *tiny_options, *opts(dirs, "--checkpoint-dir"))
     assert result.exit_code == 0, result.output
     return dirs
-
-
-def assert_one_line_error(result, *fragments: str, code: int | None = None):
-    assert result.exit_code != 0
-    if code is not None:
-        assert result.exit_code == code
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*")) if p.is_file()}
 
 
-def test_train_prints_seed_style_epoch_lines_and_resumes(trained):
-    result = invoke("train", "--epochs", "3", *opts(trained, "--checkpoint-dir"))
+def test_train_prints_seed_style_epoch_lines_and_resumes(trained, cli_invoke):
+    result = cli_invoke("train", "--epochs", "3", *opts(trained, "--checkpoint-dir"))
     assert result.exit_code == 0, result.output
     assert "Restoring model from" in result.stdout and "vae.epoch.2.pt" in result.stdout
     assert re.search(r"^Epoch 3 \(\d+\.\d+s\): Lower bound = -\d+\.\d+$", result.stdout, re.M)
     assert "Epoch 1 " not in result.stdout
 
 
-def test_generate_prior_writes_a_ten_by_ten_grid(trained):
-    result = invoke("generate", "--mode", "prior", *opts(trained))
+def test_generate_prior_writes_a_ten_by_ten_grid(trained, cli_invoke):
+    result = cli_invoke("generate", "--mode", "prior", *opts(trained))
     assert result.exit_code == 0, result.output
     path = trained["--results-dir"] / "random_samples.png"
     assert f"wrote {path}" in result.stdout
@@ -67,29 +46,29 @@ def test_generate_prior_writes_a_ten_by_ten_grid(trained):
         assert image.size == (280, 280)
 
 
-def test_generate_digit_writes_one_grid_per_digit_deterministically(trained):
-    result = invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
+def test_generate_digit_writes_one_grid_per_digit_deterministically(trained, cli_invoke):
+    result = cli_invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in trained["--results-dir"].iterdir())
     assert names == [f"{d}.png" for d in range(10)]
     assert result.stdout.count("wrote ") == 10
     first = digest(trained["--results-dir"])
-    invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
+    cli_invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
     assert digest(trained["--results-dir"]) == first
-    invoke("generate", "--mode", "digit", "--noise", "0.7", "--seed", "1", *opts(trained))
+    cli_invoke("generate", "--mode", "digit", "--noise", "0.7", "--seed", "1", *opts(trained))
     assert digest(trained["--results-dir"]) != first
 
 
-def test_generate_subset_of_digits_and_scale(trained):
-    result = invoke("generate", "--mode", "digit", "--digits", "3,8", "--n", "4", "--scale", "3", *opts(trained))
+def test_generate_subset_of_digits_and_scale(trained, cli_invoke):
+    result = cli_invoke("generate", "--mode", "digit", "--digits", "3,8", "--n", "4", "--scale", "3", *opts(trained))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in trained["--results-dir"].iterdir()) == ["3.png", "8.png"]
     with Image.open(trained["--results-dir"] / "3.png") as image:
         assert image.size == (2 * 28 * 3, 2 * 28 * 3)
 
 
-def test_fresh_starts_over(trained):
-    result = invoke("train", "--epochs", "1", "--fresh", *opts(trained, "--checkpoint-dir"))
+def test_fresh_starts_over(trained, cli_invoke):
+    result = cli_invoke("train", "--epochs", "1", "--fresh", *opts(trained, "--checkpoint-dir"))
     assert result.exit_code == 0, result.output
     assert "Epoch 1 " in result.stdout and "Restoring" not in result.stdout
     assert any(p.name.startswith("archive-") for p in trained["--checkpoint-dir"].iterdir())
@@ -114,97 +93,85 @@ def test_fresh_starts_over(trained):
         (["generate", "--scale", "0"], ["--scale must be between 1 and 16"]),
     ],
 )
-def test_bad_option_values_are_one_line(args, fragments):
-    assert_one_line_error(invoke(*args), *fragments)
+def test_bad_option_values_are_one_line(args, fragments, cli_invoke, one_line_error):
+    one_line_error(cli_invoke(*args), *fragments)
 
 
-def test_generate_without_checkpoint_says_train_first(dirs):
-    assert_one_line_error(invoke("generate", *opts(dirs)), "train first: python cli.py train", code=1)
+def test_generate_without_checkpoint_says_train_first(dirs, cli_invoke, one_line_error):
+    one_line_error(cli_invoke("generate", *opts(dirs)), "train first: python cli.py train", code=1)
 
 
-def test_missing_and_corrupt_data(dirs, mnist_dir, monkeypatch):
+def test_missing_and_corrupt_data(dirs, mnist_dir, monkeypatch, cli_invoke, one_line_error, tiny_options):
     monkeypatch.setattr("pyro_vae.data.MIRRORS", ())
     monkeypatch.setenv("PATH", "")  # no npm either
     (mnist_dir / "train-images-idx3-ubyte").unlink()
-    assert_one_line_error(invoke("train", *TINY, *opts(dirs)), "could not fetch train-images-idx3-ubyte",
-                          str(mnist_dir))
+    one_line_error(cli_invoke("train", *tiny_options, *opts(dirs)), "could not fetch train-images-idx3-ubyte",
+                   str(mnist_dir))
     path = mnist_dir / "train-labels-idx1-ubyte"
     path.write_bytes(path.read_bytes()[:-3])
     (mnist_dir / "train-images-idx3-ubyte").write_bytes(b"")
-    assert_one_line_error(invoke("train", *TINY, *opts(dirs)), "train-images-idx3-ubyte", "truncated")
+    one_line_error(cli_invoke("train", *tiny_options, *opts(dirs)), "train-images-idx3-ubyte", "truncated")
     assert not dirs["--checkpoint-dir"].exists()
 
 
-def test_unreadable_checkpoint_overwrites_nothing(trained):
-    invoke("generate", *opts(trained))
+def test_unreadable_checkpoint_overwrites_nothing(trained, cli_invoke, one_line_error):
+    cli_invoke("generate", *opts(trained))
     before = digest(trained["--results-dir"])
     newest = trained["--checkpoint-dir"] / "vae.epoch.2.pt"
     newest.write_bytes(newest.read_bytes()[:1000])
-    result = invoke("generate", "--checkpoint", newest, *opts(trained))
-    assert_one_line_error(result, "vae.epoch.2.pt", "unreadable", code=1)
+    result = cli_invoke("generate", "--checkpoint", newest, *opts(trained))
+    one_line_error(result, "vae.epoch.2.pt", "unreadable", code=1)
     assert digest(trained["--results-dir"]) == before
     # Without --checkpoint the damaged ones are named and the furthest readable one is used.
     last = trained["--checkpoint-dir"] / "last.pt"
     last.write_bytes(b"")
-    result = invoke("generate", *opts(trained))
+    result = cli_invoke("generate", *opts(trained))
     assert result.exit_code == 0 and "skipping damaged checkpoint vae.epoch.2.pt" in result.stderr
     assert "skipping damaged checkpoint last.pt" in result.stderr
-    result = invoke("train", "--epochs", "2", *opts(trained))
+    result = cli_invoke("train", "--epochs", "2", *opts(trained))
     assert result.exit_code == 0 and "Restoring model from" in result.stdout and "vae.epoch.1.pt" in result.stdout
     assert "Epoch 2 " in result.stdout
 
 
-def test_only_damaged_checkpoints_is_one_line(trained):
+def test_only_damaged_checkpoints_is_one_line(trained, cli_invoke):
     for path in trained["--checkpoint-dir"].glob("*.pt"):
         path.write_bytes(b"")
-    result = invoke("train", "--epochs", "3", *opts(trained))
+    result = cli_invoke("train", "--epochs", "3", *opts(trained))
     assert result.exit_code == 1 and "no readable checkpoint" in result.stderr and "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1].startswith("error: no readable checkpoint")
 
 
-def test_explicit_checkpoint_and_architecture_mismatch(trained):
+def test_explicit_checkpoint_and_architecture_mismatch(trained, cli_invoke, one_line_error):
     first = trained["--checkpoint-dir"] / "vae.epoch.1.pt"
-    result = invoke("generate", "--checkpoint", first, *opts(trained, "--results-dir"))
+    result = cli_invoke("generate", "--checkpoint", first, *opts(trained, "--results-dir"))
     assert result.exit_code == 0, result.output
-    assert_one_line_error(invoke("generate", "--z-dim", "40", *opts(trained)), "--z-dim 2, not 40")
-    assert_one_line_error(invoke("train", "--z-dim", "40", "--epochs", "3", *opts(trained)), "--z-dim 2, not 40")
-    assert_one_line_error(invoke("generate", "--checkpoint", trained["--checkpoint-dir"] / "nope.pt"),
-                          "does not exist")
+    one_line_error(cli_invoke("generate", "--z-dim", "40", *opts(trained)), "--z-dim 2, not 40")
+    one_line_error(cli_invoke("train", "--z-dim", "40", "--epochs", "3", *opts(trained)), "--z-dim 2, not 40")
+    one_line_error(cli_invoke("generate", "--checkpoint", trained["--checkpoint-dir"] / "nope.pt"),
+                   "does not exist")
 
 
-def test_help_lists_the_commands():
-    result = invoke("--help")
+def test_help_lists_the_commands(cli_invoke):
+    result = cli_invoke("--help")
     assert result.exit_code == 0
     for command in ("train", "generate", "evaluate", "plot", "reconstruct", "interpolate", "quiz", "download"):
         assert command in result.stdout
 
 
-def test_interrupt_prints_how_to_continue_and_exits_130(dirs, monkeypatch):
-    import os
+def test_interrupt_prints_how_to_continue_and_exits_130(dirs, cli_invoke, tiny_options, signal_during_loss):
     import signal
 
-    from pyro.infer import Trace_ELBO
-
-    real, calls = Trace_ELBO.differentiable_loss, {"n": 0}
-
-    def interrupting(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trace_ELBO, "differentiable_loss", interrupting)
-    result = invoke("train", "--epochs", "2", *TINY, *opts(dirs))
+    with signal_during_loss(3, signal.SIGINT):  # what Ctrl-C sends, during batch 3
+        result = cli_invoke("train", "--epochs", "2", *tiny_options, *opts(dirs))
     assert result.exit_code == 130, result.output
     assert "SIGINT: stopped at epoch 1, batch 3 of 5 and saved" in result.stderr
     assert "run `python cli.py train` again to continue" in result.stderr and "Traceback" not in result.output
-    monkeypatch.setattr(Trace_ELBO, "differentiable_loss", real)
-    result = invoke("train", "--epochs", "2", *opts(dirs))
+    result = cli_invoke("train", "--epochs", "2", *opts(dirs))
     assert result.exit_code == 0 and "(epoch 1, after batch 3)" in result.stdout
 
 
-def test_unwritable_results_keep_earlier_images(trained, monkeypatch):
-    invoke("generate", *opts(trained))
+def test_unwritable_results_keep_earlier_images(trained, monkeypatch, cli_invoke, one_line_error):
+    cli_invoke("generate", *opts(trained))
     before = digest(trained["--results-dir"])
 
     def no_space(*args, **kwargs):
@@ -212,57 +179,57 @@ def test_unwritable_results_keep_earlier_images(trained, monkeypatch):
 
     # Running as root, a read-only folder would still be writable: fail the temporary file instead.
     monkeypatch.setattr("pyro_vae.fsutil.tempfile.mkstemp", no_space)
-    result = invoke("generate", "--seed", "5", *opts(trained))
-    assert_one_line_error(result, "could not write", "random_samples.png", "No space left on device")
+    result = cli_invoke("generate", "--seed", "5", *opts(trained))
+    one_line_error(result, "could not write", "random_samples.png", "No space left on device")
     assert digest(trained["--results-dir"]) == before
 
 
-def test_results_folder_that_is_a_file(trained, tmp_path):
+def test_results_folder_that_is_a_file(trained, tmp_path, cli_invoke, one_line_error):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    result = invoke("generate", "--checkpoint-dir", trained["--checkpoint-dir"], "--results-dir", blocker)
-    assert_one_line_error(result, "could not write", "not-a-folder")
+    result = cli_invoke("generate", "--checkpoint-dir", trained["--checkpoint-dir"], "--results-dir", blocker)
+    one_line_error(result, "could not write", "not-a-folder")
 
 
-def test_evaluate_prints_and_writes_the_same_figures_twice(trained):
+def test_evaluate_prints_and_writes_the_same_figures_twice(trained, cli_invoke, one_line_error):
     import json
 
     args = ["evaluate", "--particles", "20", "--batch-size", "50", *opts(trained)]
-    first = invoke(*args)
+    first = cli_invoke(*args)
     assert first.exit_code == 0, first.output
     assert "log p(x) (IS)" in first.stdout and "100 test images, 20 particles" in first.stdout
     record = json.loads((trained["--results-dir"] / "metrics" / "evaluation.json").read_text())
     assert record["log_likelihood"] >= record["elbo"] and record["images"] == 100
-    assert invoke(*args).stdout == first.stdout  # same seed, same figures
-    assert_one_line_error(invoke("evaluate", "--particles", "0", *opts(trained)), "--particles")
-    assert_one_line_error(invoke("evaluate", "--seed", "-1", *opts(trained)), "--seed")
-    assert_one_line_error(invoke("evaluate", "--seed", str(2**32), *opts(trained)), "--seed")
+    assert cli_invoke(*args).stdout == first.stdout  # same seed, same figures
+    one_line_error(cli_invoke("evaluate", "--particles", "0", *opts(trained)), "--particles")
+    one_line_error(cli_invoke("evaluate", "--seed", "-1", *opts(trained)), "--seed")
+    one_line_error(cli_invoke("evaluate", "--seed", str(2**32), *opts(trained)), "--seed")
 
 
-def test_reconstruct_and_interpolate_write_their_pictures(trained):
-    result = invoke("reconstruct", "--n", "20", "--scale", "1", *opts(trained))
+def test_reconstruct_and_interpolate_write_their_pictures(trained, cli_invoke, one_line_error):
+    result = cli_invoke("reconstruct", "--n", "20", "--scale", "1", *opts(trained))
     assert result.exit_code == 0, result.output
     with Image.open(trained["--results-dir"] / "reconstructions.png") as image:
         assert image.size == (280, 4 * 28)  # 2 rows of originals, each above its reconstructions
-    result = invoke("interpolate", "--from-index", "3", "--to-index", "7", "--steps", "6", "--scale", "1",
-                    *opts(trained))
+    result = cli_invoke("interpolate", "--from-index", "3", "--to-index", "7", "--steps", "6", "--scale", "1",
+                        *opts(trained))
     assert result.exit_code == 0, result.output
     with Image.open(trained["--results-dir"] / "interpolation_3_7.png") as image:
         assert image.size == (6 * 28, 28)
     with Image.open(trained["--results-dir"] / "interpolation_3_7.gif") as gif:
         assert gif.n_frames == 6 + 4 and gif.size == (4 * 28, 4 * 28)  # there and back
-    assert_one_line_error(invoke("interpolate", "--to-index", "100", *opts(trained)), "test image 100 does not exist")
-    assert_one_line_error(invoke("reconstruct", "--n", "0", *opts(trained)), "--n")
+    one_line_error(cli_invoke("interpolate", "--to-index", "100", *opts(trained)), "test image 100 does not exist")
+    one_line_error(cli_invoke("reconstruct", "--n", "0", *opts(trained)), "--n")
 
 
-def test_quiz_mixes_real_and_generated_and_keeps_the_answers(trained, mnist_dir):
+def test_quiz_mixes_real_and_generated_and_keeps_the_answers(trained, mnist_dir, cli_invoke, one_line_error):
     import json
 
     import numpy as np
 
     from pyro_vae import data
 
-    result = invoke("quiz", "--real-fraction", "0.3", "--scale", "1", *opts(trained))
+    result = cli_invoke("quiz", "--real-fraction", "0.3", "--scale", "1", *opts(trained))
     assert result.exit_code == 0, result.output
     folder = trained["--results-dir"] / "quiz"
     answers = json.loads((folder / "answers.json").read_text())["cells"]
@@ -280,16 +247,17 @@ def test_quiz_mixes_real_and_generated_and_keeps_the_answers(trained, mnist_dir)
     red = lambda k: tuple(marked[(k // 10) * 28, (k % 10) * 28 + 5]) == (255, 0, 0)  # noqa: E731
     assert all(red(a["cell"]) != a["real"] for a in answers)
     first = digest(folder)
-    invoke("quiz", "--real-fraction", "0.3", "--scale", "1", *opts(trained))
+    cli_invoke("quiz", "--real-fraction", "0.3", "--scale", "1", *opts(trained))
     assert digest(folder) == first  # same seed, same quiz
-    assert_one_line_error(invoke("quiz", "--real-fraction", "1.5", *opts(trained)), "--real-fraction")
+    one_line_error(cli_invoke("quiz", "--real-fraction", "1.5", *opts(trained)), "--real-fraction")
 
 
-def test_train_with_the_recipe_records_it_and_evaluates(dirs):
+def test_train_with_the_recipe_records_it_and_evaluates(dirs, cli_invoke, one_line_error, tiny_options):
     import torch
 
-    result = invoke("train", "--epochs", "2", *TINY, "--objective", "iwae", "--particles", "3", "--lr-decay", "0.5",
-                    "--valid-size", "16", "--eval-every", "1", "--eval-particles", "4", *opts(dirs))
+    result = cli_invoke("train", "--epochs", "2", *tiny_options, "--objective", "iwae", "--particles", "3",
+                        "--lr-decay", "0.5", "--valid-size", "16", "--eval-every", "1", "--eval-particles", "4",
+                        *opts(dirs))
     assert result.exit_code == 0, result.output
     assert re.search(r"^  valid: ELBO -\d+\.\d+, log p\(x\) -\d+\.\d+ \(16 images, K=4\)$", result.stdout, re.M)
     assert "best.pt (best validation log p(x) so far)" in result.stdout
@@ -297,38 +265,38 @@ def test_train_with_the_recipe_records_it_and_evaluates(dirs):
     assert {k: state["train_config"][k] for k in ("objective", "particles", "lr_decay", "valid_size")} == \
         {"objective": "iwae", "particles": 3, "lr_decay": 0.5, "valid_size": 16}
     # Repeating the run's own split is fine: the evaluation cadence comes from the checkpoint.
-    again = invoke("train", "--epochs", "3", "--valid-size", "16", *opts(dirs))
+    again = cli_invoke("train", "--epochs", "3", "--valid-size", "16", *opts(dirs))
     assert again.exit_code == 0, again.output
     assert "  valid: ELBO" in again.stdout
     # Resuming with a different objective is refused, nothing written.
     before = digest(dirs["--checkpoint-dir"])
-    assert_one_line_error(invoke("train", "--epochs", "3", "--objective", "elbo", *opts(dirs)),
-                          "trained with --objective iwae, not elbo", "--fresh")
+    one_line_error(cli_invoke("train", "--epochs", "3", "--objective", "elbo", *opts(dirs)),
+                   "trained with --objective iwae, not elbo", "--fresh")
     assert digest(dirs["--checkpoint-dir"]) == before
 
 
-def test_plot_draws_the_history(dirs):
+def test_plot_draws_the_history(dirs, cli_invoke, one_line_error, tiny_options):
     from pyro_vae.metrics import HISTORY
 
     trained = dirs
-    assert invoke("train", "--epochs", "2", *TINY, *opts(dirs)).exit_code == 0
-    result = invoke("plot", *opts(trained, "--results-dir"))
+    assert cli_invoke("train", "--epochs", "2", *tiny_options, *opts(dirs)).exit_code == 0
+    result = cli_invoke("plot", *opts(trained, "--results-dir"))
     assert result.exit_code == 0, result.output
     png = trained["--results-dir"] / "metrics" / "curves.png"
     assert result.stdout.strip() == f"wrote {png} (2 epochs)"
     with Image.open(png) as image:
         assert image.size == (1200, 450)
     # A longer history draws a different picture: the curves come from the file.
-    assert invoke("train", "--epochs", "4", *opts(trained)).exit_code == 0
+    assert cli_invoke("train", "--epochs", "4", *opts(trained)).exit_code == 0
     first = png.read_bytes()
-    assert invoke("plot", *opts(trained, "--results-dir")).exit_code == 0
+    assert cli_invoke("plot", *opts(trained, "--results-dir")).exit_code == 0
     assert png.read_bytes() != first
     # A damaged history is one line, and the earlier picture stays.
     (trained["--results-dir"] / HISTORY).write_text("epoch,seconds\nx,y\n")
     kept = png.read_bytes()
-    assert_one_line_error(invoke("plot", *opts(trained, "--results-dir")), "is not a pyro-vae history")
+    one_line_error(cli_invoke("plot", *opts(trained, "--results-dir")), "is not a pyro-vae history")
     assert png.read_bytes() == kept
 
 
-def test_plot_without_history_says_train_first(dirs):
-    assert_one_line_error(invoke("plot", *opts(dirs, "--results-dir")), "no training history", "train first")
+def test_plot_without_history_says_train_first(dirs, cli_invoke, one_line_error):
+    one_line_error(cli_invoke("plot", *opts(dirs, "--results-dir")), "no training history", "train first")

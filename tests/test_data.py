@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import N_TRAIN, write_idx
 from pyro_vae import data
 from pyro_vae.errors import DataError
 
 
-def test_reads_raw_and_gz_alike(tmp_path):
+def test_reads_raw_and_gz_alike(tmp_path, write_idx):
     array = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
     raw = write_idx(tmp_path / "a", array)
     gz = write_idx(tmp_path / "b.gz", array, compress=True)
@@ -38,7 +37,7 @@ def test_reads_raw_and_gz_alike(tmp_path):
         (lambda raw: b"\x89PNG\r\n\x1a\n" + raw[8:], "magic number"),
     ],
 )
-def test_malformed_files_are_named_and_explained(tmp_path, mangle, message):
+def test_malformed_files_are_named_and_explained(tmp_path, mangle, message, write_idx):
     path = write_idx(tmp_path / "f", np.zeros((3, 28, 28)))
     path.write_bytes(mangle(path.read_bytes()))
     if message is None:
@@ -56,7 +55,7 @@ def test_corrupt_gzip_is_a_data_error(tmp_path):
         data.read_idx(path, ndim=3)
 
 
-def test_hash_mismatch_is_refused(tmp_path):
+def test_hash_mismatch_is_refused(tmp_path, write_idx):
     path = write_idx(tmp_path / "f", np.zeros((3, 28, 28)))
     good = hashlib.sha256(path.read_bytes()).hexdigest()
     data.read_idx(path, ndim=3, sha256=good)
@@ -64,10 +63,10 @@ def test_hash_mismatch_is_refused(tmp_path):
         data.read_idx(path, ndim=3, sha256="0" * 64)
 
 
-def test_load_split_checks_everything(mnist_dir):
+def test_load_split_checks_everything(mnist_dir, n_train):
     images, labels = data.load_split(mnist_dir, "train")
-    assert images.shape == (N_TRAIN, 784) and images.dtype == torch.uint8
-    assert labels.shape == (N_TRAIN,) and int(labels.max()) <= 9
+    assert images.shape == (n_train, 784) and images.dtype == torch.uint8
+    assert labels.shape == (n_train,) and int(labels.max()) <= 9
 
 
 def test_missing_file_says_what_to_do(mnist_dir):
@@ -76,11 +75,11 @@ def test_missing_file_says_what_to_do(mnist_dir):
         data.load_split(mnist_dir, "test")
 
 
-def test_gz_file_dropped_in_by_hand_is_found(mnist_dir):
+def test_gz_file_dropped_in_by_hand_is_found(mnist_dir, n_train):
     raw = (mnist_dir / "train-labels-idx1-ubyte").read_bytes()
     (mnist_dir / "train-labels-idx1-ubyte").unlink()
     (mnist_dir / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(raw))
-    assert data.load_split(mnist_dir, "train")[1].shape == (N_TRAIN,)
+    assert data.load_split(mnist_dir, "train")[1].shape == (n_train,)
 
 
 def test_modified_file_fails_verification(mnist_dir):
@@ -92,15 +91,15 @@ def test_modified_file_fails_verification(mnist_dir):
         data.load_split(mnist_dir, "train")
 
 
-def test_labels_out_of_range_and_count_mismatch(mnist_dir, monkeypatch):
+def test_labels_out_of_range_and_count_mismatch(mnist_dir, monkeypatch, n_train, write_idx):
     def rewrite(name, array):
         path = write_idx(mnist_dir / name, array)
         monkeypatch.setitem(data.SHA256, name, hashlib.sha256(path.read_bytes()).hexdigest())
 
-    rewrite("train-labels-idx1-ubyte", np.full(N_TRAIN, 11))
+    rewrite("train-labels-idx1-ubyte", np.full(n_train, 11))
     with pytest.raises(DataError, match="labels must be 0 to 9"):
         data.load_split(mnist_dir, "train")
-    rewrite("train-labels-idx1-ubyte", np.zeros(N_TRAIN - 1))
+    rewrite("train-labels-idx1-ubyte", np.zeros(n_train - 1))
     with pytest.raises(DataError, match="do not belong together"):
         data.load_split(mnist_dir, "train")
 

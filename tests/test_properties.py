@@ -12,10 +12,8 @@ import pytest
 import typer
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
-from typer.testing import CliRunner
 
 import cli
-from conftest import write_idx
 from pyro_vae import data
 from pyro_vae.config import GenerateConfig, ModelConfig, Precision, TrainConfig
 
@@ -48,7 +46,7 @@ arrays = hnp.arrays(np.uint8, hnp.array_shapes(min_dims=1, max_dims=3, min_side=
 
 @FAST
 @given(array=arrays, compress=st.booleans())
-def test_round_trip(folder, array, compress):
+def test_round_trip(folder, array, compress, write_idx):
     path = write_idx(folder / ("rt.gz" if compress else "rt"), array, compress=compress)
     back = data.read_idx(path, ndim=array.ndim)
     assert back.dtype == np.uint8 and back.shape == array.shape
@@ -272,16 +270,11 @@ def _expected_digits_ok(text: str) -> bool:
 @example(text="")
 @example(text="\n")
 @example(text="1\u20282")
-def test_generate_digits_never_a_traceback(folder, text):
+def test_generate_digits_never_a_traceback(folder, text, cli_invoke, one_line_error):
     # No checkpoint in the folder: valid digits get as far as "no checkpoint", invalid ones stop before.
-    result = CliRunner().invoke(cli.app, ["generate", "--mode", "digit", f"--digits={text}",
-                                          "--checkpoint-dir", str(folder / "no-checkpoints")])
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    result = cli_invoke("generate", "--mode", "digit", f"--digits={text}",
+                        "--checkpoint-dir", folder / "no-checkpoints")
     if _expected_digits_ok(text):
-        assert "no checkpoint in" in lines[0], lines[0]
+        one_line_error(result, "no checkpoint in")
     else:
-        assert re.search(r"--digits (takes|must)", lines[0]), lines[0]
+        one_line_error(result, re.compile(r"--digits (takes|must)"))

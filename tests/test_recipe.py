@@ -4,16 +4,15 @@ checkpoint, the learning-rate schedule and the IWAE objective; all of them resum
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import pytest
 import torch
 
-from pyro_vae import checkpoint
+from pyro_vae import checkpoint, data
 from pyro_vae.errors import CheckpointError, ConfigError
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.train import train
-
-from conftest import N_TEST, N_TRAIN
 
 
 def _params(path):
@@ -24,7 +23,8 @@ def _same_params(a, b):
     return all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_eval_every_records_test_figures_and_leaves_training_alone(tmp_path, paths, tiny_model, tiny_train, caplog):
+def test_eval_every_records_test_figures_and_leaves_training_alone(tmp_path, paths, tiny_model, tiny_train, caplog,
+                                                                   n_test):
     plain = dataclasses.replace(paths, checkpoint_dir=tmp_path / "plain", results_dir=tmp_path / "r1")
     train(dataclasses.replace(tiny_train, epochs=5), model_config=tiny_model, paths=plain)
     config = dataclasses.replace(tiny_train, epochs=5, eval_every=2, eval_particles=10)
@@ -37,7 +37,7 @@ def test_eval_every_records_test_figures_and_leaves_training_alone(tmp_path, pat
     for r in records:
         if r.test_log_likelihood is not None:
             assert r.test_elbo <= r.test_log_likelihood < 0
-    assert "test: ELBO" in caplog.text and f"({N_TEST} images, K=10)" in caplog.text
+    assert "test: ELBO" in caplog.text and f"({n_test} images, K=10)" in caplog.text
     # Evaluation draws from its own stream: the trained parameters are those of a run without it.
     assert _same_params(_params(plain.checkpoint_dir / "last.pt"), _params(paths.checkpoint_dir / "last.pt"))
 
@@ -73,21 +73,31 @@ def test_validation_split_keeps_the_best_checkpoint(paths, tiny_model, tiny_trai
     assert (folder / checkpoint.BEST).is_file() and not (paths.checkpoint_dir / checkpoint.BEST).exists()
 
 
-def test_validation_split_trains_on_the_rest(paths, tiny_model, tiny_train, monkeypatch):
-    from pyro_vae import train as train_module
+def test_validation_split_trains_on_the_rest(tmp_path, paths, tiny_model, tiny_train, mnist_dir, monkeypatch,
+                                            n_train, write_idx):
+    # Holding out the last 16 images trains exactly as a run on a training set of the first
+    # n_train - 16 images alone: same parameters, same lower bound (evaluations draw from their own stream).
+    config = dataclasses.replace(tiny_train, epochs=1)
+    held_out = dataclasses.replace(paths, checkpoint_dir=tmp_path / "held-out", results_dir=tmp_path / "r1")
+    result = train(dataclasses.replace(config, valid_size=16, eval_every=1, eval_particles=2), model_config=tiny_model,
+                   paths=held_out)
+    assert result.metrics[0].valid_log_likelihood is not None  # the 16 were evaluated
 
-    seen = []
-    real = train_module.run_epoch
-    monkeypatch.setattr(train_module, "run_epoch", lambda vae, opt, images, **kw: seen.append(len(images)) or
-                        real(vae, opt, images, **kw))
-    train(dataclasses.replace(tiny_train, epochs=1, valid_size=16, eval_every=1, eval_particles=2),
-          model_config=tiny_model, paths=paths)
-    assert seen == [N_TRAIN - 16]
+    images, labels = data.load_split(mnist_dir, "train")
+    for name, rest in [("train-images-idx3-ubyte", images[: n_train - 16].reshape(-1, 28, 28)),
+                       ("train-labels-idx1-ubyte", labels[: n_train - 16])]:
+        raw = write_idx(mnist_dir / name, rest.numpy()).read_bytes()
+        monkeypatch.setitem(data.SHA256, name, hashlib.sha256(raw).hexdigest())
+    alone = dataclasses.replace(paths, checkpoint_dir=tmp_path / "alone", results_dir=tmp_path / "r2")
+    reference = train(config, model_config=tiny_model, paths=alone)
+
+    assert _same_params(_params(held_out.checkpoint_dir / "last.pt"), _params(alone.checkpoint_dir / "last.pt"))
+    assert result.metrics[0].lower_bound == reference.metrics[0].lower_bound
 
 
-def test_validation_needs_images_left_and_an_evaluation_cadence(paths, tiny_model, tiny_train):
+def test_validation_needs_images_left_and_an_evaluation_cadence(paths, tiny_model, tiny_train, n_train):
     with pytest.raises(ConfigError, match="--valid-size 80 leaves no training images: there are 80"):
-        train(dataclasses.replace(tiny_train, valid_size=N_TRAIN, eval_every=1), model_config=tiny_model, paths=paths)
+        train(dataclasses.replace(tiny_train, valid_size=n_train, eval_every=1), model_config=tiny_model, paths=paths)
     with pytest.raises(ConfigError, match="--valid-size needs --eval-every N"):
         train(dataclasses.replace(tiny_train, valid_size=10), model_config=tiny_model, paths=paths)
     assert not paths.checkpoint_dir.exists() or not list(paths.checkpoint_dir.glob("*.pt"))

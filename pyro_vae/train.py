@@ -9,6 +9,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,9 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     vae.train()
     # Pyro's validation re-checks every distribution's arguments at every step; the model is
     # fixed and the data binarized by construction, so in the hot loop it only costs time.
-    with pyro.validation_enabled(False):
+    # Pyro also warns of a NaN loss; the check below stops the run with one line instead.
+    with pyro.validation_enabled(False), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
         for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=done):
             with step_context:
                 value = loss(vae, x)

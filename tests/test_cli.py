@@ -300,3 +300,19 @@ def test_plot_draws_the_history(dirs, cli_invoke, one_line_error, tiny_options):
 
 def test_plot_without_history_says_train_first(dirs, cli_invoke, one_line_error):
     one_line_error(cli_invoke("plot", *opts(dirs, "--results-dir")), "no training history", "train first")
+
+
+def test_a_run_that_diverges_for_real_ends_in_one_line(trained, cli_invoke, one_line_error):
+    # A learning rate far too large from epoch 3 on (a resumed run takes it from the checkpoint):
+    # the loss becomes nan for real, and Pyro's own NaN warning must not reach the user.
+    from pyro_vae import checkpoint
+
+    folder = trained["--checkpoint-dir"]
+    for path in folder.glob("*.pt"):
+        state = checkpoint.load(path)
+        state["train_config"]["lr"] = 1e10
+        checkpoint.save(state, path)
+    before = digest(folder)
+    result = cli_invoke("train", "--epochs", "4", *opts(trained, "--checkpoint-dir"))
+    one_line_error(result, "the loss became nan at epoch 3", "is untouched", "--lr", code=1)
+    assert digest(folder) == before

@@ -1,5 +1,5 @@
 """pyro-vae's command line: `python cli.py train | generate | evaluate | plot | reconstruct | interpolate |
-quiz | download` (also installed as `pyro-vae`).
+quiz | tune | download` (also installed as `pyro-vae`).
 
 Only parsing and printing happen here; the work and every default are in `pyro_vae`. Heavy
 libraries load inside the commands, so `--help` stays fast.
@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, PICTURE_SCALE, RECONSTRUCT_IMAGES, Device,
                              EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision,
-                             QuizConfig, TrainConfig)
+                             QuizConfig, TrainConfig, TuneConfig)
 from pyro_vae.errors import Interrupted, PyroVAEError
 
 
@@ -290,6 +290,68 @@ def quiz(
     typer.echo(f"wrote {images.save_marked_grid(shown, marked, folder / 'answers.png', scale=scale)} (generated: red)")
     record = {"checkpoint": str(path), "seed": seed, "noise": noise, "real_fraction": real_fraction, "cells": answers}
     typer.echo(f"wrote {write_json(record, folder / 'answers.json')}")
+
+
+@app.command()
+def tune(
+    study: Annotated[str, typer.Option(help="The study's name (shared by every worker).")] = TuneConfig.study,
+    storage: Annotated[Optional[str], typer.Option(help="Study database URL, e.g. postgresql://user:pw@host/db "
+                                                   "[default: sqlite:///<results-dir>/tune/optuna.db].")] = None,
+    trials: Annotated[int, typer.Option(help="Trials this worker runs.")] = TuneConfig.trials,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = TuneConfig.epochs,
+    eval_every: Annotated[int, typer.Option(help="Score each trial every N epochs (the pruner sees "
+                                            "these).")] = TuneConfig.eval_every,
+    valid_size: Annotated[int, typer.Option(help="Held-out training images trials are scored on (never the "
+                                            "test set).")] = TuneConfig.valid_size,
+    eval_particles: Annotated[int, typer.Option(help="K of the validation scores.")] = TuneConfig.eval_particles,
+    test_particles: Annotated[int, typer.Option(help="K of the best trial's test score.")] = TuneConfig.test_particles,
+    objective: Given(Objective, "Fix the objective instead of searching it.") = None,
+    particles: Given(int, "Fix the particles instead of searching them.") = None,
+    lr: Given(float, "Fix the learning rate instead of searching it.") = None,
+    lr_decay: Given(float, "Fix the learning-rate decay instead of searching it.") = None,
+    z_dim: Given(int, "Fix the latent dimensions instead of searching them.") = None,
+    hidden_dim: Given(int, "Fix the hidden units instead of searching them.") = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Only continue an existing study.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Print the study's trials and write trials.csv and "
+                                         "plots, instead of running trials.")] = False,
+    heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats.")] = TuneConfig.heartbeat_s,
+    grace_period: Annotated[int, typer.Option(help="Seconds without a heartbeat before a trial is retried "
+                                              "elsewhere.")] = TuneConfig.grace_s,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
+    from pyro_vae import tune as search
+    from pyro_vae.runtime import resolve_device
+
+    config = TuneConfig(study=study, storage=storage, trials=trials, epochs=epochs, eval_every=eval_every,
+                        valid_size=valid_size, eval_particles=eval_particles, test_particles=test_particles,
+                        heartbeat_s=heartbeat, grace_s=grace_period)
+    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    if report:
+        rows, written = search.report(config, paths=paths)
+        columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
+        typer.echo("  ".join(f"{c:>10}" for c in columns))
+        for row in rows:
+            typer.echo("  ".join(f"{search.format_value(v) if c == 'value' else _cell(v):>10}"
+                                 for c, v in ((c, row.get(c)) for c in columns)))
+        for path in written:
+            typer.echo(f"wrote {path}")
+        return
+    fixed = {k: v.value if isinstance(v, Objective) else v for k, v in dict(
+        objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
+        hidden_dim=hidden_dim).items() if v is not None}
+    best = search.search(config, fixed=fixed, paths=paths, device=resolve_device(device), resume=resume)
+    if best is not None:
+        typer.echo(f"best trial {best['trial']}: validation log p(x) {best['valid_log_likelihood']:.2f}, test "
+                   f"log p(x) {best['test_log_likelihood']:.2f} +- {best['test_log_likelihood_se']:.2f} "
+                   f"(K={best['test_particles']})")
+        typer.echo(f"reproduce it with: {best['command']}")
+        typer.echo(f"wrote {search.study_dir(paths, config.study) / search.BEST}")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else "-" if value is None else str(value)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ MAX_TRAIN_SAMPLES = 128_000  # particles x batch size
 EVAL_CHUNK = 50
 MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
+STUDY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 MAX_SCALE = 16  # pixels per MNIST pixel in a picture
 # `generate` draws the seed's grids at their own size; the other picture commands default to
@@ -132,6 +134,7 @@ class TrainConfig:
     valid_size: int = field(default=0, metadata=FIXED)  # training images held out (from the end) for best.pt
     eval_every: int = field(default=0, metadata=CARRIED)  # score test (and validation) images every N epochs
     eval_particles: int = field(default=100, metadata=FIXED)  # importance samples per image in those scores
+    eval_test: bool = True  # also score the test images then (tune's trials do not: they are chosen blind)
 
     def check_held_out(self, n_images: int) -> None:
         """What needs the data and the settings a resumed run ends up with: a validation split
@@ -198,6 +201,43 @@ class Paths:
     data_dir: Path = field(default_factory=default_data_dir)
     checkpoint_dir: Path = Path("checkpoints")
     results_dir: Path = Path("results")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """A recipe search (`tune`): this worker's share of trials, each an ordinary training run of
+    `epochs` epochs scored on a held-out validation split (never the test set) every
+    `eval_every` epochs; the study's best trial is scored on the test set at the end."""
+
+    study: str = "recipe"
+    storage: str | None = None  # an SQLAlchemy URL; None: an SQLite file under results/tune/
+    trials: int = 10
+    epochs: int = 100
+    eval_every: int = 10
+    valid_size: int = 10_000
+    eval_particles: int = 100  # K of the validation scores the pruner sees
+    test_particles: int = 1000  # K of the best trial's test score
+    heartbeat_s: int = 60  # a worker that stops beating for grace_s has its trial retried
+    grace_s: int = 180
+
+    def __post_init__(self) -> None:
+        _require(bool(STUDY_NAME.fullmatch(self.study)),
+                 f"--study must be letters, digits, '.', '_' or '-' (it names folders), got {self.study!r}")
+        _require(self.trials >= 1, f"--trials must be at least 1, got {self.trials}")
+        _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        _require(1 <= self.eval_every <= self.epochs,
+                 f"--eval-every must be between 1 and --epochs ({self.epochs}): trials are scored when "
+                 f"they are evaluated, got {self.eval_every}")
+        _require(1 <= self.valid_size < TRAIN_IMAGES,
+                 f"--valid-size must be between 1 and {TRAIN_IMAGES - 1}: trials are chosen on held-out "
+                 f"training images, never on the test set, got {self.valid_size}")
+        _require(1 <= self.eval_particles <= MAX_PARTICLES,
+                 f"--eval-particles must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
+        _require(1 <= self.test_particles <= MAX_PARTICLES,
+                 f"--test-particles must be between 1 and {MAX_PARTICLES}, got {self.test_particles}")
+        _require(1 <= self.heartbeat_s < self.grace_s,
+                 f"the heartbeat ({self.heartbeat_s} s) must be at least 1 s and shorter than the grace "
+                 f"period ({self.grace_s} s)")
 
 
 @dataclass(frozen=True)

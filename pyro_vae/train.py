@@ -192,7 +192,8 @@ class _Run:
 
 def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfig = ModelConfig(),
           paths: Paths | None = None, device: torch.device = torch.device("cpu"), fresh: bool = False,
-          progress: bool = False, explicit: frozenset[str] = frozenset()) -> TrainResult:
+          progress: bool = False, explicit: frozenset[str] = frozenset(),
+          on_evaluation: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train the VAE on MNIST's training images, resuming from the furthest checkpoint unless `fresh`.
 
     Checkpoints: `vae.epoch.N.pt` every `save_every` epochs and at the last, `last.pt` after
@@ -211,6 +212,9 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         fresh: archive existing checkpoints (to `archive-<time>/`) and start from epoch 1.
         progress: draw progress bars (for terminals).
         explicit: names of the options the user gave, checked against a resumed checkpoint.
+        on_evaluation: called with the epoch and its held-out figures (`valid_log_likelihood`, ...)
+            after each evaluation epoch is saved; an exception it raises ends the run there
+            (`tune` prunes a trial this way).
     """
     paths = paths or Paths()
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
@@ -261,6 +265,8 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                 result.saved += _end_epoch(run, epoch=epoch, reached=reached, n_images=len(images), figures=figures)
                 result.metrics = run.metrics[done_before:]
                 bars.advance("epochs ")
+                if figures and on_evaluation is not None:
+                    on_evaluation(epoch, figures)
                 if request.requested():
                     raise request.interrupted(f"after epoch {epoch}", run.last)
     return result
@@ -312,7 +318,7 @@ def _split(images: torch.Tensor, test: torch.Tensor,
     if train_config.valid_size:
         images, valid = images[: -train_config.valid_size], images[-train_config.valid_size :]
         held_out["valid"] = data.binarize_once(valid)
-    if train_config.eval_every:
+    if train_config.eval_every and train_config.eval_test:
         held_out["test"] = data.binarize_once(test)
     return images, held_out
 

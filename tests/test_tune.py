@@ -1,0 +1,234 @@
+"""`tune`: trials as ordinary training runs in their own folders, scores, the report, bad input, Ctrl-C;
+and, marked slow, workers in separate processes sharing a study on SQLite and on a real throwaway
+PostgreSQL server, and a worker killed with SIGKILL whose trial is resumed exactly elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from pyro_vae import checkpoint, data
+from pyro_vae.config import Paths, TuneConfig
+from pyro_vae.metrics import HISTORY, read_history
+from pyro_vae.tune import BEST, HISTORY_PNG, IMPORTANCE_PNG, TRIALS_CSV, default_storage, opened_study
+
+ROOT = Path(__file__).resolve().parent.parent
+# Tiny trials: 64 training images (one batch), scored on the other 16 with 3 particles.
+QUICK = ["--epochs", "2", "--eval-every", "1", "--valid-size", "16", "--eval-particles", "3", "--test-particles", "3",
+         "--z-dim", "2", "--hidden-dim", "16"]
+# Every searched setting fixed: two studies run the same trial, which makes exactness testable.
+ALL_FIXED = ["--objective", "elbo", "--particles", "1", "--lr", "0.001", "--lr-decay", "1.0"]
+
+
+def folders(tmp_path: Path, name: str) -> list[str]:
+    return ["--checkpoint-dir", str(tmp_path / name / "ck"), "--results-dir", str(tmp_path / name / "res")]
+
+
+def trials_of(tmp_path: Path, name: str, study: str = "recipe", storage: str | None = None) -> list:
+    """The study's trials, as Optuna's FrozenTrial records."""
+    paths = Paths(checkpoint_dir=tmp_path / name / "ck", results_dir=tmp_path / name / "res")
+    with opened_study(TuneConfig(study=study, storage=storage), paths=paths, create=False) as found:
+        return found.trials
+
+
+def final_weights(tmp_path: Path, name: str, run: str, study: str = "recipe") -> dict[str, torch.Tensor]:
+    state = checkpoint.load(tmp_path / name / "ck" / "tune" / study / run / checkpoint.LAST)
+    return state["model"]
+
+
+def test_trials_are_training_runs_in_their_own_folders(tmp_path, mnist_dir, cli_invoke):
+    result = cli_invoke("tune", "--trials", "2", *QUICK, "--objective", "elbo", *folders(tmp_path, "a"))
+    assert result.exit_code == 0, result.output
+    trials = trials_of(tmp_path, "a")
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for trial in trials:
+        run = tmp_path / "a" / "res" / "tune" / "recipe" / trial.user_attrs["run"]
+        records = read_history(run / HISTORY)
+        assert [r.epoch for r in records] == [1, 2]
+        # Scored on the validation split at every evaluation, never on the test set.
+        assert trial.intermediate_values == {1: records[0].valid_log_likelihood, 2: records[1].valid_log_likelihood}
+        assert trial.value == records[-1].valid_log_likelihood and records[-1].test_log_likelihood is None
+        settings = trial.user_attrs["settings"]
+        assert settings["objective"] == "elbo" and settings["z_dim"] == 2 and settings["hidden_dim"] == 16
+        assert "objective" not in trial.params and 1e-4 <= trial.params["lr"] <= 3e-3  # fixed vs searched
+        assert 1 <= trial.params["particles"] <= 10 and 0.99 <= trial.params["lr_decay"] <= 1.0
+        assert (tmp_path / "a" / "ck" / "tune" / "recipe" / trial.user_attrs["run"] / checkpoint.BEST).is_file()
+    best = json.loads((tmp_path / "a" / "res" / "tune" / "recipe" / BEST).read_text())
+    assert best["trial"] == max(trials, key=lambda t: t.value).number
+    assert best["test_particles"] == 3 and best["test_log_likelihood"] > best["test_elbo"] - 1e-6
+    assert f"reproduce it with: {best['command']}" in result.stdout
+
+
+def test_the_best_trials_command_reproduces_it(tmp_path, mnist_dir, cli_invoke):
+    assert cli_invoke("tune", "--trials", "1", *QUICK, *folders(tmp_path, "a")).exit_code == 0
+    best = json.loads((tmp_path / "a" / "res" / "tune" / "recipe" / BEST).read_text())
+    words = shlex.split(best["command"])
+    assert words[:3] == ["python", "cli.py", "train"]
+    result = cli_invoke(*words[2:], "--checkpoint-dir", tmp_path / "again", "--results-dir", tmp_path / "again-res")
+    assert result.exit_code == 0, result.output
+    again = checkpoint.load(tmp_path / "again" / checkpoint.LAST)["model"]
+    trial = final_weights(tmp_path, "a", best["run"])
+    assert all(torch.equal(again[k], trial[k]) for k in trial)
+
+
+def test_report_prints_the_trials_and_writes_csv_and_plots(tmp_path, mnist_dir, cli_invoke):
+    assert cli_invoke("tune", "--trials", "3", *QUICK, *folders(tmp_path, "a")).exit_code == 0
+    result = cli_invoke("tune", "--report", *folders(tmp_path, "a"))
+    assert result.exit_code == 0, result.output
+    header, *rows = [line.split() for line in result.stdout.splitlines() if not line.startswith("wrote")]
+    assert header[:5] == ["number", "state", "run", "epochs", "value"] and len(rows) == 3
+    assert all(row[1] in ("COMPLETE", "PRUNED") and row[3] == "2" for row in rows), result.stdout
+    folder = tmp_path / "a" / "res" / "tune" / "recipe"
+    lines = (folder / TRIALS_CSV).read_text().splitlines()
+    assert lines[0].startswith("number,state,run,epochs,value") and len(lines) == 4
+    for name in (HISTORY_PNG, IMPORTANCE_PNG):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--storage", "postgresql://nobody@127.0.0.1:1/none"], ["cannot open the study storage", "127.0.0.1:1"]),
+    (["--storage", "not a url"], ["is not a database URL"]),
+    (["--study", "nowhere", "--resume"], ["there is no study 'nowhere'", "drop --resume"]),
+    (["--lr", "-1"], ["--lr must be a positive number"]),
+    (["--particles", "0"], ["--particles must be between 1 and"]),
+    (["--z-dim", "0"], ["--z-dim must be between 1 and"]),
+    (["--study", "../elsewhere"], ["--study must be letters, digits"]),
+    (["--eval-every", "0"], ["--eval-every must be between 1 and --epochs"]),
+    (["--valid-size", "0"], ["never on the test set"]),
+    (["--heartbeat", "10", "--grace-period", "5"], ["shorter than the grace period"]),
+], ids=["unreachable", "malformed", "no-such-study", "lr", "particles", "z-dim", "study-name", "eval-every",
+        "no-validation", "heartbeat"])
+def test_bad_tune_input_is_one_line(tmp_path, mnist_dir, cli_invoke, one_line_error, args, fragments):
+    result = cli_invoke("tune", "--trials", "1", *QUICK, *args, *folders(tmp_path, "a"))
+    one_line_error(result, *fragments, code=1)
+    assert not (tmp_path / "a" / "ck" / "tune").exists()  # no trial started
+
+
+def test_report_of_a_missing_study_is_one_line(tmp_path, mnist_dir, cli_invoke, one_line_error):
+    one_line_error(cli_invoke("tune", "--report", "--study", "never", *folders(tmp_path, "a")), "no study 'never'")
+
+
+def test_ctrl_c_stops_a_worker_and_the_next_tune_resumes_the_trial_exactly(tmp_path, mnist_dir, cli_invoke,
+                                                                           signal_during_loss):
+    args = ["--trials", "1", *QUICK, "--epochs", "3", *ALL_FIXED]
+    assert cli_invoke("tune", *args, *folders(tmp_path, "straight")).exit_code == 0
+    with signal_during_loss(2, signal.SIGINT):  # one batch an epoch: during epoch 2 (it stops in its evaluation)
+        stopped = cli_invoke("tune", *args, *folders(tmp_path, "split"))
+    assert stopped.exit_code == 130 and stopped.stderr.startswith("SIGINT: stopped ") and "Traceback" not in stopped.output
+    resumed = cli_invoke("tune", *args, *folders(tmp_path, "split"))
+    assert resumed.exit_code == 0, resumed.output
+    assert "Restoring model from" in resumed.stdout
+    trials = trials_of(tmp_path, "split")
+    assert [(t.state.name, t.user_attrs["run"]) for t in trials] == [("FAIL", "trial-0"), ("COMPLETE", "trial-0")]
+    straight, split = final_weights(tmp_path, "straight", "trial-0"), final_weights(tmp_path, "split", "trial-0")
+    assert all(torch.equal(straight[k], split[k]) for k in straight)
+    assert trials[1].value == trials_of(tmp_path, "straight")[0].value
+
+
+# ---------------------------------------------------------------------------------------------
+# Separate processes: real workers, a real PostgreSQL server, a real SIGKILL. `make test-slow`.
+
+def worker(tmp_path: Path, mnist_dir: Path, name: str, *args: str) -> subprocess.Popen:
+    """`python cli.py tune ...` in a fresh process that accepts the synthetic MNIST's checksums."""
+    driver = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pyro_vae.data as d; "
+              f"d.SHA256.update({json.dumps(data.SHA256)}); import cli; cli.main()")
+    return subprocess.Popen([sys.executable, "-c", driver, "tune", *args, "--data-dir", str(mnist_dir),
+                             *folders(tmp_path, name)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on 127.0.0.1, run as the `postgres` user when we are root (the
+    server refuses root). If it cannot start, the test fails with the reason: never a silent skip."""
+    tools = {name: shutil.which(name) for name in ("initdb", "pg_ctl")}
+    if not all(tools.values()):
+        pytest.fail(f"PostgreSQL's server tools are not installed (found {tools}); install postgresql")
+    folder = Path(tempfile.mkdtemp(prefix="pyro-vae-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    port, database = _free_port(), folder / "data"
+    pg_ctl = [*as_postgres, tools["pg_ctl"], "-D", str(database)]
+    steps = [[*as_postgres, tools["initdb"], "-D", str(database), "-A", "trust", "-U", "postgres", "--no-sync"],
+             [*pg_ctl, "-l", str(folder / "log"), "-w", "-t", "60", "-o",
+              f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode:
+            log = (folder / "log").read_text() if (folder / "log").exists() else ""
+            pytest.fail(f"could not start a throwaway PostgreSQL server: {shlex.join(step)} said "
+                        f"{(done.stderr or done.stdout).strip()[-500:]} {log[-500:]}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_a_study_and_run_no_trial_twice(tmp_path, mnist_dir, request, backend):
+    storage = request.getfixturevalue("postgres") if backend == "postgresql" else default_storage(tmp_path / "db")
+    (tmp_path / "db" / "tune").mkdir(parents=True, exist_ok=True)
+    args = ["--trials", "2", *QUICK, "--storage", storage, "--study", f"shared-{backend}"]
+    workers = [worker(tmp_path, mnist_dir, "shared", *args) for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    trials = trials_of(tmp_path, "shared", study=f"shared-{backend}", storage=storage)
+    assert len(trials) == 4 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}  # finished
+    runs = [t.user_attrs["run"] for t in trials]
+    assert sorted(runs) == [f"trial-{n}" for n in range(4)]  # each trial in its own folder, none twice
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took trials
+    for run in runs:  # every epoch trained once: a trial run twice would have resumed or repeated epochs
+        history = read_history(tmp_path / "shared" / "res" / "tune" / f"shared-{backend}" / run / HISTORY)
+        assert [r.epoch for r in history] == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_taken_up_and_resumed_exactly(tmp_path, mnist_dir, postgres):
+    # Full-size networks, so that an epoch takes long enough to be killed in.
+    args = ["--trials", "1", "--epochs", "4", "--eval-every", "2", "--valid-size", "16", "--eval-particles", "2",
+            "--test-particles", "2", *ALL_FIXED, "--z-dim", "40", "--hidden-dim", "500", "--heartbeat", "1",
+            "--grace-period", "3"]
+    straight = worker(tmp_path, mnist_dir, "straight", *args, "--storage", postgres, "--study", "straight")
+    out = straight.communicate(timeout=600)[0]
+    assert straight.returncode == 0, out
+    killed = worker(tmp_path, mnist_dir, "killed", *args, "--storage", postgres, "--study", "killed")
+    history = tmp_path / "killed" / "res" / "tune" / "killed" / "trial-0" / HISTORY
+    last = tmp_path / "killed" / "ck" / "tune" / "killed" / "trial-0" / checkpoint.LAST
+    deadline = time.monotonic() + 300
+    while not last.is_file() and time.monotonic() < deadline:  # once there, it is whole (atomic writes)
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert len(read_history(history)) < 4  # killed mid-trial
+    time.sleep(4)  # past the grace period: the next worker finds the trial stale and queues it again
+    taker = worker(tmp_path, mnist_dir, "killed", *args, "--storage", postgres, "--study", "killed")
+    out = taker.communicate(timeout=600)[0]
+    assert taker.returncode == 0, out
+    assert "Restoring model from" in out
+    trials = trials_of(tmp_path, "killed", study="killed", storage=postgres)
+    assert [(t.state.name, t.user_attrs["run"]) for t in trials] == [("FAIL", "trial-0"), ("COMPLETE", "trial-0")]
+    a, b = final_weights(tmp_path, "straight", "trial-0", "straight"), final_weights(tmp_path, "killed", "trial-0", "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r.epoch for r in read_history(history)] == [1, 2, 3, 4]

@@ -66,6 +66,7 @@ MAX_TRAIN_SAMPLES = 128_000  # particles x batch size
 EVAL_CHUNK = 50
 MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
+CACHE_ENV = "PYRO_VAE_CACHE"  # overrides the default cache folder (the kernel measurements)
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 MAX_SCALE = 16  # pixels per MNIST pixel in a picture
@@ -93,6 +94,17 @@ def _require_choice(choices: type[Choice], value: str, flag: str) -> None:
 def default_data_dir() -> Path:
     """`$PYRO_VAE_DATA` when set, else `data/mnist`."""
     return Path(os.environ.get(DATA_ENV) or "data/mnist")
+
+
+def cache_dir() -> Path:
+    """Where measurements of this machine are kept: `$PYRO_VAE_CACHE`, else the platform's user
+    cache folder (`%LOCALAPPDATA%\\pyro-vae` on Windows, `$XDG_CACHE_HOME/pyro-vae` or
+    `~/.cache/pyro-vae` elsewhere)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "pyro-vae"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyro-vae"
 
 
 # What a resumed run does with a setting, as dataclass field metadata (the one place these rules live):

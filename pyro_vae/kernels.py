@@ -13,16 +13,23 @@ model's `Linear` layers; the trainer records the plan in the checkpoint so a res
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pyro_vae.config import cache_dir
+from pyro_vae.errors import PyroVAEError
+from pyro_vae.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ DEFAULT, ONEDNN = "default", "onednn"
 KERNELS = (DEFAULT, ONEDNN)
 PRODUCTS = ("forward", "grad_input", "grad_weight")
 KERNELS_ENV = "PYRO_VAE_KERNELS"  # auto (measure), default or onednn: pins the choice
+KERNELS_CACHE = "kernels.json"  # in config.cache_dir(): the plans measured on this machine
 # oneDNN must beat the default by this factor to be chosen: the VM's noise never flips a tie (a
 # run and its rerun pick the same kernels), and where oneDNN is really faster it is ~2x faster.
 MARGIN = 1.25
@@ -152,7 +160,12 @@ def _best_seconds(candidates: dict[str, Callable[[], torch.Tensor]], *, budget_s
 
 def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.device,
               budget_s: float = 0.01) -> Plan:
-    """Time each kernel on each product of `model`'s layer shapes and keep the fastest.
+    """The fastest kernel of each product of `model`'s layer shapes on this machine.
+
+    Measured once per machine, torch version, thread count and shapes (`measure`), then kept in
+    the cache folder's `kernels.json`, so every later run on the machine picks the same kernels
+    (a run and its rerun stay bit-identical even when a busy machine would time them otherwise).
+    Delete that file to measure again.
 
     Args:
         rows: rows of the products (batch size x particles in training).
@@ -160,7 +173,7 @@ def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.devi
         budget_s: timing budget per product (the whole calibration of the VAE is ~0.2 s).
     Returns:
         the plan: for every shape, each product's kernel. oneDNN only where it is available,
-        the product is big enough to matter, and it beats the default by `MARGIN`.
+        the product is big enough to matter, and it beat the default by `MARGIN`.
     """
     pinned = os.environ.get(KERNELS_ENV, "auto")
     if pinned not in ("auto", *KERNELS):
@@ -169,6 +182,41 @@ def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.devi
     if not onednn_available(device) or pinned == DEFAULT:
         return plan
     rows = min(rows, MAX_CALIBRATION_ROWS)
+    if pinned == ONEDNN:
+        return {key: {p: ONEDNN if backward or p == "forward" else DEFAULT for p in PRODUCTS} for key in plan}
+    key = _machine_key(model, rows=rows, backward=backward)
+    path = cache_dir() / KERNELS_CACHE
+    cached = _read_cache(path)
+    if key in cached and set(cached[key]) == set(plan):
+        log.debug("kernels: measured before on this machine (%s)", path)
+        return cached[key]
+    plan = measure(model, rows=rows, backward=backward, budget_s=budget_s)
+    try:
+        with atomic_write(path) as handle:
+            handle.write((json.dumps({**_read_cache(path), key: plan}, indent=1) + "\n").encode())
+    except PyroVAEError as exc:  # an unwritable cache only costs the next run a measurement
+        log.debug("kernels: not kept (%s)", exc)
+    return plan
+
+
+def _machine_key(model: nn.Module, *, rows: int, backward: bool) -> str:
+    cpu = torch.cpu.get_capabilities()
+    return json.dumps([cpu.get("cpu_name"), cpu.get("architecture"), platform.machine(), torch.__version__,
+                       torch.get_num_threads(), rows, backward, layer_shapes(model)])
+
+
+def _read_cache(path: Path) -> dict[str, Plan]:
+    try:
+        cached = json.loads(path.read_text())
+        return cached if isinstance(cached, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def measure(model: nn.Module, *, rows: int, backward: bool, budget_s: float = 0.01) -> Plan:
+    """Time each kernel on each product of `model`'s layer shapes at `rows` rows (CPU, oneDNN
+    available) and keep oneDNN where it beats the default by `MARGIN`."""
+    plan = default_plan(model)
     generator = torch.Generator().manual_seed(0)  # the global stream is the run's; leave it alone
     for fan_in, fan_out in layer_shapes(model):
         x = torch.randn(rows, fan_in, generator=generator)
@@ -178,9 +226,6 @@ def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.devi
         operands = {"forward": (x, w, b), "grad_input": (g, w), "grad_weight": (g, x)}
         choice = plan[shape_key((fan_in, fan_out))]
         for product in PRODUCTS if backward else ("forward",):
-            if pinned == ONEDNN:
-                choice[product] = ONEDNN
-                continue
             if 2.0 * rows * fan_in * fan_out < MIN_FLOPS:
                 continue
             calls = {k: functools.partial(PRODUCTS_ON[product][k], *operands[product]) for k in KERNELS}

@@ -38,6 +38,8 @@ def _reset_state(tmp_path, monkeypatch):
     """Pyro's parameter store and every RNG are global: reset them so tests cannot leak into each other.
     Each test also runs in its own folder, so default paths (checkpoints/, results/) never touch the repo."""
     monkeypatch.chdir(tmp_path)
+    # Kernel measurements are kept per machine; a test (and the processes it starts) keeps its own.
+    monkeypatch.setenv("PYRO_VAE_CACHE", str(tmp_path / "cache"))
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     yield

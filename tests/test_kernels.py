@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -125,3 +126,28 @@ def test_a_checkpoint_without_kernels_resumes_on_the_default(paths, tiny_model, 
     train(dataclasses.replace(tiny_train, epochs=2), model_config=tiny_model, paths=paths)
     state = checkpoint.load(last)
     assert all(k == kernels.DEFAULT for choice in state["kernels"].values() for k in choice.values())
+
+
+@needs_onednn
+def test_a_measurement_is_kept_and_reused_so_reruns_pick_the_same_kernels(tmp_path):
+    vae = VAE(ModelConfig())
+    first = kernels.calibrate(vae, rows=128, backward=True, device=CPU)
+    path = tmp_path / "cache" / kernels.KERNELS_CACHE
+    cached = json.loads(path.read_text())
+    assert list(cached.values()) == [first]
+    # Whatever the cache says for this machine and these shapes is what a later run uses.
+    onednn = {key: dataclasses.asdict(ALL_ONEDNN) for key in first}
+    path.write_text(json.dumps({key: onednn for key in cached}))
+    assert kernels.calibrate(vae, rows=128, backward=True, device=CPU) == onednn
+    # Another batch size is another measurement, kept beside the first.
+    kernels.calibrate(vae, rows=640, backward=True, device=CPU)
+    assert len(json.loads(path.read_text())) == 2
+
+
+@needs_onednn
+def test_a_damaged_cache_is_measured_over(tmp_path):
+    path = tmp_path / "cache" / kernels.KERNELS_CACHE
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    plan = kernels.calibrate(VAE(ModelConfig()), rows=128, backward=True, device=CPU)
+    assert list(json.loads(path.read_text()).values()) == [plan]

@@ -10,13 +10,13 @@ One training run at a time holds a folder's lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import os
 import pickle
 import re
 import time
+import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -39,6 +39,7 @@ FORMAT_VERSION = 1
 LAST = "last.pt"
 BEST = "best.pt"  # by validation log-likelihood, with --valid-size
 LOCK = ".lock"
+LOCK_PID = ".lock.pid"  # the pid of the run holding the lock
 _NAME = re.compile(r"^vae\.epoch\.(\d+)\.pt$")
 # The schema (`make_state` writes it): keys every checkpoint has, and keys later versions added,
 # with what a checkpoint without them was: no position inside an epoch, trained on the CPU on
@@ -150,35 +151,41 @@ def newest_valid(checkpoint_dir: Path, *, map_location: str | torch.device = "cp
 
 @contextlib.contextmanager
 def lock(checkpoint_dir: Path) -> Iterator[None]:
-    """Hold the folder's training lock; a second run is refused with a one-line error.
+    """Hold the folder's training lock; a second run is refused with a one-line error naming it.
 
-    The lock is an flock on `.lock`, which the kernel drops when the process ends, however it
-    ends, so a crashed run never leaves it stuck.
+    The lock is filelock's `FileLock` on `.lock`: an operating-system lock (flock on Linux and
+    macOS, msvcrt's on Windows) that dies with its process, however it ends, so a crashed run
+    never leaves it stuck. filelock rather than fcntl by hand: it is torch's own dependency and
+    covers every platform torch does. The holder's pid goes to `.lock.pid` for that error line.
     """
     folder = Path(checkpoint_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK, "a+")
+    except OSError as exc:
+        raise CheckpointError(f"cannot use checkpoint folder {folder} ({exc.strerror or exc}); "
+                              "pick another --checkpoint-dir") from None
+    with warnings.catch_warnings():
+        # Where the OS lock is missing filelock falls back to a lock file and says so on import.
+        warnings.simplefilter("ignore")
+        import filelock
+    held = filelock.FileLock(folder / LOCK)
+    try:
+        held.acquire(timeout=0)
+    except filelock.Timeout:
+        try:
+            holder = (folder / LOCK_PID).read_text().strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise CheckpointError(f"another training run (pid {holder}) is using {folder}; wait for it to finish "
+                              "or pick another --checkpoint-dir") from None
     except OSError as exc:
         raise CheckpointError(f"cannot use checkpoint folder {folder} ({exc.strerror or exc}); "
                               "pick another --checkpoint-dir") from None
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise CheckpointError(
-                f"another training run (pid {holder}) is using {folder}; wait for it to finish "
-                "or pick another --checkpoint-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        (folder / LOCK_PID).write_text(str(os.getpid()))
         yield
     finally:
-        handle.close()
+        held.release()
 
 
 def load_resolved(path: Path | None, *, checkpoint_dir: Path,

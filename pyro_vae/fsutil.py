@@ -33,7 +33,9 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             # mkstemp makes files private (0600); give the result the permissions a plain open() would.
-            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            # (Windows has no such modes, and Python there has no os.fchmod before 3.13.)
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -155,7 +155,12 @@ class StopRequest:
         if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
             yield self
             return
-        previous = {signum: signal.signal(signum, self) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous = {}
+        # SIGTERM only where the platform delivers it to Python (not every one does).
+        for signum in (getattr(signal, name, None) for name in ("SIGINT", "SIGTERM")):
+            if signum is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    previous[signum] = signal.signal(signum, self)
         try:
             yield self
         finally:

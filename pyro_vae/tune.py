@@ -168,7 +168,7 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
     unknown = set(fixed) - set(SEARCH_SPACE)
     if unknown:
         raise ConfigError(f"cannot fix {sorted(unknown)}: the search space is {sorted(SEARCH_SPACE)}")
-    _configs(config, {**_midpoint(), **fixed})  # fixed values out of range fail now, in one line
+    _configs(config, {**_valid_example(), **fixed})  # fixed values out of range fail now, in one line
     optuna = _optuna()
 
     def objective(trial: Any) -> float:
@@ -209,7 +209,7 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
         return score_best(study, config, paths=paths, device=device)
 
 
-def _midpoint() -> dict[str, Any]:
+def _valid_example() -> dict[str, Any]:
     """A valid value of every searched setting (to check the fixed ones before any trial runs)."""
     return {name: d.choices[0] if d.choices else (int(d.low) if d.step else d.low) for name, d in SEARCH_SPACE.items()}
 

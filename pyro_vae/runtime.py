@@ -48,6 +48,26 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+@contextlib.contextmanager
+def flush_denormals(device: torch.device) -> Iterator[None]:
+    """Inside the block, CPU arithmetic treats denormal floats as zero (torch's default after it).
+
+    Why: the first layer's weights from MNIST's always-black border pixels get zero gradients,
+    so Adam's moments for them decay geometrically into the denormal range (half a million
+    entries by epoch 220 of an IWAE run), and CPU arithmetic on denormals is many times slower:
+    that run's epoch grew from 6.5 s to 13.4 s. Values below 1e-38 in the moments change no
+    update (each is divided by sqrt(v) + 1e-8).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def seed_all(seed: int) -> None:
     """Seed Python, NumPy and torch (Pyro draws from torch's global generator)."""
     random.seed(seed)

@@ -27,7 +27,7 @@ from pyro_vae.metrics import HISTORY, EpochRecord, write_history
 from pyro_vae.model import VAE
 from pyro_vae.objectives import Loss, loss_fn
 from pyro_vae.progress import Bars
-from pyro_vae.runtime import autocast, seed_all
+from pyro_vae.runtime import autocast, flush_denormals, seed_all
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     # Read (and verified) now even when no evaluation needs it, so bad data fails before
     # --fresh moves anything; a resumed run may turn evaluations on.
     test, _ = data.ensure_split(paths.data_dir, "test")
-    with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request:
+    with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request, flush_denormals(device):
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
         result = TrainResult(model_config=model_config, train_config=train_config)

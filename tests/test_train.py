@@ -203,3 +203,15 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(paths, tiny_model,
     monkeypatch.setattr(torch, "save", real_save)
     assert {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")} == before
     assert not list(paths.checkpoint_dir.glob(".*.tmp"))
+
+
+def test_training_flushes_denormals_and_puts_the_default_back(paths, tiny_model, tiny_train):
+    # Adam's moments of weights that never get a gradient decay into denormals, which are many
+    # times slower to compute with: inside training they count as zero, outside as usual.
+    denormal = torch.tensor(1e-40)
+    seen = []
+    config = dataclasses.replace(tiny_train, epochs=1, valid_size=16, eval_every=1)
+    train(config, model_config=tiny_model, paths=paths, on_evaluation=lambda epoch, figures: seen.append(
+        (denormal * 1.0).item()))
+    assert seen == [0.0]
+    assert (denormal * 1.0).item() > 0.0

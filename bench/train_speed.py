@@ -256,7 +256,7 @@ def main() -> None:
     data_dir = args.data_dir or default_data_dir()
     images, _ = data.ensure_split(data_dir, "train")
     bf16 = native_bf16(torch.device("cpu"))
-    report: dict = {"machine": {"cpu": _cpu_name(), "threads": torch.get_num_threads(),
+    report: dict = {"machine": {"cpu": torch.cpu.get_capabilities().get("cpu_name") or platform.machine(), "threads": torch.get_num_threads(),
                                 "torch": torch.__version__, "native_bf16": bf16,
                                 "onednn": kernels.onednn_available(torch.device("cpu"))}}
 
@@ -302,16 +302,6 @@ def main() -> None:
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     print(f"(also written to {args.json})")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_table(report: dict, *, epochs: int) -> None:

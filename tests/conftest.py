@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import logging
+import sys
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -222,3 +224,18 @@ def signal_during_loss() -> Callable[[int, int], contextlib.AbstractContextManag
             yield
 
     return during
+
+
+@pytest.fixture
+def python_command(mnist_dir: Path) -> Callable[..., list[str]]:
+    """`python_command(code, before="")`: a `python -c` command line that runs `code` in a fresh
+    process which imports this checkout and accepts the synthetic MNIST's checksums; `before` runs
+    first, ahead of any import of the package (to take a module away, say)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def command(code: str, *, before: str = "") -> list[str]:
+        return [sys.executable, "-c", f"{before}import sys; sys.path.insert(0, {str(root)!r}); "
+                f"import pyro_vae.data as d; d.SHA256.update({json.dumps(data.SHA256)}); {code}"]
+
+    return command
+

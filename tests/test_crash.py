@@ -3,44 +3,39 @@ whole checkpoint and ends where an uninterrupted run ends. Marked slow (about tw
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from pyro_vae import checkpoint, data
+from pyro_vae import checkpoint
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 # Full-size networks (16 MB checkpoints, slow to write) on 80 synthetic images (5 steps an epoch):
 # most of a run's time is spent saving, so random kills often land mid-write.
 ARGS = ["train", "--save-every", "3", "--keep", "3", "--batch-size", "16"]
 
 
-def start(tmp_path: Path, mnist_dir: Path, folder: str, *, epochs: int,
+def start(python_command, tmp_path: Path, mnist_dir: Path, folder: str, *, epochs: int,
           output: int = subprocess.PIPE) -> subprocess.Popen:
     """`python cli.py train ...` in a fresh process that accepts the synthetic MNIST's checksums."""
-    driver = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pyro_vae.data as d; "
-              f"d.SHA256.update({json.dumps(data.SHA256)}); import cli; cli.main()")
     return subprocess.Popen(
-        [sys.executable, "-c", driver, *ARGS, "--epochs", str(epochs), "--data-dir", str(mnist_dir),
+        [*python_command("import cli; cli.main()"), *ARGS, "--epochs", str(epochs), "--data-dir", str(mnist_dir),
          "--checkpoint-dir", str(tmp_path / folder), "--results-dir", str(tmp_path / f"{folder}-results")],
         cwd=tmp_path, stdout=output, stderr=output, text=True,
     )
 
 
-def test_kill_9_twenty_times_then_finish_exactly(tmp_path, mnist_dir):
+def test_kill_9_twenty_times_then_finish_exactly(tmp_path, mnist_dir, python_command):
     rng = random.Random(0)
     folder = tmp_path / "killed"
     mid_write = 0
     for attempt in range(20):
         # Far more epochs than the kills leave time for: every kill lands in a live run.
-        process = start(tmp_path, mnist_dir, "killed", epochs=100_000, output=subprocess.DEVNULL)
+        process = start(python_command, tmp_path, mnist_dir, "killed", epochs=100_000, output=subprocess.DEVNULL)
         if attempt % 2:
             # Every other kill waits for a checkpoint write to begin and lands inside it.
             deadline = time.monotonic() + 60
@@ -58,13 +53,13 @@ def test_kill_9_twenty_times_then_finish_exactly(tmp_path, mnist_dir):
     # Finish a little past where the kills left the run, and compare with a run never killed.
     _, state = checkpoint.newest_valid(folder)
     epochs = checkpoint.progress(state)[0] + 2
-    finished = start(tmp_path, mnist_dir, "killed", epochs=epochs)
+    finished = start(python_command, tmp_path, mnist_dir, "killed", epochs=epochs)
     out, err = finished.communicate(timeout=600)
     assert finished.returncode == 0, err
     assert "Restoring model from" in out
     assert not list(folder.glob(".*.tmp"))  # leftovers of killed writers are cleaned up
 
-    straight = start(tmp_path, mnist_dir, "straight", epochs=epochs)
+    straight = start(python_command, tmp_path, mnist_dir, "straight", epochs=epochs)
     _, err = straight.communicate(timeout=600)
     assert straight.returncode == 0, err
     a = checkpoint.load(tmp_path / "killed" / f"vae.epoch.{epochs}.pt")

@@ -4,54 +4,48 @@ gone, and the folder lock must still refuse a second run."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from pyro_vae import checkpoint, data
+from pyro_vae import checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--z-dim", "2", "--hidden-dim", "16", "--batch-size", "16"]
 
 
-def without_fcntl(code: str) -> list[str]:
-    """A Python command line that runs `code` where `import fcntl` fails and `os.fchmod` is missing,
-    as on Windows, and where the synthetic MNIST's checksums are accepted."""
-    return [sys.executable, "-c", f"import os, sys; sys.modules['fcntl'] = None; del os.fchmod; "
-            f"sys.path.insert(0, {str(ROOT)!r}); import pyro_vae.data as d; d.SHA256.update({json.dumps(data.SHA256)}); "
-            f"{code}"]
+# What `import fcntl` and os.fchmod are on Windows: missing. Runs before the package is imported.
+AS_ON_WINDOWS = "import os, sys; sys.modules['fcntl'] = None; del os.fchmod; "
 
 
-def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*without_fcntl("import cli; cli.main()"), *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+def cli(python_command, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*python_command("import cli; cli.main()", before=AS_ON_WINDOWS), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
-def test_train_resume_and_generate_without_fcntl(tmp_path, mnist_dir):
-    first = cli(tmp_path, "train", "--epochs", "2", *TINY)
+def test_train_resume_and_generate_without_fcntl(tmp_path, mnist_dir, python_command):
+    first = cli(python_command, tmp_path, "train", "--epochs", "2", *TINY)
     assert first.returncode == 0 and first.stderr == "", first.stdout + first.stderr
-    resumed = cli(tmp_path, "train", "--epochs", "3", *TINY)
+    resumed = cli(python_command, tmp_path, "train", "--epochs", "3", *TINY)
     assert resumed.returncode == 0 and "Restoring model from" in resumed.stdout, resumed.stdout + resumed.stderr
     assert [e for e, _ in checkpoint.list_checkpoints(tmp_path / "checkpoints")] == [2, 3]  # each run's last epoch
-    drawn = cli(tmp_path, "generate", "--mode", "prior")
+    drawn = cli(python_command, tmp_path, "generate", "--mode", "prior")
     assert drawn.returncode == 0 and (tmp_path / "results" / "random_samples.png").is_file(), drawn.stderr
 
 
 @pytest.mark.slow
-def test_the_lock_refuses_a_second_run_without_fcntl(tmp_path, mnist_dir):
+def test_the_lock_refuses_a_second_run_without_fcntl(tmp_path, mnist_dir, python_command):
     folder = tmp_path / "checkpoints"
     holder = subprocess.Popen(
-        without_fcntl(f"from pyro_vae import checkpoint; import time\n"
-                      f"with checkpoint.lock({str(folder)!r}):\n    print('held', flush=True); time.sleep(300)"),
+        python_command(f"from pyro_vae import checkpoint; import time\n"
+                       f"with checkpoint.lock({str(folder)!r}):\n    print('held', flush=True); time.sleep(300)",
+                       before=AS_ON_WINDOWS),
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        second = cli(tmp_path, "train", "--epochs", "1", *TINY)
+        second = cli(python_command, tmp_path, "train", "--epochs", "1", *TINY)
         assert second.returncode == 1, second.stdout + second.stderr
         assert second.stderr.strip().splitlines() == [
             f"error: another training run (pid {holder.pid}) is using checkpoints; wait for it to finish or pick "

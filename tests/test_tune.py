@@ -11,21 +11,18 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 
-from pyro_vae import checkpoint, data
+from pyro_vae import checkpoint
 from pyro_vae.config import Paths, TuneConfig
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.tune import BEST, HISTORY_PNG, IMPORTANCE_PNG, TRIALS_CSV, default_storage, opened_study
 
-ROOT = Path(__file__).resolve().parent.parent
 # Tiny trials: 64 training images (one batch), scored on the other 16 with 3 particles.
 QUICK = ["--epochs", "2", "--eval-every", "1", "--valid-size", "16", "--eval-particles", "3", "--test-particles", "3",
          "--z-dim", "2", "--hidden-dim", "16"]
@@ -141,11 +138,9 @@ def test_ctrl_c_stops_a_worker_and_the_next_tune_resumes_the_trial_exactly(tmp_p
 # ---------------------------------------------------------------------------------------------
 # Separate processes: real workers, a real PostgreSQL server, a real SIGKILL. `make test-slow`.
 
-def worker(tmp_path: Path, mnist_dir: Path, name: str, *args: str) -> subprocess.Popen:
+def worker(python_command, tmp_path: Path, mnist_dir: Path, name: str, *args: str) -> subprocess.Popen:
     """`python cli.py tune ...` in a fresh process that accepts the synthetic MNIST's checksums."""
-    driver = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import pyro_vae.data as d; "
-              f"d.SHA256.update({json.dumps(data.SHA256)}); import cli; cli.main()")
-    return subprocess.Popen([sys.executable, "-c", driver, "tune", *args, "--data-dir", str(mnist_dir),
+    return subprocess.Popen([*python_command("import cli; cli.main()"), "tune", *args, "--data-dir", str(mnist_dir),
                              *folders(tmp_path, name)], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -187,11 +182,11 @@ def postgres():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_two_workers_share_a_study_and_run_no_trial_twice(tmp_path, mnist_dir, request, backend):
+def test_two_workers_share_a_study_and_run_no_trial_twice(tmp_path, mnist_dir, request, backend, python_command):
     storage = request.getfixturevalue("postgres") if backend == "postgresql" else default_storage(tmp_path / "db")
     (tmp_path / "db" / "tune").mkdir(parents=True, exist_ok=True)
     args = ["--trials", "2", *QUICK, "--storage", storage, "--study", f"shared-{backend}"]
-    workers = [worker(tmp_path, mnist_dir, "shared", *args) for _ in range(2)]
+    workers = [worker(python_command, tmp_path, mnist_dir, "shared", *args) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trials = trials_of(tmp_path, "shared", study=f"shared-{backend}", storage=storage)
@@ -205,15 +200,15 @@ def test_two_workers_share_a_study_and_run_no_trial_twice(tmp_path, mnist_dir, r
 
 
 @pytest.mark.slow
-def test_a_killed_workers_trial_is_taken_up_and_resumed_exactly(tmp_path, mnist_dir, postgres):
+def test_a_killed_workers_trial_is_taken_up_and_resumed_exactly(tmp_path, mnist_dir, postgres, python_command):
     # Full-size networks, so that an epoch takes long enough to be killed in.
     args = ["--trials", "1", "--epochs", "4", "--eval-every", "2", "--valid-size", "16", "--eval-particles", "2",
             "--test-particles", "2", *ALL_FIXED, "--z-dim", "40", "--hidden-dim", "500", "--heartbeat", "1",
             "--grace-period", "3"]
-    straight = worker(tmp_path, mnist_dir, "straight", *args, "--storage", postgres, "--study", "straight")
+    straight = worker(python_command, tmp_path, mnist_dir, "straight", *args, "--storage", postgres, "--study", "straight")
     out = straight.communicate(timeout=600)[0]
     assert straight.returncode == 0, out
-    killed = worker(tmp_path, mnist_dir, "killed", *args, "--storage", postgres, "--study", "killed")
+    killed = worker(python_command, tmp_path, mnist_dir, "killed", *args, "--storage", postgres, "--study", "killed")
     history = tmp_path / "killed" / "res" / "tune" / "killed" / "trial-0" / HISTORY
     last = tmp_path / "killed" / "ck" / "tune" / "killed" / "trial-0" / checkpoint.LAST
     deadline = time.monotonic() + 300
@@ -223,7 +218,7 @@ def test_a_killed_workers_trial_is_taken_up_and_resumed_exactly(tmp_path, mnist_
     killed.communicate()
     assert len(read_history(history)) < 4  # killed mid-trial
     time.sleep(4)  # past the grace period: the next worker finds the trial stale and queues it again
-    taker = worker(tmp_path, mnist_dir, "killed", *args, "--storage", postgres, "--study", "killed")
+    taker = worker(python_command, tmp_path, mnist_dir, "killed", *args, "--storage", postgres, "--study", "killed")
     out = taker.communicate(timeout=600)[0]
     assert taker.returncode == 0, out
     assert "Restoring model from" in out

@@ -75,20 +75,32 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+CPU = torch.device("cpu")
+
+
 @contextlib.contextmanager
-def isolated_rng(seed: int) -> Iterator[None]:
+def isolated_rng(seed: int, *, device: torch.device = CPU) -> Iterator[None]:
     """Run a block seeded with `seed`, then put every global generator back as it was: an
-    evaluation in the middle of training leaves the training's random stream untouched."""
-    saved = get_rng_state()
+    evaluation in the middle of training leaves the training's random stream untouched.
+
+    Args:
+        device: where the block draws (a CUDA device's own generator is saved and restored too).
+    """
+    saved = get_rng_state(device)
     seed_all(seed)
     try:
         yield
     finally:
-        set_rng_state(saved)
+        set_rng_state(saved, device=device)
 
 
-def get_rng_state() -> dict[str, Any]:
-    """Every global generator's state, in types `torch.load(weights_only=True)` accepts."""
+def get_rng_state(device: torch.device = CPU) -> dict[str, Any]:
+    """Every global generator's state a run on `device` draws from, as CPU tensors and plain data
+    (types `torch.load(weights_only=True)` accepts).
+
+    Only the run's own CUDA device is saved, and only for a run on CUDA: a CPU run on a machine
+    with GPUs never initialises CUDA, and a resume with fewer visible GPUs finds what it needs.
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -101,25 +113,35 @@ def get_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)  # a CPU ByteTensor
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `get_rng_state` captured."""
+def set_rng_state(state: dict[str, Any], *, device: torch.device = CPU) -> None:
+    """Restore what `get_rng_state` captured for a run on `device`.
+
+    The generator states may come back from a checkpoint on any device: they are brought to the
+    CPU here, where torch's and NumPy's setters need them. Checkpoints written before only the
+    run's device was saved hold a list, one state per visible GPU: the run's device takes its own
+    entry (the first where the list is shorter).
+    """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = state["numpy"]
     np.random.set_state(
         (
             np_state["kind"],
-            np_state["keys"].numpy().astype(np.uint32),
+            np_state["keys"].cpu().numpy().astype(np.uint32),
             np_state["pos"],
             np_state["has_gauss"],
             np_state["cached_gaussian"],
         )
     )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)) and device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        cuda = cuda[index] if index < len(cuda) else cuda[0] if cuda else None
+    if device.type == "cuda" and cuda is not None:
+        torch.cuda.set_rng_state(cuda.cpu(), device)

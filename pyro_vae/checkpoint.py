@@ -10,6 +10,7 @@ One training run at a time holds a folder's lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import os
@@ -27,7 +28,7 @@ import torch
 
 from pyro_vae import __version__, kernels
 from pyro_vae.config import ModelConfig, TrainConfig, resumed
-from pyro_vae.errors import CheckpointError
+from pyro_vae.errors import CheckpointError, DamagedCheckpoint
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import EpochRecord
 from pyro_vae.model import VAE
@@ -62,7 +63,7 @@ def make_state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_
         "model": vae.state_dict(),
         "kernels": kernels.plan_of(vae),
         "optimizer": optimizer.state_dict(),
-        "rng": {"global": get_rng_state(), "data": generator.get_state()},
+        "rng": {"global": get_rng_state(generator.device), "data": generator.get_state()},
         "metrics": [asdict(record) for record in metrics],
         "position": asdict(position) if position is not None else None,
     }
@@ -70,11 +71,14 @@ def make_state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_
 
 def restore(state: dict[str, Any], *, vae: VAE, optimizer: torch.optim.Optimizer,
             generator: torch.Generator) -> list[EpochRecord]:
-    """Put a checkpoint's weights, optimizer state and random generators back; returns its records."""
+    """Put a checkpoint's weights, optimizer state and random generators back, each where it
+    belongs whatever device `state`'s tensors are on: weights and optimizer state on the
+    parameters' device (torch's `load_state_dict`s move them), generator states on the CPU
+    (torch's setters take CPU ByteTensors, even for a CUDA generator). Returns its records."""
     vae.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    set_rng_state(state["rng"]["global"])
-    generator.set_state(state["rng"]["data"])
+    set_rng_state(state["rng"]["global"], device=generator.device)
+    generator.set_state(state["rng"]["data"].cpu())
     return [EpochRecord(**record) for record in state["metrics"]]
 
 
@@ -114,11 +118,11 @@ def progress(state: dict[str, Any]) -> tuple[int, int]:
     return state["epoch"], position["batch"] if position else 0
 
 
-def newest_valid(checkpoint_dir: Path, *, map_location: str | torch.device = "cpu"
-                 ) -> tuple[Path, dict[str, Any]] | None:
+def newest_valid(checkpoint_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """The readable checkpoint that got furthest, `last.pt` included, as (path, state).
 
-    Damaged files are named and skipped. Returns None when the folder holds no checkpoint;
+    Damaged files are named and skipped; any other failure to load one (out of memory, say) is
+    raised, never a reason to fall back to an older checkpoint. Returns None when the folder holds no checkpoint;
     raises CheckpointError when it holds only damaged ones (starting over silently could
     bury a long run).
     """
@@ -129,8 +133,8 @@ def newest_valid(checkpoint_dir: Path, *, map_location: str | torch.device = "cp
     candidates = [path for _, path in reversed(list_checkpoints(checkpoint_dir))]
     for path in ([last] if last.is_file() else []) + candidates:
         try:
-            found.append((path, load(path, map_location=map_location)))
-        except CheckpointError as exc:
+            found.append((path, load(path)))
+        except DamagedCheckpoint as exc:
             warnings.append(f"warning: skipping damaged checkpoint {path.name} ({exc})")
             damaged.append(path.name)
             continue
@@ -188,12 +192,11 @@ def lock(checkpoint_dir: Path) -> Iterator[None]:
         held.release()
 
 
-def load_resolved(path: Path | None, *, checkpoint_dir: Path,
-                  map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dict[str, Any]]:
     """`path` loaded when given, else the newest readable checkpoint in `checkpoint_dir`."""
     if path is not None:
-        return Path(path), load(path, map_location=map_location)
-    found = newest_valid(checkpoint_dir, map_location=map_location)
+        return Path(path), load(path)
+    found = newest_valid(checkpoint_dir)
     if found is None:
         raise CheckpointError(f"no checkpoint in {checkpoint_dir}; train first: python cli.py train")
     return found
@@ -248,8 +251,34 @@ def archive(checkpoint_dir: Path) -> Path | None:
     return folder
 
 
-def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint, refusing anything that is not a whole pyro-vae checkpoint."""
+# What torch.load raises for bytes that are not a whole checkpoint: its weights-only unpickler
+# meets garbage (UnpicklingError, ValueError, KeyError, IndexError, TypeError, EOFError, as
+# found by truncating and flipping bytes of a checkpoint), its zip reader does (RuntimeErrors
+# whose messages hold one of _DAMAGE_MESSAGES), or it reads past a truncated end (OSError
+# EINVAL). Any other RuntimeError (out of memory, say) says nothing against the file.
+_DAMAGE_ERRORS = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, KeyError, IndexError, TypeError)
+# Reading failures that are not the bytes' fault: permissions, the disk, memory.
+_NOT_DAMAGE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM, errno.ENFILE, errno.EMFILE)
+_DAMAGE_MESSAGES = ("PytorchStreamReader", "inline_container", "hasRecord", "does not match expected size",
+                    "not resizable", "wrong byte size", "corrupt", "EOF", "magic number")
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """torch's messages run to paragraphs: their first sentence, at most 160 characters."""
+    text = str(exc).strip()
+    return (text.splitlines()[0].split(". ")[0] if text else type(exc).__name__)[:160]
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU, refusing anything that is not a whole pyro-vae checkpoint.
+
+    Always the CPU: `restore` and `load_vae` put each part where it belongs (generator states
+    must stay CPU ByteTensors), and reading onto a GPU could fail for want of its memory.
+
+    Raises:
+        DamagedCheckpoint: the file's bytes are not a whole pyro-vae checkpoint.
+        CheckpointError: it could not be read for another reason (permissions, memory), said as it is.
+    """
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder; give --checkpoint a file such as {path}/last.pt, "
@@ -257,17 +286,26 @@ def load(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, A
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; list {path.parent} for the ones there are")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
-        # torch's messages run to paragraphs: keep their first sentence.
-        reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable ({reason[:160]}); delete it or pick another with --checkpoint"
-        ) from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        if exc.errno not in _NOT_DAMAGE_ERRNOS:  # e.g. EINVAL: torch's reader ran past a truncated file's end
+            raise DamagedCheckpoint(f"checkpoint {path} is unreadable ({exc.strerror or _first_sentence(exc)}); "
+                                    "delete it or pick another with --checkpoint") from None
+        raise CheckpointError(f"cannot read checkpoint {path} ({exc.strerror or _first_sentence(exc)}); "
+                              "check its permissions and the disk, then run again") from None
+    except RuntimeError as exc:
+        if not any(message in str(exc) for message in _DAMAGE_MESSAGES):
+            raise CheckpointError(f"loading checkpoint {path} failed ({_first_sentence(exc)}); nothing says the "
+                                  "file is damaged: fix that cause (free memory, say) and run again") from None
+        raise DamagedCheckpoint(f"checkpoint {path} is unreadable ({_first_sentence(exc)}); delete it or pick "
+                                "another with --checkpoint") from None
+    except _DAMAGE_ERRORS as exc:
+        raise DamagedCheckpoint(f"checkpoint {path} is unreadable ({_first_sentence(exc)}); delete it or pick "
+                                "another with --checkpoint") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
-        raise CheckpointError(f"{path} is not a pyro-vae checkpoint; pick another with --checkpoint")
+        raise DamagedCheckpoint(f"{path} is not a pyro-vae checkpoint; pick another with --checkpoint")
     if state["format"] != FORMAT_VERSION:
-        raise CheckpointError(
+        raise DamagedCheckpoint(
             f"{path} has checkpoint format {state['format']}, this pyro-vae reads {FORMAT_VERSION}"
         )
     return {**_ADDED_KEYS, **state}
@@ -291,7 +329,7 @@ def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
     Returns:
         (the VAE in eval mode on `device`, the checkpoint's path).
     """
-    path, state = load_resolved(path, checkpoint_dir=checkpoint_dir, map_location=device)
+    path, state = load_resolved(path, checkpoint_dir=checkpoint_dir)
     config = model_config_of(state, path=path, z_dim=z_dim, hidden_dim=hidden_dim)
     vae = VAE(config).to(device)
     try:

@@ -297,9 +297,13 @@ def binarize(images: torch.Tensor, *, generator: torch.Generator) -> torch.Tenso
 
 def binarize_once(images: torch.Tensor) -> torch.Tensor:
     """Held-out images (test or validation) binarized once with `TEST_BINARIZE_SEED`, so every
-    evaluation scores the same binary images: (n, 784) float32 in {0, 1}."""
-    generator = torch.Generator(device=images.device).manual_seed(TEST_BINARIZE_SEED)
-    return binarize(images, generator=generator)
+    evaluation scores the same binary images: (n, 784) float32 in {0, 1}, on the CPU.
+
+    Always drawn on the CPU's generator, wherever `images` are (a GPU's generator draws other
+    numbers from the same seed): the caller moves the result to its device.
+    """
+    generator = torch.Generator().manual_seed(TEST_BINARIZE_SEED)
+    return binarize(images.cpu(), generator=generator)
 
 
 def shuffle(n: int, *, generator: torch.Generator) -> torch.Tensor:

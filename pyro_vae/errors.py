@@ -13,6 +13,19 @@ class CheckpointError(PyroVAEError):
     """No usable checkpoint, or one that does not fit the options given."""
 
 
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint file whose bytes are not a whole pyro-vae checkpoint: the one kind of load
+    failure that lets a resume fall back to an older checkpoint."""
+
+
+class DeviceMismatch(CheckpointError):
+    """A run to resume was trained on another kind of device (`recorded`: "cpu" or "cuda")."""
+
+    def __init__(self, message: str, *, recorded: str) -> None:
+        super().__init__(message)
+        self.recorded = recorded
+
+
 class ConfigError(PyroVAEError):
     """An option value is out of range."""
 

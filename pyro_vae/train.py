@@ -9,7 +9,6 @@ import math
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from pyro_vae import checkpoint, data, kernels
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
-from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged
+from pyro_vae.errors import DeviceMismatch, Interrupted, TrainingDiverged
 from pyro_vae.evaluate import Stopped, evaluate
 from pyro_vae.fsutil import remove_temporaries
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
@@ -47,7 +46,7 @@ class TrainResult:
 
 
 class NonFiniteLoss(Exception):
-    """The loss of batch `batch` (1-based) was `value`, not a finite number; no step was taken."""
+    """The loss of batch `batch` (1-based) was `value`, not a finite number; no non-finite update was taken."""
 
     def __init__(self, batch: int, value: float) -> None:
         super().__init__(batch, value)
@@ -91,7 +90,13 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
               on_batch: Callable[[], None] | None = None) -> Position:
     """SVI over all `images` in a fresh order (or from `resume` on), each batch binarized afresh.
 
+    The steps never wait for the device: no value goes back to the host inside the epoch. A
+    non-finite loss is caught on the device instead: that step's update is skipped (fused Adam's
+    `found_inf`) and the first such batch is remembered, then reported once, when the epoch ends
+    or stops, as `NonFiniteLoss` (before anything could save the state).
+
     Args:
+        optimizer: a fused torch Adam (`build`'s): only fused optimizers honour `found_inf`.
         images: (n, 784) uint8 on the training device.
         loss: the negative bound summed over a batch (`objectives.loss_fn`); default the ELBO.
         precision: fp32, or bf16 for autocast (see `runtime.autocast`).
@@ -100,36 +105,45 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
         on_batch: called after every step (the progress bar).
     Returns:
         the position reached; `batch` equals the number of batches when the epoch is complete.
+    Raises:
+        NonFiniteLoss: some batch's loss was not finite (its update, and any later bad one's, skipped).
     """
     loss = loss or loss_fn()
     step_context = autocast(images.device, precision)
     if resume is None:
-        # Summed on the device: no host sync inside the epoch.
         resume = Position(order=data.shuffle(len(images), generator=generator), batch=0,
                           loss_sum=torch.zeros((), device=images.device))
     order, done, total_loss = resume.order, resume.batch, resume.loss_sum.clone()
+    start = done
+    losses = torch.zeros(-(-len(order) // batch_size), device=images.device)  # each batch's, for the check
     vae.train()
     # Pyro's validation re-checks every distribution's arguments at every step; the model is
     # fixed and the data binarized by construction, so in the hot loop it only costs time.
-    # Pyro also warns of a NaN loss; the check below stops the run with one line instead.
-    with pyro.validation_enabled(False), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
-        for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=done):
-            with step_context:
-                value = loss(vae, x)
-            # Checked before the step, so the parameters never take a non-finite update.
-            # (One host sync a step: free on the CPU, a small cost on a GPU.)
-            if not torch.isfinite(value):
-                raise NonFiniteLoss(done + 1, value.item())
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            total_loss += value.detach()
-            done += 1
-            if on_batch is not None:
-                on_batch()
-            if stop is not None and stop():
-                break
+    try:
+        with pyro.validation_enabled(False):
+            for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=done):
+                with step_context:
+                    value = loss(vae, x)
+                # 1.0 makes the fused kernel skip the whole update (parameters, moments and step
+                # count), as it does for GradScaler, which sets the same attribute.
+                optimizer.found_inf = torch.isfinite(value).logical_not().float()
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+                losses[done] = value.detach()
+                total_loss += value.detach()  # summed in order: a resumed epoch sums the same way
+                done += 1
+                if on_batch is not None:
+                    on_batch()
+                if stop is not None and stop():
+                    break
+    finally:
+        with contextlib.suppress(AttributeError):
+            del optimizer.found_inf  # a step outside this loop must not inherit it
+    finite = torch.isfinite(losses[start:done])
+    if not finite.all():  # the epoch's one host sync
+        first = start + int(finite.logical_not().nonzero()[0])
+        raise NonFiniteLoss(first + 1, losses[first].item())
     return Position(order=order, batch=done, loss_sum=total_loss, seconds=resume.seconds)
 
 
@@ -238,7 +252,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
             return result
         config = run.config
-        images, held_out = _split(images.to(device), test.to(device), config)
+        images, held_out = _split(images, test, config, device=device)
         loss = loss_fn(config.objective, particles=config.particles)
         n_batches = -(-len(images) // config.batch_size)
         with Bars(progress) as bars:
@@ -281,14 +295,15 @@ def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.de
            explicit: frozenset[str]) -> tuple[_Run, int, Position | None]:
     """Restore the furthest checkpoint (unless `fresh`) or start a new run: the run, its next
     epoch, and the position inside it where an interrupted run stopped. Fills in `result`."""
-    found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir, map_location=device)
+    found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir)
     state = None
     if found is not None:
         result.restored_from, state = found
         if state["device"] != device.type:
             # The data order's generator state belongs to the device it ran on.
-            raise CheckpointError(f"{result.restored_from} was trained on {state['device']}; resume it with "
-                                  f"--device {state['device']}, or pass --fresh to start over here")
+            raise DeviceMismatch(f"{result.restored_from} was trained on {state['device']}; resume it with "
+                                 f"--device {state['device']}, or pass --fresh to start over here",
+                                 recorded=state["device"])
         recorded_model, recorded_train = checkpoint.configs_of(state)
         result.model_config = resumed(recorded_model, result.model_config, explicit=explicit,
                                       source=result.restored_from)
@@ -315,17 +330,18 @@ def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.de
     return run, state["epoch"] + 1, Position(**state["position"]) if state["position"] else None
 
 
-def _split(images: torch.Tensor, test: torch.Tensor,
-           train_config: TrainConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _split(images: torch.Tensor, test: torch.Tensor, train_config: TrainConfig, *,
+           device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The images to train on, and the held-out sets to evaluate every `eval_every` epochs:
-    the last `valid_size` training images and the test images, each binarized once."""
+    the last `valid_size` training images and the test images, each binarized once (on the
+    CPU, as for `evaluate`), all on `device`."""
     held_out = {}
     if train_config.valid_size:
         images, valid = images[: -train_config.valid_size], images[-train_config.valid_size :]
-        held_out["valid"] = data.binarize_once(valid)
+        held_out["valid"] = data.binarize_once(valid).to(device)
     if train_config.eval_every and train_config.eval_test:
-        held_out["test"] = data.binarize_once(test)
-    return images, held_out
+        held_out["test"] = data.binarize_once(test).to(device)
+    return images.to(device), held_out
 
 
 def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor],

@@ -20,11 +20,10 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from pyro.infer import Trace_ELBO
 from typer.testing import CliRunner
 
 import cli
-from pyro_vae import data
+from pyro_vae import data, objectives
 from pyro_vae.config import DIGIT_EXEMPLARS, ModelConfig, Paths, TrainConfig
 
 # The test networks are tiny: threads only add synchronisation, and on a busy 2-core machine
@@ -201,26 +200,27 @@ def signal_during_loss() -> Callable[[int, int], contextlib.AbstractContextManag
     `call`-th loss evaluation inside the block, i.e. during training batch `call` counted across
     epochs (5 batches an epoch on the synthetic data: call 8 is epoch 2, batch 3).
 
-    This patches Pyro's `Trace_ELBO.differentiable_loss`, and it is the only way to land a signal at
-    an exact batch in process: neither `train()` nor the command line has a per-batch hook, and a
-    signal sent from outside lands at no particular batch. (tests/test_crash.py, a slow test, kills
-    a real training process with kill -9.)
+    This patches `objectives.log_weights` as the training losses call it (both objectives; the
+    evaluation imports its own reference and is not counted), and it is the only way to land a
+    signal at an exact batch in process: neither `train()` nor the command line has a per-batch
+    hook, and a signal sent from outside lands at no particular batch. (tests/test_crash.py, a
+    slow test, kills a real training process with kill -9.)
     """
 
     @contextlib.contextmanager
     def during(call: int, signum: int) -> Iterator[None]:
-        real = Trace_ELBO.differentiable_loss
+        real = objectives.log_weights
         calls = 0
 
-        def signalling(self, *args, **kwargs):
+        def signalling(*args, **kwargs):
             nonlocal calls
             calls += 1
             if calls == call:
                 os.kill(os.getpid(), signum)
-            return real(self, *args, **kwargs)
+            return real(*args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(Trace_ELBO, "differentiable_loss", signalling)
+            patch.setattr(objectives, "log_weights", signalling)
             yield
 
     return during

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
-from pyro_vae import checkpoint
+from pyro_vae import checkpoint, runtime
 from pyro_vae.config import ModelConfig
-from pyro_vae.errors import CheckpointError, WriteError
+from pyro_vae.errors import CheckpointError, DamagedCheckpoint, WriteError
 from pyro_vae.model import VAE
 
 
@@ -148,3 +149,74 @@ def test_archive_moves_everything_aside(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["vae.epoch.1.pt", "vae.epoch.2.pt"]
     assert checkpoint.latest(tmp_path) is None
     assert checkpoint.archive(tmp_path) is None
+
+
+def test_a_load_error_that_is_not_about_the_bytes_is_said_as_it_is_and_never_skipped(tmp_path, monkeypatch, caplog):
+    checkpoint.save(make_state(1), checkpoint.path_for(tmp_path, 1))
+    checkpoint.save(make_state(2), tmp_path / checkpoint.LAST)
+    real_load = torch.load
+
+    def out_of_memory(path, *args, **kwargs):
+        if os.path.basename(path) == checkpoint.LAST:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 8 GiB")
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(tmp_path / checkpoint.LAST)
+    message = str(info.value)
+    assert not isinstance(info.value, DamagedCheckpoint)
+    assert "CUDA out of memory" in message and "\n" not in message
+    assert "unreadable" not in message and "delete" not in message
+    # The newest state stays the one to resume from: no falling back to vae.epoch.1.pt.
+    with pytest.raises(CheckpointError, match="CUDA out of memory"):
+        checkpoint.newest_valid(tmp_path)
+    assert "skipping" not in caplog.text
+
+
+def test_every_damage_to_the_bytes_is_named_damaged(tmp_path):
+    # Truncated at many points or with flipped bytes, a checkpoint either still loads or is
+    # DamagedCheckpoint: torch's weights-only reader raises a zoo of types for garbage (KeyError,
+    # IndexError, OSError(EINVAL), RuntimeErrors of its zip reader, ...), none may escape.
+    raw = checkpoint.save(make_state(1), tmp_path / "whole.pt").read_bytes()
+    rng = np.random.default_rng(0)
+    damaged = [raw[:cut] for cut in range(0, len(raw), len(raw) // 40)]
+    for _ in range(150):
+        flipped = bytearray(raw)
+        for i in rng.integers(0, len(raw), size=rng.integers(1, 12)):
+            flipped[i] = int(rng.integers(0, 256))
+        damaged.append(bytes(flipped))
+    path = tmp_path / "vae.epoch.1.pt"
+    kinds = set()
+    for content in damaged:
+        path.write_bytes(content)
+        try:
+            checkpoint.load(path)
+        except DamagedCheckpoint as exc:
+            assert "\n" not in str(exc)
+            kinds.add(str(exc).split("(")[1][:20] if "(" in str(exc) else str(exc)[-30:])
+    assert len(kinds) > 3  # many different failures were met, all of them named damage
+
+
+# Copying weights into meta parameters is a no-op, and torch says so; the weights' copy to a
+# parameter's device is load_state_dict's own, tested by torch.
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
+def test_restore_puts_each_part_where_it_belongs(tmp_path):
+    # A run on another device (`meta` stands in for a GPU: it holds shapes, no data): weights
+    # and optimizer state go to the parameters' device, generator states stay on the CPU.
+    state = make_state(1)
+    vae = VAE(ModelConfig(z_dim=2, hidden_dim=16))
+    optimizer = torch.optim.Adam(vae.parameters())
+    for p in vae.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    state["optimizer"] = optimizer.state_dict()
+    state["rng"] = {"global": runtime.get_rng_state(), "data": torch.Generator().manual_seed(5).get_state()}
+    state["metrics"] = []
+    elsewhere = VAE(ModelConfig(z_dim=2, hidden_dim=16)).to("meta")
+    optimizer = torch.optim.Adam(elsewhere.parameters())
+    generator = torch.Generator()
+    checkpoint.restore(state, vae=elsewhere, optimizer=optimizer, generator=generator)
+    moments = [value for per_param in optimizer.state.values() for key, value in per_param.items() if key != "step"]
+    assert moments and all(m.device.type == "meta" for m in moments)
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(5).get_state())

@@ -5,15 +5,20 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import math
 import signal
 
 import pytest
 import torch
+from torch.utils._pytree import tree_map
 
-from pyro_vae import checkpoint
+from pyro_vae import checkpoint, data
+from pyro_vae import train as train_module
+from pyro_vae.config import TrainConfig
 from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged, WriteError
 from pyro_vae.metrics import HISTORY, read_history
-from pyro_vae.train import train
+from pyro_vae.objectives import loss_fn
+from pyro_vae.train import NonFiniteLoss, build, run_epoch, train
 
 
 def test_checkpoints_at_cadence_and_last_epoch_and_prunes(paths, tiny_model, tiny_train):
@@ -215,3 +220,148 @@ def test_training_flushes_denormals_and_puts_the_default_back(paths, tiny_model,
         (denormal * 1.0).item()))
     assert seen == [0.0]
     assert (denormal * 1.0).item() > 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices other than the CPU, and the step without host synchronisation
+
+@pytest.fixture(scope="module")
+def other_device() -> torch.device:
+    """A device other than the CPU whose tensors hold real values, on any machine: torch's lazy-tensor
+    device (its TorchScript backend computes on the CPU). It stands in for a GPU where it matters
+    here: torch's generators and NumPy refuse its tensors as they refuse CUDA ones, and a
+    generator cannot live on it. (torch._lazy is private; a CPU-only torch has no public device
+    of that kind.)"""
+    import torch._lazy.ts_backend
+
+    torch._lazy.ts_backend.init()
+    return torch.device("lazy")
+
+
+def test_held_out_images_are_binarized_on_the_cpu_whatever_the_training_device(mnist_dir, tiny_train, other_device):
+    images, _ = data.load_split(mnist_dir, "train")
+    test, _ = data.load_split(mnist_dir, "test")
+    config = dataclasses.replace(tiny_train, valid_size=16, eval_every=1)
+    kept, held_out = train_module._split(images, test, config, device=other_device)
+    assert {kept.device.type, held_out["test"].device.type, held_out["valid"].device.type} == {other_device.type}
+    # What `evaluate` and `tune` score, bit for bit (a GPU's own generator would draw others).
+    assert torch.equal(held_out["test"].cpu(), data.test_images(mnist_dir)[0])
+    assert torch.equal(held_out["valid"].cpu(), data.binarize_once(images[-16:]))
+    assert torch.equal(data.binarize_once(test.to(other_device)), data.binarize_once(test))
+
+
+def test_the_test_images_scored_in_training_are_evaluates(paths, tiny_model, tiny_train, monkeypatch):
+    scored = []
+    real = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", lambda vae, x, **kw: scored.append(x.clone()) or real(vae, x, **kw))
+    train(dataclasses.replace(tiny_train, epochs=1, eval_every=1), model_config=tiny_model, paths=paths)
+    assert len(scored) == 1 and torch.equal(scored[0], data.test_images(paths.data_dir)[0])
+
+
+def test_generator_states_that_come_back_on_another_device_resume_exactly(tmp_path, paths, tiny_model, tiny_train,
+                                                                          other_device, monkeypatch):
+    # Before, `train` loaded checkpoints onto its device: on a GPU the generator states came back
+    # there and NumPy and torch refused them with a traceback. Wherever they come back, they are
+    # put back on the CPU, and the run continues exactly.
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight")
+    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split")
+    train(tiny_train, model_config=tiny_model, paths=straight)
+    train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=split)
+    real_load = torch.load
+
+    def elsewhere(*args, **kwargs):
+        state = real_load(*args, **kwargs)
+        state["rng"] = tree_map(lambda v: v.to(other_device) if isinstance(v, torch.Tensor) else v, state["rng"])
+        return state
+
+    monkeypatch.setattr(torch, "load", elsewhere)
+    torch.manual_seed(12345)
+    assert [m.epoch for m in train(tiny_train, model_config=tiny_model, paths=split).metrics] == [2]
+    monkeypatch.setattr(torch, "load", real_load)
+    a, b = _final_state(straight), _final_state(split)
+    assert all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])
+
+
+def test_fused_adam_skips_the_whole_update_when_found_inf_is_set():
+    # What run_epoch relies on instead of checking the loss on the host: torch's fused Adam
+    # reads `optimizer.found_inf` (as GradScaler sets it) and, at 1.0, leaves the parameters,
+    # both moments and the step count as they were, even with NaN gradients.
+    parameter = torch.nn.Parameter(torch.arange(4.0))
+    optimizer = torch.optim.Adam([parameter], lr=0.1, fused=True)
+    parameter.grad = torch.ones(4)
+    optimizer.step()
+    before = parameter.detach().clone(), {k: v.clone() for k, v in optimizer.state[parameter].items()}
+    parameter.grad = torch.full((4,), float("nan"))
+    optimizer.found_inf = torch.ones(())
+    optimizer.step()
+    assert torch.equal(parameter.detach(), before[0])
+    assert all(torch.equal(optimizer.state[parameter][k], v) for k, v in before[1].items())
+    assert optimizer.state[parameter]["step"].item() == 1
+    parameter.grad = torch.ones(4)
+    optimizer.found_inf = torch.zeros(())
+    optimizer.step()
+    assert not torch.equal(parameter.detach(), before[0]) and optimizer.state[parameter]["step"].item() == 2
+
+
+def _tiny_run(mnist_dir, tiny_model, **settings):
+    images, _ = data.load_split(mnist_dir, "train")
+    config = TrainConfig(batch_size=16, **settings)
+    vae, optimizer, generator = build(tiny_model, config, device=torch.device("cpu"))
+    return images, vae, optimizer, generator, loss_fn(config.objective, particles=config.particles)
+
+
+def test_a_non_finite_loss_never_reaches_the_parameters(mnist_dir, tiny_model):
+    images, vae, optimizer, generator, loss = _tiny_run(mnist_dir, tiny_model)
+    calls = 0
+
+    def nan_at_batch_2(vae, x):
+        nonlocal calls
+        calls += 1
+        value = loss(vae, x)
+        return value * float("nan") if calls == 2 else value
+
+    with pytest.raises(NonFiniteLoss) as info:
+        run_epoch(vae, optimizer, images, batch_size=16, generator=generator, loss=nan_at_batch_2)
+    assert info.value.batch == 2 and math.isnan(info.value.value) and calls == 5
+    assert all(torch.isfinite(p).all() for p in vae.parameters())
+    for state in optimizer.state.values():
+        assert all(torch.isfinite(v).all() for v in state.values())
+        assert state["step"].item() == 4  # 5 batches, the bad one's update skipped
+    assert not hasattr(optimizer, "found_inf")
+
+
+SYNCS = ("item", "__bool__", "__float__", "__int__", "__index__", "__complex__", "tolist", "numpy", "cpu",
+         "__array__")
+
+
+@pytest.mark.parametrize("objective, particles", [("elbo", 1), ("elbo", 3), ("iwae", 3)])
+def test_a_training_step_never_waits_for_the_device(mnist_dir, tiny_model, monkeypatch, objective, particles):
+    # Every way a tensor's value reaches Python (a host synchronisation on a GPU) is counted
+    # during run_epoch: none inside the 5 steps, one after them (the epoch's non-finite check).
+    # (Syncs inside torch's C++ ops, e.g. nonzero, are invisible here; the step has none.)
+    images, vae, optimizer, generator, loss = _tiny_run(mnist_dir, tiny_model, objective=objective,
+                                                        particles=particles)
+    calls: list[str] = []
+    for name in SYNCS:
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, _name=name, **k:
+                            calls.append(_name) or _real(self, *a, **k))
+    after_each_step: list[int] = []
+    run_epoch(vae, optimizer, images, batch_size=16, generator=generator, loss=loss,
+              on_batch=lambda: after_each_step.append(len(calls)))
+    monkeypatch.undo()
+    assert after_each_step == [0, 0, 0, 0, 0], calls
+    assert calls == ["__bool__"]
+
+
+def test_an_interrupt_after_a_bad_batch_saves_nothing(paths, tiny_model, tiny_train, signal_during_loss):
+    train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)
+    for path in paths.checkpoint_dir.glob("*.pt"):  # nan from epoch 2, batch 2 on (see above)
+        state = checkpoint.load(path)
+        state["train_config"]["lr"] = 1e10
+        checkpoint.save(state, path)
+    before = {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")}
+    with signal_during_loss(3, signal.SIGINT), \
+            pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, batch 2.*is untouched"):
+        train(dataclasses.replace(tiny_train, epochs=3), model_config=tiny_model, paths=paths)
+    assert {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")} == before

@@ -15,7 +15,7 @@ import pyro
 import torch
 
 from pyro_vae import kernels
-from pyro_vae.config import EVAL_CHUNK, EvaluateConfig
+from pyro_vae.config import EVAL_CHUNK, EVAL_CHUNK_CUDA, EvaluateConfig
 from pyro_vae.model import VAE
 from pyro_vae.objectives import iwae_bound, log_weights
 from pyro_vae.runtime import isolated_rng
@@ -38,24 +38,27 @@ class Stopped(Exception):
 
 
 def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = EvaluateConfig.batch_size,
-             chunk: int = EVAL_CHUNK, on_batch: Callable[[int], None] | None = None,
+             chunk: int | None = None, on_batch: Callable[[int], None] | None = None,
              stop: Callable[[], bool] | None = None) -> Evaluation:
     """ELBO (mean of the log weights) and log-likelihood (their log-mean-exp) over all images.
 
     Particles are drawn in chunks so memory stays bounded: (chunk, batch_size, 784) at a time.
 
     Args:
-        x: (n, 784) float in {0, 1}.
+        x: (n, 784) float in {0, 1}, on the model's device.
+        chunk: particles drawn at a time; default EVAL_CHUNK on the CPU, EVAL_CHUNK_CUDA on a GPU.
         seed: the draws' seed (same seed, same figures); the global generators are restored after.
         on_batch: called with the number of images done after every batch (a progress bar).
         stop: asked after every batch; True raises `Stopped` (an interrupt during training).
     """
+    chunk = chunk or (EVAL_CHUNK_CUDA if x.device.type == "cuda" else EVAL_CHUNK)
     was_training = vae.training
     vae.eval()
     elbos, lls = [], []
     plan = kernels.calibrate(vae, rows=min(chunk, particles) * batch_size, backward=False, device=x.device)
     try:
-        with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed), kernels.used(vae, plan):
+        with (pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed, device=x.device),
+              kernels.used(vae, plan)):
             for first in range(0, len(x), batch_size):
                 batch = x[first : first + batch_size]
                 parts = [log_weights(vae, batch, particles=min(chunk, particles - done))

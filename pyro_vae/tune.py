@@ -30,7 +30,7 @@ import torch
 
 from pyro_vae import checkpoint, data
 from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig
-from pyro_vae.errors import ConfigError, Interrupted
+from pyro_vae.errors import ConfigError, DeviceMismatch, Interrupted
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import HISTORY, read_history
@@ -190,10 +190,21 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
             if trial.should_prune():
                 raise optuna.TrialPruned(f"validation log p(x) {figures['valid_log_likelihood']:.2f} at epoch {epoch}")
 
+        explicit = frozenset(settings) | {"valid_size", "eval_every", "eval_particles"}
         try:
-            train(train_config, model_config=model_config, paths=where, device=device,
-                  explicit=frozenset(settings) | {"valid_size", "eval_every", "eval_particles"},
-                  on_evaluation=report)
+            try:
+                train(train_config, model_config=model_config, paths=where, device=device, explicit=explicit,
+                      on_evaluation=report)
+            except DeviceMismatch as exc:  # a retry of a trial begun on the other kind of device
+                recorded = _resume_device(exc.recorded)
+                if recorded is None:
+                    log.warning("Trial %d (%s) was trained on %s, which this worker lacks; it is marked failed "
+                                "and this worker goes on (a %s worker can finish it from %s)", trial.number, run,
+                                exc.recorded, exc.recorded, where.checkpoint_dir)
+                    raise _TrialSkipped from None
+                log.info("Trial %d (%s): resuming on %s, where it was trained", trial.number, run, recorded)
+                train(train_config, model_config=model_config, paths=where, device=recorded, explicit=explicit,
+                      on_evaluation=report)
         except Interrupted:
             study.enqueue_trial(trial.params, user_attrs={RUN_ATTR: run})  # the next worker resumes it
             raise
@@ -205,8 +216,20 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
         return scores[-1]
 
     with opened_study(config, paths=paths, resume=resume) as study:
-        study.optimize(objective, n_trials=config.trials, catch=())
+        study.optimize(objective, n_trials=config.trials, catch=(_TrialSkipped,))
         return score_best(study, config, paths=paths, device=device)
+
+
+class _TrialSkipped(Exception):
+    """A trial this worker cannot run (said in one log line); Optuna marks it failed and goes on."""
+
+
+def _resume_device(recorded: str) -> torch.device | None:
+    """The device a trial trained on `recorded` ("cpu" or "cuda") resumes on here, None where there
+    is none of that kind: its data generator's state belongs to that kind of device."""
+    if recorded == "cuda" and not torch.cuda.is_available():
+        return None
+    return torch.device(recorded)
 
 
 def _valid_example() -> dict[str, Any]:

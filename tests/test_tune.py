@@ -135,6 +135,37 @@ def test_ctrl_c_stops_a_worker_and_the_next_tune_resumes_the_trial_exactly(tmp_p
     assert trials[1].value == trials_of(tmp_path, "straight")[0].value
 
 
+def test_a_retry_on_a_worker_without_the_trials_device_is_one_line_and_the_worker_goes_on(tmp_path, mnist_dir,
+                                                                                         cli_invoke,
+                                                                                         signal_during_loss):
+    args = ["--trials", "1", *QUICK, "--epochs", "3", *ALL_FIXED]
+    with signal_during_loss(2, signal.SIGINT):  # trial-0 stops and is queued again
+        assert cli_invoke("tune", *args, *folders(tmp_path, "a")).exit_code == 130
+    # As if trial-0 had run on a GPU worker: this worker, without one, cannot resume it.
+    for path in (tmp_path / "a" / "ck" / "tune" / "recipe" / "trial-0").glob("*.pt"):
+        state = checkpoint.load(path)
+        state["device"] = "cuda"
+        checkpoint.save(state, path)
+    result = cli_invoke("tune", "--trials", "2", *args[2:], *folders(tmp_path, "a"))
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "trial-0" in line]
+    assert len(lines) == 1 and "was trained on cuda, which this worker lacks" in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    trials = trials_of(tmp_path, "a")
+    assert [(t.state.name, t.user_attrs["run"]) for t in trials] == [
+        ("FAIL", "trial-0"), ("FAIL", "trial-0"), ("COMPLETE", "trial-2")]
+
+
+def test_a_retry_resumes_on_the_device_its_trial_was_trained_on(monkeypatch):
+    from pyro_vae import tune
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert tune._resume_device("cpu") == torch.device("cpu")  # a GPU worker resumes a CPU trial on its CPU
+    assert tune._resume_device("cuda") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tune._resume_device("cuda") == torch.device("cuda")  # a --device cpu worker on a GPU machine
+
+
 # ---------------------------------------------------------------------------------------------
 # Separate processes: real workers, a real PostgreSQL server, a real SIGKILL. `make test-slow`.
 

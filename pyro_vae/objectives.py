@@ -12,6 +12,7 @@ NaN check wait for the device at every step (tests check both agree in value and
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -38,7 +39,9 @@ def log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:
     Returns:
         (particles, batch) log importance weights.
     """
-    with pyro.plate(PARTICLES_PLATE, particles, dim=-2):
+    # One particle (the default ELBO) draws the same numbers without the plate, and Pyro's
+    # plate costs about a tenth of a millisecond of Python a step.
+    with pyro.plate(PARTICLES_PLATE, particles, dim=-2) if particles > 1 else contextlib.nullcontext():
         guide_trace = poutine.trace(vae.guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
     weights = x.new_zeros(particles, x.shape[0], dtype=torch.float32)

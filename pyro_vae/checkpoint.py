@@ -122,9 +122,9 @@ def newest_valid(checkpoint_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     """The readable checkpoint that got furthest, `last.pt` included, as (path, state).
 
     Damaged files are named and skipped; any other failure to load one (out of memory, say) is
-    raised, never a reason to fall back to an older checkpoint. Returns None when the folder holds no checkpoint;
-    raises CheckpointError when it holds only damaged ones (starting over silently could
-    bury a long run).
+    raised, never a reason to fall back to an older checkpoint. Returns None when the folder
+    holds no checkpoint; raises CheckpointError when it holds only damaged ones (starting over
+    silently could bury a long run).
     """
     if Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
         raise CheckpointError(f"the checkpoint folder {checkpoint_dir} is a file; pass --checkpoint-dir a folder")

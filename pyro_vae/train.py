@@ -83,6 +83,12 @@ class Position:
     loss_sum: torch.Tensor  # (), the negative bound summed over the images of those batches
     seconds: float = 0.0  # time spent in this epoch before the run was interrupted
 
+    @classmethod
+    def restored(cls, saved: dict[str, Any], *, device: torch.device) -> Position:
+        """A checkpoint's position (read onto the CPU, as all of it is) with its tensors on `device`,
+        where the images they index and the losses they sum live."""
+        return cls(**{**saved, "order": saved["order"].to(device), "loss_sum": saved["loss_sum"].to(device)})
+
 
 def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, batch_size: int,
               generator: torch.Generator, loss: Loss | None = None, precision: str = "fp32",
@@ -92,8 +98,8 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
 
     The steps never wait for the device: no value goes back to the host inside the epoch. A
     non-finite loss is caught on the device instead: that step's update is skipped (fused Adam's
-    `found_inf`) and the first such batch is remembered, then reported once, when the epoch ends
-    or stops, as `NonFiniteLoss` (before anything could save the state).
+    `found_inf`), and each batch's loss, kept on the device, is checked once, when the epoch ends
+    or stops, the first bad one raised as `NonFiniteLoss` (before anything could save the state).
 
     Args:
         optimizer: a fused torch Adam (`build`'s): only fused optimizers honour `found_inf`.
@@ -327,7 +333,8 @@ def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.de
                metrics=metrics, best=best)
     if state is None:
         return run, 1, None
-    return run, state["epoch"] + 1, Position(**state["position"]) if state["position"] else None
+    position = Position.restored(state["position"], device=device) if state["position"] else None
+    return run, state["epoch"] + 1, position
 
 
 def _split(images: torch.Tensor, test: torch.Tensor, train_config: TrainConfig, *,

@@ -365,3 +365,11 @@ def test_an_interrupt_after_a_bad_batch_saves_nothing(paths, tiny_model, tiny_tr
             pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, batch 2.*is untouched"):
         train(dataclasses.replace(tiny_train, epochs=3), model_config=tiny_model, paths=paths)
     assert {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")} == before
+
+
+def test_an_interrupted_runs_position_goes_to_the_training_device(other_device):
+    # Checkpoints are read onto the CPU; the image order and the loss sum go where the images are.
+    saved = {"order": torch.randperm(80), "batch": 3, "loss_sum": torch.tensor(-1234.5), "seconds": 1.5}
+    position = train_module.Position.restored(saved, device=other_device)
+    assert position.order.device.type == position.loss_sum.device.type == other_device.type
+    assert torch.equal(position.order.cpu(), saved["order"]) and position.batch == 3 and position.seconds == 1.5

@@ -120,8 +120,7 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
         resume = Position(order=data.shuffle(len(images), generator=generator), batch=0,
                           loss_sum=torch.zeros((), device=images.device))
     order, done, total_loss = resume.order, resume.batch, resume.loss_sum.clone()
-    start = done
-    losses = torch.zeros(-(-len(order) // batch_size), device=images.device)  # each batch's, for the check
+    losses = []  # each batch's, on the device, for the check at the end
     vae.train()
     # Pyro's validation re-checks every distribution's arguments at every step; the model is
     # fixed and the data binarized by construction, so in the hot loop it only costs time.
@@ -136,8 +135,8 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
                 optimizer.zero_grad(set_to_none=True)
                 value.backward()
                 optimizer.step()
-                losses[done] = value.detach()
-                total_loss += value.detach()  # summed in order: a resumed epoch sums the same way
+                losses.append(value.detach())
+                total_loss += losses[-1]  # summed in order: a resumed epoch sums the same way
                 done += 1
                 if on_batch is not None:
                     on_batch()
@@ -146,10 +145,10 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     finally:
         with contextlib.suppress(AttributeError):
             del optimizer.found_inf  # a step outside this loop must not inherit it
-    finite = torch.isfinite(losses[start:done])
+    finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(0, dtype=torch.bool)
     if not finite.all():  # the epoch's one host sync
-        first = start + int(finite.logical_not().nonzero()[0])
-        raise NonFiniteLoss(first + 1, losses[first].item())
+        first = int(finite.logical_not().nonzero()[0])
+        raise NonFiniteLoss(resume.batch + first + 1, losses[first].item())
     return Position(order=order, batch=done, loss_sum=total_loss, seconds=resume.seconds)
 
 

@@ -328,6 +328,11 @@ def test_a_non_finite_loss_never_reaches_the_parameters(mnist_dir, tiny_model):
         assert all(torch.isfinite(v).all() for v in state.values())
         assert state["step"].item() == 4  # 5 batches, the bad one's update skipped
     assert not hasattr(optimizer, "found_inf")
+    # In an epoch resumed after batch 2, the same bad call is batch 4.
+    calls, resume = 0, train_module.Position(order=torch.randperm(len(images)), batch=2, loss_sum=torch.zeros(()))
+    with pytest.raises(NonFiniteLoss) as info:
+        run_epoch(vae, optimizer, images, batch_size=16, generator=generator, loss=nan_at_batch_2, resume=resume)
+    assert info.value.batch == 4
 
 
 SYNCS = ("item", "__bool__", "__float__", "__int__", "__index__", "__complex__", "tolist", "numpy", "cpu",

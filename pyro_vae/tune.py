@@ -34,6 +34,7 @@ from pyro_vae.errors import ConfigError, DeviceMismatch, Interrupted
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import HISTORY, read_history
+from pyro_vae.runtime import resolve_device
 from pyro_vae.train import train
 
 log = logging.getLogger(__name__)
@@ -198,9 +199,12 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
             except DeviceMismatch as exc:  # a retry of a trial begun on the other kind of device
                 recorded = _resume_device(exc.recorded)
                 if recorded is None:
-                    log.warning("Trial %d (%s) was trained on %s, which this worker lacks; it is marked failed "
-                                "and this worker goes on (a %s worker can finish it from %s)", trial.number, run,
-                                exc.recorded, exc.recorded, where.checkpoint_dir)
+                    command = shlex.join(["python", "cli.py", "train", "--device", exc.recorded, "--epochs",
+                                          str(train_config.epochs), "--checkpoint-dir", str(where.checkpoint_dir),
+                                          "--results-dir", str(where.results_dir)])
+                    log.warning("Trial %d (%s) was trained on %s, which this worker lacks; it is marked failed and "
+                                "this worker goes on (`%s` continues it outside the study)", trial.number, run,
+                                exc.recorded, command)
                     raise _TrialSkipped from None
                 log.info("Trial %d (%s): resuming on %s, where it was trained", trial.number, run, recorded)
                 train(train_config, model_config=model_config, paths=where, device=recorded, explicit=explicit,
@@ -227,9 +231,10 @@ class _TrialSkipped(Exception):
 def _resume_device(recorded: str) -> torch.device | None:
     """The device a trial trained on `recorded` ("cpu" or "cuda") resumes on here, None where there
     is none of that kind: its data generator's state belongs to that kind of device."""
-    if recorded == "cuda" and not torch.cuda.is_available():
+    try:
+        return resolve_device(recorded)
+    except ConfigError:
         return None
-    return torch.device(recorded)
 
 
 def _valid_example() -> dict[str, Any]:

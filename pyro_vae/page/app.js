@@ -107,6 +107,10 @@ function binarized(i) {  // what the guide sees: the test image binarized once, 
   return out;
 }
 
+function className(i) {
+  return M.manifest.dataset.classes[M.labels[i]];
+}
+
 function clampIndex(input) {
   const i = Math.min(M.count - 1, Math.max(0, Math.round(Number(input.value) || 0)));
   input.value = i;
@@ -154,8 +158,7 @@ function morePanel() {
     index.value = i;
     code = M.vae.encoder.forward(binarized(i));
     paint($("more-source"), [binarized(i)]);
-    const name = M.manifest.dataset.classes[M.labels[i]];
-    $("more-caption").textContent = `test image #${i} (a ${name}) as the guide sees it`;
+    $("more-caption").textContent = `test image #${i} (a ${className(i)}) as the guide sees it`;
     for (const b of buttons.children) b.classList.toggle("chosen", Number(b.dataset.digit) === digit);
     drawGrid();
   }
@@ -351,7 +354,7 @@ function mapPanel() {
     hover = nearest(px, py);
     if (hover !== null) {
       paint($("map-hover"), [intensities(hover)]);
-      $("map-hover-caption").textContent = `test image #${hover}, a ${M.manifest.dataset.classes[M.labels[hover]]}`;
+      $("map-hover-caption").textContent = `test image #${hover}, a ${className(hover)}`;
     }
     redraw();
   });
@@ -401,7 +404,7 @@ function walkPanel() {
   function start() {
     const i = clampIndex(index);
     base = M.vae.encoder.forward(binarized(i)).zLoc;
-    $("walk-caption").textContent = `test image #${i}'s code, moved`;
+    $("walk-caption").textContent = `test image #${i} (a ${className(i)}): its code, moved along the directions`;
     decode();
   }
   for (let j = 0; j < k; j++) {
@@ -433,7 +436,10 @@ function walkPanel() {
     $("walk-t-value").textContent = Number(t.value).toFixed(2);
   }
   function chooseEnds() {
-    ends = [clampIndex(from), clampIndex(to)].map((i) => M.vae.encoder.forward(binarized(i)).zLoc);
+    const [i, j] = [clampIndex(from), clampIndex(to)];
+    ends = [i, j].map((k) => M.vae.encoder.forward(binarized(k)).zLoc);
+    $("walk-strip-caption").textContent = `ten steps from test image #${i} (a ${className(i)}) to #${j} ` +
+      `(a ${className(j)}), each decoded`;
     paint($("walk-strip"), Array.from({ length: 10 }, (_, s) => along(s / 9)), { cols: 10 });
     line();
   }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -232,9 +233,8 @@ def test_explore_exports_a_folder_for_a_static_host(cli_invoke, trained, tmp_pat
     assert (tmp_path / "site" / "index.html").read_bytes() == (PAGE / "index.html").read_bytes()
 
 
-def test_explore_process_stops_cleanly_on_sigterm(trained, python_command, tmp_path):
-    import signal
-
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_explore_process_stops_cleanly(signum, trained, python_command, tmp_path):
     code = "import cli; sys.argv = ['cli.py', 'explore', '--port', '0', '--no-browser']; cli.main()"
     with subprocess.Popen(python_command(code), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as process:
@@ -243,7 +243,7 @@ def test_explore_process_stops_cleanly_on_sigterm(trained, python_command, tmp_p
             assert url.startswith("http://127.0.0.1:"), url or process.stderr.read()
             port = int(url.rsplit(":", 1)[1].strip("/"))
             assert _get(port, "/")[0] == 200
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signum)
             assert process.wait(timeout=20) == 0
             assert "Traceback" not in process.stderr.read()
             with pytest.raises(OSError):

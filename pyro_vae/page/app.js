@@ -158,6 +158,7 @@ function morePanel() {
     index.value = i;
     code = M.vae.encoder.forward(binarized(i));
     paint($("more-source"), [binarized(i)]);
+    paint($("more-mean"), [M.vae.xProbs(code.zLoc)]);
     $("more-caption").textContent = `test image #${i} (a ${className(i)}) as the guide sees it`;
     for (const b of buttons.children) b.classList.toggle("chosen", Number(b.dataset.digit) === digit);
     drawGrid();

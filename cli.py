@@ -391,13 +391,16 @@ def explore(
     if host != EXPLORE_HOST:
         typer.echo(f"warning: listening on {host}: the model and the test images are visible to the network", err=True)
     url = ex.url_of(server)
-    typer.echo(url)
-    typer.echo("Ctrl-C stops the server.", err=True)
-    if not no_browser:
-        import webbrowser
 
-        webbrowser.open(url)
-    ex.serve(server)
+    def ready() -> None:
+        typer.echo(url)
+        typer.echo("Ctrl-C stops the server.", err=True)
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    ex.serve(server, ready=ready)
     typer.echo("stopped", err=True)
 
 

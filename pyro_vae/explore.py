@@ -14,7 +14,7 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -82,7 +82,8 @@ class Map:
 @torch.no_grad()
 def test_codes(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
     """The guide's means of the test images: binarized (n, 784) -> z_loc (n, z_dim) float32 on the CPU."""
-    return torch.cat([vae.encoder(binarized[i : i + batch_size])[0].float().cpu()
+    device = next(vae.parameters()).device
+    return torch.cat([vae.encoder(binarized[i : i + batch_size].to(device))[0].float().cpu()
                       for i in range(0, len(binarized), batch_size)])
 
 
@@ -150,10 +151,9 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     Returns:
         name -> content. `weights.bin` is every layer of `vae.state_dict()` as float32
         little-endian, in state-dict order; `test.bin` the images (uint8), the binarized images the
-        guide sees (`data.binarize_once`, bit-packed) and the labels; `map.bin` the PCA of the test
-        codes. `manifest.json` gives each array's file, byte offset, dtype and shape.
+        guide sees (`data.binarize_once`, bit-packed) and the labels; `map.bin` the views of the
+        test codes (`latent_views`). `manifest.json` gives each array's file, byte offset, dtype and shape.
     """
-    vae = vae.cpu().float().eval()
     binarized = binarize_once(images)
     views = latent_views(test_codes(vae, binarized), labels)
     manifest: dict[str, Any] = {
@@ -170,7 +170,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     }
     files: dict[str, bytes] = {}
     for file, arrays, section in (
-        (WEIGHTS, {name: t.detach() for name, t in vae.state_dict().items()}, "layers"),
+        (WEIGHTS, {name: t.detach().cpu() for name, t in vae.state_dict().items()}, "layers"),
         (TEST, {"images": images.numpy().astype(np.uint8), "bits": _packed_bits(binarized),
                 "labels": labels.numpy().astype(np.uint8)}, "arrays"),
         (MAP, {"mean": views.mean, "directions": views.directions, "variance": views.variance,
@@ -179,7 +179,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     ):
         buffer = io.BytesIO()
         for name, array in arrays.items():
-            array = array.float().numpy() if isinstance(array, torch.Tensor) else array
+            array = array.float().cpu().numpy() if isinstance(array, torch.Tensor) else array  # the page's float32
             array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
             manifest[section][name] = {"file": file, "offset": buffer.tell(), "dtype": array.dtype.name,
                                        "shape": list(array.shape)}
@@ -318,10 +318,12 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def serve(server: _Server) -> None:
-    """Serve until Ctrl-C or SIGTERM, then close the socket; returns normally either way."""
+def serve(server: _Server, *, ready: Callable[[], None] = lambda: None) -> None:
+    """Call `ready` (which tells the user the URL), then serve until Ctrl-C or SIGTERM, then close
+    the socket; returns normally either way, also when the signal comes during `ready`."""
     with _sigterm_stops():
         try:
+            ready()
             server.serve_forever(poll_interval=0.2)
         except (KeyboardInterrupt, Stopped):
             pass
@@ -339,7 +341,7 @@ def latent_map(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path)
     Args:
         images: the test split, (n, 784) uint8; labels: (n,) int in 0..9.
     """
-    codes = test_codes(vae, binarize_once(images).to(next(vae.parameters()).device))
+    codes = test_codes(vae, binarize_once(images))
     return save_latent_map(latent_views(codes, labels), labels, path)
 
 

@@ -197,7 +197,7 @@ def test_explore_refuses_a_bad_checkpoint_in_one_line(cli_invoke, one_line_error
 
 def test_explore_refuses_a_port_in_use_before_serving(cli_invoke, one_line_error, trained, monkeypatch):
     served = []
-    monkeypatch.setattr(ex, "serve", lambda server: served.append(server))
+    monkeypatch.setattr(ex, "serve", lambda server, ready: served.append(server))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -212,7 +212,8 @@ def test_explore_prints_its_url_and_opens_the_browser(cli_invoke, trained, monke
 
     opened, served = [], []
     monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url))
-    monkeypatch.setattr(ex, "serve", lambda server: (served.append(ex.url_of(server)), server.server_close()))
+    monkeypatch.setattr(ex, "serve", lambda server, ready: (ready(), served.append(ex.url_of(server)),
+                                                            server.server_close()))
     result = cli_invoke("explore", "--port", "0")
     assert result.exit_code == 0, result.output
     url = served[0]
@@ -244,7 +245,7 @@ def test_explore_process_stops_cleanly(signum, trained, python_command, tmp_path
             port = int(url.rsplit(":", 1)[1].strip("/"))
             assert _get(port, "/")[0] == 200
             process.send_signal(signum)
-            assert process.wait(timeout=20) == 0
+            assert process.wait(timeout=60) == 0
             assert "Traceback" not in process.stderr.read()
             with pytest.raises(OSError):
                 _get(port, "/")

@@ -130,6 +130,7 @@ function widened(code, noise, eps, count) {
 
 function noiseSlider(id, onChange) {
   const input = $(id), output = $(`${id}-value`);
+  input.max = M.manifest.defaults.max_noise;
   const update = () => { output.textContent = Number(input.value).toFixed(2); onChange(Number(input.value)); };
   input.addEventListener("input", update);
   // The seed's two spreads, written under the slider's ticks.

@@ -34,8 +34,8 @@ def base_url():
 
 @pytest.fixture
 def explorer(cli_invoke, tiny_options, mnist_dir, python_command, tmp_path):
-    """The URL of a real explore process serving a model trained 3 epochs on the synthetic MNIST."""
-    result = cli_invoke("train", "--epochs", "3", *tiny_options)
+    """The URL of a real explore process serving a model trained 40 epochs at lr 0.01 (seconds) on the synthetic MNIST: enough to draw its bars."""
+    result = cli_invoke("train", "--epochs", "40", "--save-every", "40", "--lr", "0.01", *tiny_options)
     assert result.exit_code == 0, result.output
     argv = ", ".join(repr(a) for a in ("cli.py", *bench_browser.EXPLORE))
     process, url = bench_browser.start_explore(python_command(f"import cli; sys.argv = [{argv}]; cli.main()"),
@@ -92,6 +92,26 @@ def test_the_grid_follows_the_noise_slider_while_dragged(opened):
     assert pixels(page, "more-grid") not in (before, during)
     page.locator("#more-digits button", has_text="8").click()
     assert "a 8" in page.locator("#more-caption").inner_text()
+
+
+def test_the_page_draws_the_pixels_the_product_computes(opened, tmp_path):
+    """The reconstruction the page shows for a test image is the one `reconstruct` writes, pixel for pixel."""
+    import numpy as np
+    import torch
+
+    from pyro_vae import checkpoint, data
+    from pyro_vae.config import DIGIT_EXEMPLARS
+
+    page = opened
+    page.locator("#more-digits button", has_text="8").click()
+    shown = np.array(page.evaluate("""() => { const c = document.getElementById('more-mean');
+        return Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0)); }"""))
+    vae, _ = checkpoint.load_vae(None, checkpoint_dir=tmp_path / "checkpoints", device=torch.device("cpu"))
+    x, _ = data.test_images(tmp_path / "mnist", indices=[DIGIT_EXEMPLARS[8]])
+    with torch.no_grad():
+        expected = (vae.x_probs(vae.encoder(x)[0]).clamp(0, 1) * 255).round().numpy().ravel()  # as images.grid
+    assert expected.max() - expected.min() > 100  # a digit, not a blank that any drawing would match
+    assert np.abs(shown - expected).max() <= 1, np.abs(shown - expected).max()  # rounding at .5 may differ
 
 
 def test_a_stroke_gets_a_reconstruction_as_it_is_drawn(opened):

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from pyro_vae.config import (EXPLORE_HOST, EXPLORE_PORT, GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
+from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
+from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, PICTURE_SCALE, RECONSTRUCT_IMAGES, Device,
                              EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision,
                              QuizConfig, TrainConfig, TuneConfig)
@@ -388,7 +389,7 @@ def explore(
                    f"python -m http.server -d {export}")
         return
     server = ex.open_server(files, host=host, port=port)  # a taken port fails here, before anything is served
-    if host != EXPLORE_HOST:
+    if host not in (EXPLORE_HOST, "localhost", "::1"):
         typer.echo(f"warning: listening on {host}: the model and the test images are visible to the network", err=True)
     url = ex.url_of(server)
 
@@ -409,7 +410,7 @@ def latent_map(
     checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
     results_dir: ResultsDir = Paths.results_dir, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
-    """The test images' codes on their two principal directions, coloured by digit: results/latent_map.png."""
+    """The test images' codes on two planes (LDA and PCA), coloured by digit: results/latent_map.png."""
     from pyro_vae import data, explore as ex
 
     paths = _paths(data_dir, checkpoint_dir, results_dir)

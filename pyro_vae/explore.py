@@ -128,7 +128,8 @@ def latent_views(codes: torch.Tensor, labels: torch.Tensor, *, k: int = WALK_DIR
     k = min(k, z_dim)
     return Map(mean=mean.float(), directions=vh[:k].float(), variance=variance[:k].float(),
                share=(variance[:k] / variance.sum()).tolist(),
-               planes=(_plane("lda", "LDA: the two directions that best separate the classes", lda, centred, covariance),
+               planes=(_plane("lda", "LDA: the two directions that best separate the classes", lda, centred,
+                              covariance),
                        _plane("pca", "PCA: the two directions of largest spread", pca, centred, covariance)))
 
 

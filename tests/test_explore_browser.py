@@ -34,7 +34,8 @@ def base_url():
 
 @pytest.fixture
 def explorer(cli_invoke, tiny_options, mnist_dir, python_command, tmp_path):
-    """The URL of a real explore process serving a model trained 40 epochs at lr 0.01 (seconds) on the synthetic MNIST: enough to draw its bars."""
+    """The URL of a real explore process serving a model trained 40 epochs at lr 0.01 (seconds) on
+    the synthetic MNIST: enough to draw its bars."""
     result = cli_invoke("train", "--epochs", "40", "--save-every", "40", "--lr", "0.01", *tiny_options)
     assert result.exit_code == 0, result.output
     argv = ", ".join(repr(a) for a in ("cli.py", *bench_browser.EXPLORE))

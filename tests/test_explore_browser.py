@@ -45,14 +45,22 @@ def explorer(cli_invoke, tiny_options, mnist_dir, python_command, tmp_path):
     assert bench_browser.stop(process) == 0
 
 
-@pytest.fixture
-def opened(page, explorer):
-    """The page, open and ready; after the test, no console error and no failed request may have happened."""
+def watch(page, origin: str) -> list[str]:
+    """What went wrong on `page` from now on: console errors, page errors, failed or refused requests,
+    and any request to another host than `origin` (the page must work with no network at all)."""
     problems = []
+    page.on("request", lambda r: None if r.url.startswith((origin, "data:")) else problems.append(f"off-host: {r.url}"))
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
     page.on("response", lambda r: problems.append(f"{r.status} for {r.url}") if r.status >= 400 else None)
+    return problems
+
+
+@pytest.fixture
+def opened(page, explorer):
+    """The page, open and ready; after the test, nothing may have gone wrong (see `watch`)."""
+    problems = watch(page, explorer)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(explorer)
     page.wait_for_selector("body[data-ready=true]", timeout=30_000)
@@ -187,3 +195,28 @@ def test_one_quiz_round_to_its_score(opened):
     assert page.locator("#quiz-score").inner_text() == ""
     page.locator("#quiz-check").click()
     assert "Score: 36 of 36 right. You found 0 of the 0 machine" in page.locator("#quiz-score").inner_text()
+
+
+def test_the_exported_folder_works_from_a_plain_static_server(page, cli_invoke, tiny_options, mnist_dir, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    assert cli_invoke("train", "--epochs", "2", *tiny_options).exit_code == 0
+    assert cli_invoke("explore", "--export", tmp_path / "site").exit_code == 0
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        problems = watch(page, url)
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert "epoch 2" in page.locator("#model-info").inner_text()
+        assert page.locator("#quiz-grid .quiz-cell").count() == 36
+        assert problems == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

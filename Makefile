@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EPOCHS ?= 1000
 NOISE ?= 0.7
+# Debian's chromium, the binary behind its /usr/bin/chromium wrapper (the browser tests launch it)
+CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: install test test-slow run bench clean
+.PHONY: install test test-slow browser run bench bench-explore clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +22,11 @@ install: $(VENV)/.installed
 test: install  ## the quick suite: synthetic MNIST, tiny networks
 	$(PY) -m pytest
 
-test-slow: install  ## real MNIST, fetched as a fresh machine would, and real training
+test-slow: install  ## real MNIST, fetched as a fresh machine would, real training, and the explorer in chromium
 	$(PY) -m pytest -m slow
+
+browser:  ## the system's chromium for the explorer's browser tests: installed with apt-get when missing (as root)
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
 
 run: install  ## fetch MNIST, train (resumes by itself), then draw both kinds of images
 	$(PY) cli.py download
@@ -31,6 +36,9 @@ run: install  ## fetch MNIST, train (resumes by itself), then draw both kinds of
 
 bench: install  ## training speed, floor, memory and start-up figures (about 10 minutes)
 	$(PY) bench/train_speed.py
+
+bench-explore: install browser  ## the explorer's slider and start-up times in chromium, and screenshots of its panels
+	$(PY) bench/explore_speed.py --screenshots results/explore
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

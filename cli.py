@@ -1,5 +1,5 @@
-"""pyro-vae's command line: `python cli.py train | generate | evaluate | plot | reconstruct | interpolate |
-quiz | tune | download` (also installed as `pyro-vae`).
+"""pyro-vae's command line: `python cli.py train | generate | evaluate | plot | reconstruct |
+interpolate | quiz | tune | download | explore | latent-map` (also installed as `pyro-vae`).
 
 Only parsing and printing happen here; the work and every default are in `pyro_vae`. Heavy
 libraries load inside the commands, so `--help` stays fast.
@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, PICTURE_SCALE, RECONSTRUCT_IMAGES, Device,
                              EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision,
@@ -362,6 +363,60 @@ def plot(results_dir: ResultsDir = Paths.results_dir) -> None:
 
     records = read_history(results_dir / HISTORY)
     typer.echo(f"wrote {plot_history(records, results_dir / CURVES)} ({len(records)} epochs)")
+
+
+@app.command()
+def explore(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = EXPLORE_PORT,
+    host: Annotated[str, typer.Option(help=f"Address to listen on; anything but {EXPLORE_HOST} shows the model to "
+                                      "the network.")] = EXPLORE_HOST,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL.")] = False,
+    export: Annotated[Optional[Path], typer.Option(help="Write the page into this folder for a static web host, "
+                                                   "instead of serving it.")] = None,
+    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, data_dir: DataDir = None,
+) -> None:
+    """Play with a trained model in the browser: digits, drawing, the latent map, walks, the quiz."""
+    from pyro_vae import data, explore as ex
+    from pyro_vae.checkpoint import load as load_state
+
+    paths = _paths(data_dir, checkpoint_dir)
+    vae, path = _load(checkpoint, paths, Device.cpu)  # the page computes; the CPU only exports
+    images, labels = data.ensure_split(paths.data_dir, "test")
+    files = ex.bundle(vae, images, labels, checkpoint=path, epoch=load_state(path)["epoch"])
+    if export is not None:
+        ex.export(files, export)
+        typer.echo(f"wrote {export}/ ({len(files)} files): serve it with any static web server, e.g. "
+                   f"python -m http.server -d {export}")
+        return
+    server = ex.open_server(files, host=host, port=port)  # a taken port fails here, before anything is served
+    if host not in (EXPLORE_HOST, "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: the model and the test images are visible to the network", err=True)
+    url = ex.url_of(server)
+
+    def ready() -> None:
+        typer.echo(url)
+        typer.echo("Ctrl-C stops the server.", err=True)
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    ex.serve(server, ready=ready)
+    typer.echo("stopped", err=True)
+
+
+@app.command("latent-map")
+def latent_map(
+    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
+    results_dir: ResultsDir = Paths.results_dir, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """The test images' codes on two planes (LDA and PCA), coloured by digit: results/latent_map.png."""
+    from pyro_vae import data, explore as ex
+
+    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    vae, _ = _load(checkpoint, paths, device)
+    images, labels = data.ensure_split(paths.data_dir, "test")
+    typer.echo(f"wrote {ex.latent_map(vae, images, labels, results_dir / ex.LATENT_MAP)}")
 
 
 def main() -> None:

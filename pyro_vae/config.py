@@ -85,6 +85,8 @@ RECONSTRUCT_IMAGES, MAX_RECONSTRUCT_IMAGES = 50, 1000  # the first test images
 INTERPOLATE_FROM, INTERPOLATE_TO = 3, 2  # test images 3 and 2 are a 0 and a 1
 INTERPOLATE_STEPS, MAX_INTERPOLATE_STEPS = 10, 200  # points on the line, ends included
 
+EXPLORE_HOST, EXPLORE_PORT = "127.0.0.1", 8765  # where `explore` serves its page by default
+
 # Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
 DIGIT_EXEMPLARS: tuple[int, ...] = (3, 2, 1, 90, 95, 23, 11, 0, 84, 7)
 

@@ -1,0 +1,266 @@
+"""The explorer without a browser: the export read back, the page's arithmetic (nets.js, run by node)
+held against torch, the latent views, the server's allow-list, and the command's one-line errors."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pyro_vae.explore as ex
+from pyro_vae import data
+from pyro_vae.config import ModelConfig
+from pyro_vae.model import VAE
+
+PAGE = Path(ex.__file__).parent / "page"
+
+
+def _vae(config: ModelConfig, seed: int = 0) -> VAE:
+    """A VAE with every parameter, biases included, drawn at random: the arithmetic, not the training, is tested."""
+    torch.manual_seed(seed)
+    vae = VAE(config).eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.normal_(0, 0.3)
+    return vae
+
+
+@pytest.fixture
+def exported(mnist_dir, tmp_path):
+    vae = _vae(ModelConfig(z_dim=5, hidden_dim=64))
+    images, labels = data.load_split(mnist_dir, "test")
+    folder = tmp_path / "page"
+    ex.export(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=7), folder)
+    return vae, images, labels, folder
+
+
+def test_export_reads_back_as_written(exported):
+    vae, images, labels, folder = exported
+    manifest = json.loads((folder / ex.MANIFEST).read_text())
+    assert manifest["checkpoint"] == {"path": "ck.pt", "epoch": 7, "z_dim": 5, "hidden_dim": 64}
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*ex.PAGE_FILES, ex.MANIFEST, ex.WEIGHTS, ex.TEST, ex.MAP])
+    state = vae.state_dict()
+    assert list(manifest["layers"]) == list(state)
+    spans = []
+    for name, tensor in state.items():
+        entry = manifest["layers"][name]
+        assert entry["file"] == ex.WEIGHTS and entry["shape"] == list(tensor.shape) and entry["offset"] % 4 == 0
+        assert np.array_equal(ex.read_array(folder, manifest, entry), tensor.numpy())
+        spans.append((entry["offset"], entry["offset"] + 4 * tensor.numel()))
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))  # no layer overlaps the next
+    assert spans[-1][1] == (folder / ex.WEIGHTS).stat().st_size
+    arrays = {name: ex.read_array(folder, manifest, entry) for name, entry in manifest["arrays"].items()}
+    assert np.array_equal(arrays["images"], images.numpy()) and np.array_equal(arrays["labels"], labels.numpy())
+    # The bits are exactly what every command's guide sees.
+    assert np.array_equal(np.unpackbits(arrays["bits"], axis=1), data.binarize_once(images).numpy())
+    codes = ex.test_codes(vae, data.binarize_once(images))
+    for plane in manifest["map"]["planes"]:
+        assert arrays[f"{plane}_coords"].shape == (len(images), 2) and arrays[f"{plane}_lift"].shape == (2, 5)
+    assert np.allclose(arrays["mean"], codes.mean(0).numpy(), atol=1e-6)
+    # PCA's plane is the first two directions, which are orthonormal.
+    d = arrays["directions"]
+    assert np.allclose(d @ d.T, np.eye(len(d)), atol=1e-5)
+    assert np.allclose(arrays["pca_coords"], (codes.numpy() - arrays["mean"]) @ d[:2].T, atol=1e-4)
+
+
+def test_every_point_of_a_plane_lifts_to_a_code_that_lands_there(mnist_dir):
+    images, labels = data.load_split(mnist_dir, "test")
+    views = ex.latent_views(ex.test_codes(_vae(ModelConfig(z_dim=6, hidden_dim=32)), data.binarize_once(images)), labels)
+    assert [p.name for p in views.planes] == ["lda", "pca"]
+    for plane in views.planes:
+        assert torch.allclose(plane.axes @ plane.lift.T, torch.eye(2), atol=1e-4), plane.name
+    pca = views.planes[1]
+    assert torch.allclose(pca.lift, pca.axes, atol=1e-4)  # for PCA the average code at c is mean + c axes
+
+
+def test_lda_separates_the_classes_better_than_pca():
+    # Codes whose classes differ along a low-variance direction: PCA's plane misses it, LDA's finds it.
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(600) % 3
+    codes = torch.randn(600, 4, generator=generator) * torch.tensor([5.0, 4.0, 0.3, 0.3])
+    codes[:, 2] += labels * 1.5
+
+    def separation(coords: torch.Tensor) -> float:
+        centres = torch.stack([coords[labels == c].mean(0) for c in range(3)])
+        within = sum(((coords[labels == c] - centres[c]) ** 2).sum() for c in range(3))
+        return float(((centres - coords.mean(0)) ** 2).sum() * 200 / within)
+
+    lda, pca = ex.latent_views(codes, labels).planes
+    assert separation(lda.coords) > 10 * separation(pca.coords)
+
+
+def test_the_pages_networks_give_torchs_numbers(exported, tmp_path):
+    """nets.js, run by node on the exported weights, against VAE.x_probs and VAE.encoder (fp32 rounding)."""
+    vae, images, _, folder = exported
+    node = shutil.which("node")
+    assert node, "node is needed to run the page's arithmetic (it is installed on every machine of this project)"
+    shutil.copy(PAGE / "nets.js", tmp_path / "nets.mjs")  # .mjs: node reads it as the ES module it is
+    z = torch.randn(6, 5, generator=torch.Generator().manual_seed(1)) * 2
+    x = data.binarize_once(images)[:6]
+    (tmp_path / "inputs.json").write_text(json.dumps({"z": z.tolist(), "x": x.tolist()}))
+    (tmp_path / "run.mjs").write_text(f"""
+import {{ readFileSync }} from "node:fs";
+import {{ VAE }} from "./nets.mjs";
+const folder = {json.dumps(str(folder))};
+const manifest = JSON.parse(readFileSync(folder + "/manifest.json"));
+const raw = readFileSync(folder + "/weights.bin");
+const vae = new VAE(manifest, raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+const inputs = JSON.parse(readFileSync("inputs.json"));
+const probs = inputs.z.map((z) => Array.from(vae.xProbs(Float32Array.from(z))));
+const codes = inputs.x.map((x) => vae.encoder.forward(Float32Array.from(x)));
+console.log(JSON.stringify({{ probs, loc: codes.map((c) => Array.from(c.zLoc)), logstd: codes.map((c) => Array.from(c.zLogstd)) }}));
+""")
+    done = subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    js = json.loads(done.stdout)
+    with torch.no_grad():
+        probs = vae.x_probs(z)
+        z_loc, z_logstd = vae.encoder(x)
+    assert probs.min() < 0.2 and probs.max() > 0.8  # not a saturated decoder that any arithmetic would match
+    np.testing.assert_allclose(np.array(js["probs"]), probs.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.array(js["loc"]), z_loc.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.array(js["logstd"]), z_logstd.numpy(), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+@pytest.fixture
+def served():
+    files = {"index.html": b"<p>page</p>", "manifest.json": b"{}", "weights.bin": b"\0" * 16}
+    server = ex.open_server(files, port=0)
+    thread = threading.Thread(target=ex.serve, args=(server,))
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def _get(port: int, path: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(method, path, body=body, headers=headers or {})
+    answer = connection.getresponse()
+    return answer.status, answer.read(), answer
+
+
+def test_server_answers_only_its_own_files(served):
+    status, body, answer = _get(served, "/")
+    assert (status, body) == (200, b"<p>page</p>") and answer.getheader("Content-Type").startswith("text/html")
+    assert _get(served, "/weights.bin?v=2")[:2] == (200, b"\0" * 16)
+    status, body, _ = _get(served, "/manifest.json", "HEAD")
+    assert (status, body) == (200, b"")
+    for path in ("/../setup.cfg", "/%2e%2e/setup.cfg", "/./index.html", "//etc/passwd", "/etc/passwd", "/tests",
+                 "/index.html/", "/INDEX.HTML", "/explore.py", "index.html"):
+        assert _get(served, path)[0] == 404, path
+
+
+def test_server_bounds_what_it_reads(served):
+    assert _get(served, "/" + "a" * 5000)[0] == 414
+    assert _get(served, "/", headers={f"X-{k}": "1" for k in range(40)})[0] == 431
+    assert _get(served, "/", "POST", body=b"x" * 10)[0] in (413, 501)
+    assert _get(served, "/", headers={"Content-Length": "10"}, body=b"x" * 10)[0] == 413
+    assert _get(served, "/")[0] == 200  # and it still serves
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
+
+
+@pytest.fixture
+def trained(cli_invoke, tiny_run_options, mnist_dir, tmp_path):
+    result = cli_invoke("train", *tiny_run_options)
+    assert result.exit_code == 0, result.output
+    return tmp_path / "checkpoints"
+
+
+def test_explore_refuses_a_bad_checkpoint_in_one_line(cli_invoke, one_line_error, mnist_dir, tmp_path):
+    one_line_error(cli_invoke("explore", "--no-browser", "--checkpoint", tmp_path / "nope.pt"), "does not exist")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    one_line_error(cli_invoke("explore", "--no-browser", "--checkpoint", tmp_path / "bad.pt"), "unreadable")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    one_line_error(cli_invoke("explore", "--no-browser", "--checkpoint", tmp_path / "foreign.pt"),
+                   "not a pyro-vae checkpoint")
+    one_line_error(cli_invoke("explore", "--no-browser"), "no checkpoint in checkpoints")
+
+
+def test_explore_refuses_a_port_in_use_before_serving(cli_invoke, one_line_error, trained, monkeypatch):
+    served = []
+    monkeypatch.setattr(ex, "serve", lambda server, ready: served.append(server))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli_invoke("explore", "--no-browser", "--port", port)
+    one_line_error(result, f"port {port}", "already in use", "--port")
+    assert served == [] and "http://" not in result.stdout
+
+
+def test_explore_prints_its_url_and_opens_the_browser(cli_invoke, trained, monkeypatch):
+    import webbrowser
+
+    opened, served = [], []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url))
+    monkeypatch.setattr(ex, "serve", lambda server, ready: (ready(), served.append(ex.url_of(server)),
+                                                            server.server_close()))
+    result = cli_invoke("explore", "--port", "0")
+    assert result.exit_code == 0, result.output
+    url = served[0]
+    assert url.startswith("http://127.0.0.1:") and url in result.stdout.splitlines() and opened == [url]
+    assert "warning" not in result.stderr
+    opened.clear()
+    result = cli_invoke("explore", "--port", "0", "--no-browser", "--host", "0.0.0.0")
+    assert result.exit_code == 0 and opened == []
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "visible to the network" in warnings[0]
+
+
+def test_explore_exports_a_folder_for_a_static_host(cli_invoke, trained, tmp_path):
+    result = cli_invoke("explore", "--export", tmp_path / "site")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "site" / ex.MANIFEST).read_text())
+    assert manifest["checkpoint"]["epoch"] == 1 and manifest["checkpoint"]["z_dim"] == 2
+    assert (tmp_path / "site" / "index.html").read_bytes() == (PAGE / "index.html").read_bytes()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_explore_process_stops_cleanly(signum, trained, python_command, tmp_path):
+    code = "import cli; sys.argv = ['cli.py', 'explore', '--port', '0', '--no-browser']; cli.main()"
+    with subprocess.Popen(python_command(code), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            url = process.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:"), url or process.stderr.read()
+            port = int(url.rsplit(":", 1)[1].strip("/"))
+            assert _get(port, "/")[0] == 200
+            process.send_signal(signum)
+            assert process.wait(timeout=60) == 0
+            assert "Traceback" not in process.stderr.read()
+            with pytest.raises(OSError):
+                _get(port, "/")
+        finally:
+            process.kill()
+
+
+def test_latent_map_writes_a_picture(cli_invoke, trained, tmp_path):
+    from PIL import Image
+
+    result = cli_invoke("latent-map")
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "results" / ex.LATENT_MAP
+    assert f"wrote {Path('results') / ex.LATENT_MAP}" in result.stdout
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    assert image.width > 1.8 * image.height  # the two planes side by side
+    assert len(np.unique(pixels, axis=0)) > 20  # points in many colours, not a blank figure

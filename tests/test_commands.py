@@ -9,6 +9,7 @@ import signal
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from pyro_vae import checkpoint, commands
@@ -126,3 +127,23 @@ def test_plot_without_history_names_the_folder(tmp_path, mnist_dir, cli_invoke, 
     line = one_line_error(cli_invoke("plot", "--results-dir", tmp_path / "res"), "no training history")
     train = re.search(r"train first \((.*?)\)", line)[1]
     assert shlex.split(train)[2:] == ["train", "--results-dir", str(tmp_path / "res")]
+
+
+def test_a_data_hint_downloads_into_the_folder_it_names(tmp_path, mnist_dir, monkeypatch, cli_invoke):
+    import gzip
+
+    from pyro_vae import data
+    from pyro_vae.errors import DataError
+
+    other = shutil.copytree(mnist_dir, tmp_path / "my data")
+    (other / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError) as missing:
+        data.load_split(other, "test")
+    line = str(missing.value).split("run: ", 1)[1].split(" (or put", 1)[0]
+    assert shlex.split(line)[2:] == ["download", "--data-dir", str(other)]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress((mnist_dir / "t10k-labels-idx1-ubyte").read_bytes()))
+    monkeypatch.setattr(data, "MIRRORS", (mirror.as_uri() + "/",))
+    result = paste(cli_invoke, line)
+    assert result.exit_code == 0 and f"wrote {other / 't10k-labels-idx1-ubyte'}" in result.stdout, result.output

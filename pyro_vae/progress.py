@@ -83,6 +83,14 @@ class Bars:
         row.done += 1
         self._say(name, row)
 
+    def remove(self, name: str) -> None:
+        """Take a row away (a step that is over, such as one evaluation of many)."""
+        if self._progress is not None:
+            self._progress.remove_task(self._rows.pop(name))
+            self._progress.refresh()  # now, or the next log line is printed above the stale row
+        else:
+            self._lines.pop(name, None)
+
     @staticmethod
     def _say(name: str, row: _Row) -> None:
         now = time.monotonic()

@@ -272,7 +272,8 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                     raise request.interrupted(f"at epoch {epoch}, batch {reached.batch} of {n_batches}", run.last,
                                               again=again)
                 try:
-                    figures = _evaluate_if_due(run, epoch=epoch, held_out=held_out, stop=request.requested)
+                    figures = _evaluate_if_due(run, epoch=epoch, held_out=held_out, stop=request.requested,
+                                               bars=bars)
                 except Stopped:
                     # Saved as "every batch of the epoch done": the next run goes straight to this evaluation.
                     run.save(run.last, epoch=epoch - 1, at=reached)
@@ -339,16 +340,23 @@ def _split(images: torch.Tensor, test: torch.Tensor,
     return images, held_out
 
 
-def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor],
-                     stop: Callable[[], bool]) -> dict[str, float]:
+def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor], stop: Callable[[], bool],
+                     bars: Bars | None = None) -> dict[str, float]:
     """EpochRecord fields (`test_elbo`, `valid_log_likelihood`, ...) for each held-out set, on the
     `eval_every` cadence only (not also at the last epoch, so the history and best.pt do not
     depend on how a run was split into calls); raises `Stopped` on a stop request."""
     if not run.config.eval_every or epoch % run.config.eval_every:
         return {}
     figures = {}
+    bars = bars or Bars(False)
     for name, x in held_out.items():
-        result = evaluate(run.vae, x, particles=run.config.eval_particles, seed=_EVAL_SEED, stop=stop)
+        row = f"{name} images"  # a row of its own while it runs (the whole test set takes seconds)
+        bars.add(row, total=len(x))
+        try:
+            result = evaluate(run.vae, x, particles=run.config.eval_particles, seed=_EVAL_SEED, stop=stop,
+                              on_batch=lambda done: bars.update(row, completed=done))
+        finally:
+            bars.remove(row)
         figures[f"{name}_elbo"], figures[f"{name}_log_likelihood"] = result.elbo, result.log_likelihood
         log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d)", name, result.elbo, result.log_likelihood,
                  result.images, run.config.eval_particles)

@@ -106,6 +106,16 @@ def test_report_prints_the_trials_and_writes_csv_and_plots(tmp_path, mnist_dir, 
     assert result.stdout.strip().splitlines()[-1].startswith(f"no {IMPORTANCE_PNG}: it needs 5 completed trials")
 
 
+def test_scoring_the_best_trial_says_what_and_how_far(tmp_path, mnist_dir, cli_invoke, monkeypatch):
+    monkeypatch.setattr("pyro_vae.progress.LINE_EVERY_S", 0.0)  # as if every batch took ten seconds
+    result = cli_invoke("tune", "--trials", "1", *QUICK, *folders(tmp_path, "a"))
+    assert result.exit_code == 0, result.output
+    scoring = result.stdout.index("Scoring the best trial, 0, on 100 test images with K=3")
+    assert result.stdout.index("test images: 100/100 (100%)") > scoring
+    # The trial's own evaluations (16 validation images every epoch) say how far they are too.
+    assert "valid images: 16/16 (100%)" in result.stdout[:scoring]
+
+
 def test_report_plots_say_what_they_measure_and_draw_importances_only_when_meaningful(tmp_path, monkeypatch):
     import optuna
     from matplotlib.ticker import MaxNLocator

@@ -39,8 +39,9 @@ class Caption:
 
     def items(self) -> dict[str, str]:
         """Every setting as text, the data set first and the checkpoint's (long) path last; None values left out."""
-        every = {"dataset": self.dataset, **self.settings}
-        every = {**{k: v for k, v in every.items() if k != "checkpoint"}, "checkpoint": every.get("checkpoint")}
+        every = {"dataset": self.dataset or self.settings.get("dataset"),  # (or a `dataset` setting, e.g. describe's)
+                 **{k: v for k, v in self.settings.items() if k not in ("dataset", "checkpoint")},
+                 "checkpoint": self.settings.get("checkpoint")}
         return {key: _text(value) for key, value in every.items() if value is not None}
 
     def text(self) -> str:

@@ -237,7 +237,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         done_before = len(run.metrics)
         config = run.config
         if first_epoch > config.epochs:
-            further = replace(config, epochs=first_epoch - 1 + config.save_every)
+            further = replace(config, epochs=2 * (first_epoch - 1))
             log.info("Already trained to epoch %d; to train on, e.g. to epoch %d, run: %s", first_epoch - 1,
                      further.epochs, commands.train(further, paths=paths, model_config=result.model_config,
                                                     device=device))

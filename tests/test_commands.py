@@ -147,3 +147,13 @@ def test_a_data_hint_downloads_into_the_folder_it_names(tmp_path, mnist_dir, mon
     monkeypatch.setattr(data, "MIRRORS", (mirror.as_uri() + "/",))
     result = paste(cli_invoke, line)
     assert result.exit_code == 0 and f"wrote {other / 't10k-labels-idx1-ubyte'}" in result.stdout, result.output
+
+
+def test_already_trained_offers_a_line_that_trains_on(tmp_path, mnist_dir, cli_invoke, tiny_options):
+    where = ["--checkpoint-dir", tmp_path / "ck", "--results-dir", tmp_path / "res"]
+    assert cli_invoke("train", "--epochs", "2", *tiny_options, *where).exit_code == 0
+    done = cli_invoke("train", "--epochs", "2", *where)
+    assert done.exit_code == 0 and "Already trained to epoch 2; to train on, e.g. to epoch 4, run: " in done.stdout
+    result = paste(cli_invoke, hint(done.stdout))
+    assert result.exit_code == 0, result.output
+    assert [r.epoch for r in read_history(tmp_path / "res" / HISTORY)] == [1, 2, 3, 4]

@@ -378,6 +378,7 @@ def tune(
                         heartbeat_s=heartbeat, grace_s=grace_period)
     paths = _paths(data_dir, checkpoint_dir, results_dir)
     if report:
+        there = set(search.study_dir(paths, config.study).glob("*"))
         rows, written, notes = search.report(config, paths=paths)
         columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
         typer.echo("  ".join(f"{c:>10}" for c in columns))
@@ -385,7 +386,7 @@ def tune(
             typer.echo("  ".join(f"{search.format_value(v) if c == 'value' else _cell(v):>10}"
                                  for c, v in ((c, row.get(c)) for c in columns)))
         for path in written:
-            typer.echo(f"wrote {path}")
+            typer.echo(f"{'replaced' if path in there else 'wrote'} {path}")
         for note in notes:
             typer.echo(note)
         return

@@ -94,7 +94,8 @@ def test_report_prints_the_trials_and_writes_csv_and_plots(tmp_path, mnist_dir, 
     assert cli_invoke("tune", "--trials", "3", *QUICK, *folders(tmp_path, "a")).exit_code == 0
     result = cli_invoke("tune", "--report", *folders(tmp_path, "a"))
     assert result.exit_code == 0, result.output
-    header, *rows = [line.split() for line in result.stdout.splitlines() if not line.startswith(("wrote", "no "))]
+    header, *rows = [line.split() for line in result.stdout.splitlines()
+                     if not line.startswith(("wrote", "replaced", "no "))]
     assert header[:5] == ["number", "state", "run", "epochs", "value"] and len(rows) == 3
     assert all(row[1] in ("COMPLETE", "PRUNED") and row[3] == "2" for row in rows), result.stdout
     folder = tmp_path / "a" / "res" / "tune" / "recipe"
@@ -104,6 +105,8 @@ def test_report_prints_the_trials_and_writes_csv_and_plots(tmp_path, mnist_dir, 
     # Three trials say nothing about which setting matters: no importances, and one line saying why.
     assert not (folder / IMPORTANCE_PNG).exists()
     assert result.stdout.strip().splitlines()[-1].startswith(f"no {IMPORTANCE_PNG}: it needs 5 completed trials")
+    again = cli_invoke("tune", "--report", *folders(tmp_path, "a"))
+    assert f"replaced {folder / HISTORY_PNG}" in again.stdout and f"replaced {folder / TRIALS_CSV}" in again.stdout
 
 
 def test_scoring_the_best_trial_says_what_and_how_far(tmp_path, mnist_dir, cli_invoke, monkeypatch):

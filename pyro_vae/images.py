@@ -23,6 +23,7 @@ from pyro_vae.fsutil import atomic_write
 SOFTWARE = "pyro-vae"
 _BAND, _INK = 48, 235  # the caption band's grey and its text's: apart from the black grid and its digits
 _LABEL_INK = 160  # row and end labels, quieter than the caption
+_MIN_WIDTH = 320  # pixels: room for a caption of a few words a line
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,16 @@ def _font(scale: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _wrap(parts: list[str], font: Any, width: float, *, sep: str = " ") -> list[str]:
-    """`parts` joined by `sep` in lines no wider than `width` (a part longer than that keeps its own line)."""
+    """`parts` joined by `sep` in lines no wider than `width`; a part wider than that alone (a long
+    checkpoint path) loses its start to an ellipsis (the metadata keeps it whole)."""
     lines: list[str] = []
     for part in parts:
         if lines and font.getlength(f"{lines[-1]}{sep}{part}") <= width:
             lines[-1] += f"{sep}{part}"
-        else:
-            lines.append(part)
+            continue
+        while font.getlength(part) > width and len(part) > 2:
+            part = "\u2026" + part[2:]
+        lines.append(part)
     return lines
 
 
@@ -117,14 +121,17 @@ def _framed(grid_image: Image.Image, *, scale: int, caption: Caption | None, row
     font = _font(scale)
     pad, line = 2 * scale, (font.size + scale) if hasattr(font, "size") else 12
     left = int(max(font.getlength(label) for label in row_labels)) + 2 * pad if row_labels else 0
-    width = left + grid_image.width - 2 * pad
+    # A narrow grid (a few images) sits in a canvas wide enough for a readable caption.
+    inner = max(grid_image.width, _MIN_WIDTH if caption or end_labels else 0)
+    width = left + inner - 2 * pad
     lines = [*_wrap(caption.title.split(), font, width),
              *_wrap([f"{k} {v}" for k, v in caption.items().items()], font, width, sep=", ")] if caption else []
     top = len(lines) * line + 2 * pad if lines else 0
     bottom = line + 2 * pad if end_labels else 0
-    canvas = Image.new(grid_image.mode, (left + grid_image.width, top + grid_image.height + bottom),
+    canvas = Image.new(grid_image.mode, (left + inner, top + grid_image.height + bottom),
                        (_BAND,) * 3 if grid_image.mode == "RGB" else _BAND)
-    canvas.paste(grid_image, (left, top))
+    x0 = left + (inner - grid_image.width) // 2  # the grid's left edge
+    canvas.paste(grid_image, (x0, top))
     draw = ImageDraw.Draw(canvas)
     ink = lambda grey: (grey,) * 3 if grid_image.mode == "RGB" else grey  # noqa: E731
     for k, text in enumerate(lines):
@@ -134,9 +141,11 @@ def _framed(grid_image: Image.Image, *, scale: int, caption: Caption | None, row
         draw.text((pad, middle - line / 2), label, fill=ink(_LABEL_INK), font=font)
     if end_labels:
         y = top + grid_image.height + pad
-        draw.text((left + pad, y), end_labels[0], fill=ink(_LABEL_INK), font=font)
-        draw.text((canvas.width - font.getlength(end_labels[1]) - pad, y), end_labels[1], fill=ink(_LABEL_INK),
-                  font=font)
+        # Under the strip's ends; a strip too short for both goes out to the canvas's edges.
+        fits = sum(font.getlength(label) for label in end_labels) + 4 * pad <= grid_image.width
+        start, end = (x0, x0 + grid_image.width) if fits else (0, canvas.width)
+        draw.text((start + pad, y), end_labels[0], fill=ink(_LABEL_INK), font=font)
+        draw.text((end - font.getlength(end_labels[1]) - pad, y), end_labels[1], fill=ink(_LABEL_INK), font=font)
     return canvas
 
 

@@ -223,6 +223,13 @@ def test_reconstruct_and_interpolate_write_their_pictures(trained, cli_invoke, o
     with Image.open(trained["--results-dir"] / "interpolation_3_7.gif") as gif:
         assert gif.n_frames == 6 + 4 and gif.width >= 4 * 28  # there and back
         assert "from test image 3 to test image 7" in gif.info["comment"].decode()
+    # At the default scale (2) the rows are labelled at the left and the strip's ends below it.
+    assert cli_invoke("reconstruct", "--n", "20", *opts(trained)).exit_code == 0
+    with Image.open(trained["--results-dir"] / "reconstructions.png") as image:
+        assert image.width > 560 and image.height > 4 * 56 and "reconstructions" in image.text["Title"]
+    assert cli_invoke("interpolate", "--from-index", "3", "--to-index", "7", "--steps", "6", *opts(trained)).exit_code == 0
+    with Image.open(trained["--results-dir"] / "interpolation_3_7.png") as image:
+        assert image.height > 56 and image.text["Title"].startswith("from test image 3 to test image 7")
     one_line_error(cli_invoke("interpolate", "--to-index", "100", *opts(trained)), "test image 100 does not exist")
     one_line_error(cli_invoke("reconstruct", "--n", "0", *opts(trained)), "--n")
 
@@ -241,6 +248,7 @@ def test_quiz_mixes_real_and_generated_and_keeps_the_answers(trained, mnist_dir,
     assert len(answers) == 100 and sum(a["real"] for a in answers) == 30
     with Image.open(folder / "quiz.png") as image:
         pixels = np.asarray(image)
+        assert image.text["Title"].startswith("Human or machine?") and image.text["noise"] == "0.7"
     test, _ = data.load_split(mnist_dir, "test")
     for a in answers:
         row, col = divmod(a["cell"], 10)

@@ -19,9 +19,8 @@ from typer.core import TyperGroup
 
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
-                             RECONSTRUCT_IMAGES, Device,
-                             EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision,
-                             QuizConfig, TrainConfig, TuneConfig, check_mode_options, either)
+                             RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective,
+                             Paths, Precision, QuizConfig, TrainConfig, TuneConfig, check_mode_options, either)
 from pyro_vae.errors import Interrupted, PyroVAEError
 
 
@@ -59,7 +58,8 @@ def _usage_error(exc: typer.TyperException) -> str:
     param = getattr(exc, "param", None)
     if choice is None or param is None or not getattr(param, "opts", None):
         return exc.format_message()
-    return f"{param.opts[0]} must be {either(tuple(c.strip(chr(39)) for c in choice[2].split(', ')))}, got {choice[1]}"
+    choices = tuple(quoted.strip("'") for quoted in choice[2].split(", "))
+    return f"{param.opts[0]} must be {either(choices)}, got {choice[1]}"
 
 
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, rich_markup_mode=None,

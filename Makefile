@@ -28,7 +28,7 @@ test-slow: install  ## real MNIST, fetched as a fresh machine would, real traini
 browser:  ## the system's chromium for the explorer's browser tests: installed with apt-get when missing (as root)
 	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
 
-run: install  ## fetch MNIST, train (resumes by itself), then draw both kinds of images
+run: install  ## fetch MNIST, train (resumes by itself: after `make run EPOCHS=3`, run `make run EPOCHS=3` again), then draw both kinds of images
 	$(PY) cli.py download
 	$(PY) cli.py train --epochs $(EPOCHS)
 	$(PY) cli.py generate --mode prior

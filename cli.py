@@ -8,7 +8,9 @@ libraries load inside the commands, so `--help` stays fast.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -17,9 +19,9 @@ from typer.core import TyperGroup
 
 from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
-                             MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, PICTURE_SCALE, RECONSTRUCT_IMAGES, Device,
-                             EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision,
-                             QuizConfig, TrainConfig, TuneConfig)
+                             MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
+                             RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective,
+                             Paths, Precision, QuizConfig, TrainConfig, TuneConfig, check_mode_options, either)
 from pyro_vae.errors import Interrupted, PyroVAEError
 
 
@@ -31,7 +33,7 @@ class _OneLineErrors(TyperGroup):
             code = super().main(*args, standalone_mode=False, **kwargs)
         except typer.TyperException as exc:  # click's usage errors: bad or missing option values
             where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
-            typer.echo(f"error: {exc.format_message()}{where}", err=True)
+            typer.echo(f"error: {_usage_error(exc)}{where}", err=True)
             code = exc.exit_code
         except typer.Abort:
             typer.echo("error: aborted", err=True)
@@ -45,6 +47,20 @@ class _OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+# Typer's words for a value outside a list of choices: "Value error, 'priors' is not one of 'prior', 'digit'."
+_NOT_A_CHOICE = re.compile(r"(?:Value error, )?('.*') is not one of (.*?)\.?$")
+
+
+def _usage_error(exc: typer.TyperException) -> str:
+    """Click's message, except a value outside a list of choices: "--mode must be prior or digit, got 'priors'"."""
+    choice = _NOT_A_CHOICE.fullmatch(str(getattr(exc, "message", "")))
+    param = getattr(exc, "param", None)
+    if choice is None or param is None or not getattr(param, "opts", None):
+        return exc.format_message()
+    choices = tuple(quoted.strip("'") for quoted in choice[2].split(", "))
+    return f"{param.opts[0]} must be {either(choices)}, got {choice[1]}"
 
 
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, rich_markup_mode=None,
@@ -103,6 +119,12 @@ def _load(checkpoint: Optional[Path], paths: Paths, device: Device, **sizes: Opt
     return ckpt.load_vae(checkpoint, checkpoint_dir=paths.checkpoint_dir, device=resolve_device(device), **sizes)
 
 
+def _saved(path: Path, write: Callable[[Path], Path], note: str = "") -> None:
+    """Write `path` with `write` and say so: "replaced" where a file of that name was there before."""
+    verb = "replaced" if path.exists() else "wrote"
+    typer.echo(f"{verb} {write(path)}{note}")
+
+
 def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip()) if text else ()
@@ -144,6 +166,7 @@ def train(
     data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Train the VAE, resuming from the newest checkpoint by itself."""
+    from pyro_vae import commands
     from pyro_vae.runtime import resolve_device
     from pyro_vae.train import train as run_training
 
@@ -153,13 +176,14 @@ def train(
     sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
     config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value,
                          **{k: v.value if isinstance(v, Objective) else v for k, v in given.items()})
+    paths, model_config, on = _paths(data_dir, checkpoint_dir, results_dir), ModelConfig(**sizes), resolve_device(device)
     try:
-        result = run_training(config, model_config=ModelConfig(**sizes), paths=_paths(data_dir, checkpoint_dir,
-                              results_dir), device=resolve_device(device), fresh=fresh,
+        result = run_training(config, model_config=model_config, paths=paths, device=on, fresh=fresh,
                               progress=sys.stdout.isatty(), explicit=frozenset(given) | frozenset(sizes))
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving the position
-        typer.echo("error: interrupted twice; checkpoints on disk are whole: run `python cli.py train` again "
-                   "to resume from the newest", err=True)
+        again = commands.train(config, paths=paths, model_config=model_config, device=on)
+        typer.echo(f"error: interrupted twice; checkpoints on disk are whole; to resume from the newest, run: {again}",
+                   err=True)
         raise typer.Exit(130) from None
     if result.saved:
         typer.echo(f"Done. Newest checkpoint: {result.saved[-1]}")
@@ -170,30 +194,39 @@ def generate(
     mode: Annotated[Mode, typer.Option(help="prior: decode z ~ N(0, I); digit: widen the guide around real test "
                                        "digits.")] = Mode.prior,
     n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
-    noise: Annotated[float, typer.Option(help="Added to the guide's log-std in digit mode (the seed uses "
-                                         "0.7).")] = GenerateConfig.noise,
-    digits: Annotated[str, typer.Option(help="Digit mode: which digits' exemplars, e.g. 3,8.")] = ",".join(
-        map(str, GenerateConfig.digits)),
+    noise: Annotated[Optional[float], typer.Option(help=f"Digit mode: added to the guide's log-std, {MIN_NOISE:g} "
+                                                   f"to {MAX_NOISE:g}; 1.4 gives more varied digits [default: "
+                                                   f"{GenerateConfig.noise:g}, the seed's].")] = None,
+    digits: Annotated[Optional[str], typer.Option(help="Digit mode: which digits' exemplars, e.g. 3,8 "
+                                                  "[default: all ten].")] = None,
     index: Annotated[Optional[str], typer.Option(help="Digit mode: encode these test images instead, e.g. "
                                                  "17,42.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same images.")] = GenerateConfig.seed,
-    scale: Annotated[int, typer.Option(help="Draw each pixel as scale x scale.")] = GenerateConfig.scale,
+    scale: Annotated[int, typer.Option(help="Draw each pixel as scale x scale; 1: the seed's raw grid, no "
+                                       "caption band.")] = GenerateConfig.scale,
     checkpoint: CheckpointFile = None,
     z_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
     hidden_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
     data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
-    """Generate grids of digits from a trained checkpoint."""
-    from pyro_vae import data, generate as gen, images
+    """Generate grids of digits from a trained checkpoint (other settings than the seed's get other names)."""
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
 
-    config = GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=_int_list(digits, "--digits"),
+    check_mode_options(mode.value, frozenset(k for k, v in dict(noise=noise, digits=digits, index=index).items()
+                                              if v is not None))
+    config = GenerateConfig(n=n, noise=GenerateConfig.noise if noise is None else noise, seed=seed, scale=scale,
+                            digits=_int_list(digits, "--digits") if digits is not None else GenerateConfig.digits,
                             indices=_int_list(index, "--index"))
     paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, _ = _load(checkpoint, paths, device, z_dim=z_dim, hidden_dim=hidden_dim)
+    vae, path = _load(checkpoint, paths, device, z_dim=z_dim, hidden_dim=hidden_dim)
     x = data.test_images(paths.data_dir, indices=list(config.chosen().values()))[0] if mode == Mode.digit else None
+    about = {**ckpt.describe(path), "mode": mode.value, **({"noise": config.noise} if mode == Mode.digit else {}),
+             "seed": seed}
+    titles = gen.titles(mode.value, config)
     for name, x_probs in gen.samples(vae, mode.value, config, x=x).items():
-        typer.echo(f"wrote {images.save_grid(x_probs, results_dir / f'{name}.png', scale=config.scale)}")
+        _saved(results_dir / f"{name}.png", lambda out: images.save_grid(
+            x_probs, out, scale=config.scale, caption=images.Caption(titles[name], about)))
 
 
 @app.command()
@@ -205,14 +238,18 @@ def evaluate(
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
     data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
-    """Test-set ELBO and importance-sampled log-likelihood, per image in nats."""
-    from pyro_vae import data, evaluate as ev
-    from pyro_vae.metrics import EVALUATION, write_json
+    """Test-set ELBO and importance-sampled log-likelihood, per image in nats (one record per checkpoint
+    and setting in results/metrics/evaluation.json)."""
+    from pyro_vae import checkpoint as ckpt, data, evaluate as ev
+    from pyro_vae.metrics import EVALUATION, add_evaluation, read_evaluations
     from pyro_vae.progress import Bars
 
     paths = _paths(data_dir, checkpoint_dir, results_dir)
+    read_evaluations(results_dir / EVALUATION)  # a damaged record file fails now, not after the work
     vae, path = _load(checkpoint, paths, device)
     x = data.test_images(paths.data_dir)[0].to(next(vae.parameters()).device)
+    about = ckpt.describe(path)
+    typer.echo(f"scoring {path} (epoch {about['epoch']}) on {len(x)} test images with {particles} particles...")
     with Bars(sys.stdout.isatty()) as bars:
         bars.add("test images", total=len(x))
         result = ev.evaluate(vae, x, particles=particles, seed=seed, batch_size=batch_size,
@@ -220,8 +257,9 @@ def evaluate(
     typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
     typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
     typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
-    out = write_json({"checkpoint": str(path), "seed": seed, **vars(result)}, results_dir / EVALUATION)
-    typer.echo(f"wrote {out}")
+    out, replaced = add_evaluation({**about, "seed": seed, **vars(result)}, results_dir / EVALUATION)
+    typer.echo(f"replaced this checkpoint's record with K={particles}, seed {seed} in {out}" if replaced else
+               f"wrote {out} (a record of its own for this checkpoint, particles and seed)")
 
 
 @app.command()
@@ -233,13 +271,17 @@ def reconstruct(
     data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
-    from pyro_vae import data, generate as gen, images
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
 
     paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, _ = _load(checkpoint, paths, device)
+    vae, path = _load(checkpoint, paths, device)
     x = data.test_images(paths.data_dir, indices=range(n))[0].to(next(vae.parameters()).device)
     pairs = gen.reconstructions(vae, x)
-    typer.echo(f"wrote {images.save_grid(pairs, results_dir / 'reconstructions.png', scale=scale, cols=GRID_COLS)}")
+    caption = images.Caption(f"test images 0 to {n - 1} and their reconstructions (decoded guide means)",
+                             ckpt.describe(path))
+    labels = ["original", "reconstruction"] * -(-n // GRID_COLS)
+    _saved(results_dir / "reconstructions.png", lambda out: images.save_grid(
+        pairs, out, scale=scale, cols=GRID_COLS, caption=caption, row_labels=labels))
 
 
 @app.command()
@@ -253,15 +295,19 @@ def interpolate(
     data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
-    from pyro_vae import data, generate as gen, images
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
 
     paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, _ = _load(checkpoint, paths, device)
+    vae, path = _load(checkpoint, paths, device)
     x = data.test_images(paths.data_dir, indices=[from_index, to_index])[0].to(next(vae.parameters()).device)
     line = gen.interpolation(vae, x[0], x[1], steps=steps)
     stem = results_dir / f"interpolation_{from_index}_{to_index}"
-    typer.echo(f"wrote {images.save_grid(line, stem.with_suffix('.png'), scale=scale, cols=steps)}")
-    typer.echo(f"wrote {images.save_animation(line, stem.with_suffix('.gif'), scale=scale * 4)}")
+    caption = images.Caption(f"from test image {from_index} to test image {to_index}: {steps} points on the "
+                             "line between their encodings", ckpt.describe(path))
+    ends = (f"test image {from_index}", f"test image {to_index}")
+    _saved(stem.with_suffix(".png"), lambda out: images.save_grid(line, out, scale=scale, cols=steps, caption=caption,
+                                                                  end_labels=ends))
+    _saved(stem.with_suffix(".gif"), lambda out: images.save_animation(line, out, scale=scale * 4, caption=caption))
 
 
 @app.command()
@@ -276,7 +322,7 @@ def quiz(
     data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
-    from pyro_vae import data, generate as gen, images
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
     from pyro_vae.metrics import write_json
 
     config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
@@ -285,12 +331,15 @@ def quiz(
     binarized, intensities = data.test_images(paths.data_dir)
     shown, answers = gen.quiz(vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
                               noise=config.noise, seed=config.seed)
-    folder = results_dir / "quiz"
-    typer.echo(f"wrote {images.save_grid(shown, folder / 'quiz.png', scale=scale)}")
+    folder, about = results_dir / "quiz", {**ckpt.describe(path), "noise": noise, "seed": seed}
     marked = [not answer["real"] for answer in answers]
-    typer.echo(f"wrote {images.save_marked_grid(shown, marked, folder / 'answers.png', scale=scale)} (generated: red)")
-    record = {"checkpoint": str(path), "seed": seed, "noise": noise, "real_fraction": real_fraction, "cells": answers}
-    typer.echo(f"wrote {write_json(record, folder / 'answers.json')}")
+    ask = images.Caption("Human or machine? Some digits are real test images, the others generated", about)
+    tell = images.Caption(f"The answers: the {sum(marked)} generated digits are framed in red", about)
+    _saved(folder / "quiz.png", lambda out: images.save_grid(shown, out, scale=scale, caption=ask))
+    _saved(folder / "answers.png", lambda out: images.save_marked_grid(shown, marked, out, scale=scale, caption=tell),
+           " (generated: red)")
+    record = {**about, "real_fraction": real_fraction, "cells": answers}
+    _saved(folder / "answers.json", lambda out: write_json(record, out))
 
 
 @app.command()
@@ -330,19 +379,23 @@ def tune(
                         heartbeat_s=heartbeat, grace_s=grace_period)
     paths = _paths(data_dir, checkpoint_dir, results_dir)
     if report:
-        rows, written = search.report(config, paths=paths)
+        there = set(search.study_dir(paths, config.study).glob("*"))
+        rows, written, notes = search.report(config, paths=paths)
         columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
         typer.echo("  ".join(f"{c:>10}" for c in columns))
         for row in rows:
             typer.echo("  ".join(f"{search.format_value(v) if c == 'value' else _cell(v):>10}"
                                  for c, v in ((c, row.get(c)) for c in columns)))
         for path in written:
-            typer.echo(f"wrote {path}")
+            typer.echo(f"{'replaced' if path in there else 'wrote'} {path}")
+        for note in notes:
+            typer.echo(note)
         return
     fixed = {k: v.value if isinstance(v, Objective) else v for k, v in dict(
         objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
         hidden_dim=hidden_dim).items() if v is not None}
-    best = search.search(config, fixed=fixed, paths=paths, device=resolve_device(device), resume=resume)
+    best = search.search(config, fixed=fixed, paths=paths, device=resolve_device(device), resume=resume,
+                         progress=sys.stdout.isatty())
     if best is not None:
         typer.echo(f"best trial {best['trial']}: validation log p(x) {best['valid_log_likelihood']:.2f}, test "
                    f"log p(x) {best['test_log_likelihood']:.2f} +- {best['test_log_likelihood_se']:.2f} "
@@ -357,12 +410,13 @@ def _cell(value: Any) -> str:
 
 @app.command()
 def plot(results_dir: ResultsDir = Paths.results_dir) -> None:
-    """Draw the training curves of results/metrics/history.csv to results/metrics/curves.png."""
-    from pyro_vae.metrics import HISTORY, read_history
+    """Draw the training curves of results/metrics/history.csv (and evaluate's figures) to results/metrics/curves.png."""
+    from pyro_vae.metrics import EVALUATION, HISTORY, read_evaluations, read_history
     from pyro_vae.plots import CURVES, plot_history
 
-    records = read_history(results_dir / HISTORY)
-    typer.echo(f"wrote {plot_history(records, results_dir / CURVES)} ({len(records)} epochs)")
+    records, evaluations = read_history(results_dir / HISTORY), read_evaluations(results_dir / EVALUATION)
+    note = f" ({len(records)} epochs" + (f", {len(evaluations)} evaluations)" if evaluations else ")")
+    _saved(results_dir / CURVES, lambda out: plot_history(records, out, evaluations=evaluations), note)
 
 
 @app.command()

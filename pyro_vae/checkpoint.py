@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from pyro_vae import __version__, kernels
-from pyro_vae.config import ModelConfig, TrainConfig, resumed
+from pyro_vae import __version__, commands, kernels
+from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
 from pyro_vae.errors import CheckpointError, DamagedCheckpoint
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import EpochRecord
@@ -198,7 +198,8 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dic
         return Path(path), load(path)
     found = newest_valid(checkpoint_dir)
     if found is None:
-        raise CheckpointError(f"no checkpoint in {checkpoint_dir}; train first: python cli.py train")
+        train = commands.command("train", **commands.folders(Paths(checkpoint_dir=Path(checkpoint_dir))))
+        raise CheckpointError(f"no checkpoint in {checkpoint_dir}; train first: {train}")
     return found
 
 
@@ -338,3 +339,13 @@ def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
         raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
     vae.eval()
     return vae, path
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """What a picture or a record says of the checkpoint that made it: its path and the epochs it
+    had trained (a caption's and evaluation.json's `checkpoint` and `epoch`).
+
+    Reads the file memory-mapped: only the small entries are touched, not the weights.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return {"checkpoint": str(path), "epoch": int(state["epoch"])}

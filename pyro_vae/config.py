@@ -71,14 +71,19 @@ EVAL_CHUNK = 50
 # to the same overhead; its largest intermediates (1000 x 100 x 784 floats, 314 MB each, a few
 # alive at once) fit any training GPU. (Chosen on paper: no GPU was at hand to time it.)
 EVAL_CHUNK_CUDA = 1000
-MAX_NOISE = 10.0  # added to a log-std: exp(10) is already a spread of 22000
+# --noise is added to the guide's log-std, so the spread is multiplied by exp(noise). Above 10
+# (a factor of 22000) the pictures are noise; below -3 (a twentieth of the guide's own spread)
+# the draws are copies of one digit, indistinguishable by eye.
+MAX_NOISE = 10.0
+MIN_NOISE = -3.0
+SEED_NOISE = 0.7  # the seed program's digit pictures (results/0.png ... 9.png)
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 CACHE_ENV = "PYRO_VAE_CACHE"  # overrides the default cache folder (the kernel measurements)
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 MAX_SCALE = 16  # pixels per MNIST pixel in a picture
-# `generate` draws the seed's grids at their own size; the other picture commands default to
-# twice that, since a 10-cell strip or a quiz is read at arm's length.
+# Pictures are drawn with each MNIST pixel 2x2 and a caption band by default: the seed's 280x280
+# grid is a thumbnail on today's screens. `--scale 1` gives that raw grid (caption in the metadata only).
 PICTURE_SCALE = 2
 GRID_COLS = 10  # images per row in reconstructions (originals above their reconstructions)
 RECONSTRUCT_IMAGES, MAX_RECONSTRUCT_IMAGES = 50, 1000  # the first test images
@@ -97,7 +102,12 @@ def _require(ok: bool, message: str) -> None:
 
 
 def _require_choice(choices: type[Choice], value: str, flag: str) -> None:
-    _require(value in choices.values(), f"{flag} must be one of {', '.join(choices.values())}, got {value!r}")
+    _require(value in choices.values(), f"{flag} must be {either(choices.values())}, got {value!r}")
+
+
+def either(values: tuple[str, ...]) -> str:
+    """"prior or digit", "fp32 or bf16", "auto, cpu or cuda"."""
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
 
 
 def default_data_dir() -> Path:
@@ -196,11 +206,18 @@ class TrainConfig:
                  f"--eval-particles must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
 
 
-def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path,
-            hint: str = "drop the option to resume, or pass --fresh to start over") -> Any:
+# What fits each goal after a mismatch: resume the run that is there, train the other model in
+# folders of its own (checkpoints and history), or archive the run and start over.
+RESUME_HINT = ("drop {flag} to resume that run; to train this other model beside it, add --checkpoint-dir {beside} "
+               "--results-dir results/{slug} (folders of its own); or add --fresh to start over in this folder "
+               "(its checkpoints are archived)")
+
+
+def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path, hint: str = RESUME_HINT) -> Any:
     """The config (ModelConfig or TrainConfig) a run continuing from `source` uses, by each field's
     FIXED/CARRIED metadata: `recorded` is the checkpoint's, `given` this call's, `explicit` the
-    names the user gave. A FIXED setting given explicitly with another value is an error."""
+    names the user gave. A FIXED setting given explicitly with another value is an error, whose
+    `hint` may name `{flag}`, `{slug}` (e.g. z-dim-4) and `{beside}` (a folder next to `source`'s)."""
     kept = {}
     for f in fields(given):
         rule = f.metadata.get("on_resume")
@@ -209,7 +226,9 @@ def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path
         old, new = getattr(recorded, f.name), getattr(given, f.name)
         if rule == FIXED["on_resume"] and f.name in explicit and new != old:
             flag = "--" + f.name.replace("_", "-")
-            raise CheckpointError(f"{source} was trained with {flag} {old}, not {new}; {hint.format(flag=flag)}")
+            slug = f"{flag[2:]}-{new}"
+            raise CheckpointError(f"{source} was trained with {flag} {old}, not {new}; "
+                                  + hint.format(flag=flag, slug=slug, beside=Path(source).parent / slug))
         if rule == FIXED["on_resume"] or f.name not in explicit:
             kept[f.name] = old
     return replace(given, **kept)
@@ -276,26 +295,44 @@ class QuizConfig:
 
     cells: int = 100
     real_fraction: float = 0.5
-    noise: float = 0.7  # the seed's spread for digit samples
+    noise: float = SEED_NOISE  # the seed's spread for digit samples
     seed: int = 0
+
+
+# The options only digit mode uses, with what they do: given in prior mode they would do nothing.
+DIGIT_ONLY = {"noise": "it widens the guide around real digits", "digits": "it picks the digits to encode",
+              "index": "it picks the test images to encode"}
+
+
+def check_mode_options(mode: str, given: frozenset[str]) -> None:
+    """Refuse, in one line, an option that `mode` would ignore: the digit-mode options in prior
+    mode, and --digits beside --index (the test images given replace the digits' exemplars)."""
+    _require_choice(Mode, mode, "--mode")
+    for name, does in DIGIT_ONLY.items():
+        _require(mode == Mode.digit or name not in given,
+                 f"--{name} does nothing in prior mode ({does}); drop it, or pass --mode digit")
+    _require(not {"digits", "index"} <= given, "--digits and --index both choose the images to encode; give one")
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    """Sampling settings: `noise` is added to the guide's log-std, widening its spread."""
+    """Sampling settings: `noise` is added to the guide's log-std, widening its spread. The defaults
+    are the seed program's pictures (its digit pictures used noise 0.7), which keep its names."""
 
     n: int = 100
-    noise: float = 0.0
+    noise: float = SEED_NOISE
     seed: int = 0
-    scale: int = 1  # the seed's grids at their own size (see PICTURE_SCALE)
+    scale: int = PICTURE_SCALE  # 1: the seed's raw grid
     digits: tuple[int, ...] = tuple(range(10))
     indices: tuple[int, ...] = ()  # test images to encode instead of the digit exemplars
 
     def __post_init__(self) -> None:
         _require(1 <= self.n <= MAX_N, f"--n must be between 1 and {MAX_N}, got {self.n}")
         _require(math.isfinite(self.noise), f"--noise must be a finite number, got {self.noise}")
-        _require(abs(self.noise) <= MAX_NOISE,
-                 f"--noise must be between -{MAX_NOISE:g} and {MAX_NOISE:g} (it is added to the log-std), got {self.noise}")
+        _require(MIN_NOISE <= self.noise <= MAX_NOISE,
+                 f"--noise must be between {MIN_NOISE:g} and {MAX_NOISE:g}, got {self.noise:g}: it multiplies the "
+                 f"guide's spread by exp(noise), and below {MIN_NOISE:g} the draws are copies of one digit, above "
+                 f"{MAX_NOISE:g} noise")
         _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         _require(1 <= self.scale <= MAX_SCALE, f"--scale must be between 1 and {MAX_SCALE}, got {self.scale}")
         _require(len(self.digits) > 0, "--digits must name at least one digit, e.g. --digits 3,8")
@@ -303,6 +340,15 @@ class GenerateConfig:
             _require(0 <= d <= 9, f"--digits takes digits 0 to 9, got {d}")
         for i in self.indices:
             _require(i >= 0, f"--index must be 0 or more, got {i}")
+
+    def suffix(self, mode: str) -> str:
+        """What an output name adds for the settings that differ from the seed program's pictures
+        (the defaults: noise 0.7 in digit mode, seed 0, 100 images), e.g. "_noise1.4_seed7"; "" for the
+        seed's own, so a picture with other settings never replaces one with these."""
+        parts = [f"noise{self.noise:g}"] if mode == Mode.digit and self.noise != GenerateConfig.noise else []
+        parts += [f"seed{self.seed}"] if self.seed != GenerateConfig.seed else []
+        parts += [f"n{self.n}"] if self.n != GenerateConfig.n else []
+        return "".join("_" + part for part in parts)
 
     def chosen(self) -> dict[str, int]:
         """Digit mode's output names and the test images they encode: the seed's exemplar of each

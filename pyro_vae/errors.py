@@ -43,8 +43,9 @@ class WriteError(PyroVAEError):
 
 
 class Interrupted(PyroVAEError):
-    """Training stopped on a signal after saving where it was; `exit_code` is 128 + the signal."""
+    """Training stopped on a signal after saving where it was; `exit_code` is 128 + the signal,
+    `stopped` the part of the message that says where it stopped (a caller may give its own way on)."""
 
-    def __init__(self, message: str, *, exit_code: int) -> None:
+    def __init__(self, message: str, *, exit_code: int, stopped: str = "") -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code, self.stopped = exit_code, stopped or message

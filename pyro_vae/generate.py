@@ -7,7 +7,7 @@ import functools
 import torch
 from pyro.infer import Predictive
 
-from pyro_vae.config import GRID_COLS, GenerateConfig, Mode
+from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, check_mode_options
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import Z, VAE
 from pyro_vae.runtime import seed_all
@@ -44,25 +44,37 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
     return vae.x_probs(z).reshape(n, x.shape[0], -1).transpose(0, 1)
 
 
+def titles(mode: str, config: GenerateConfig) -> dict[str, str]:
+    """The output names of a `generate` call, in `samples`' order, each with what its picture shows.
+
+    Names are `random_samples` (prior), `3` (digit 3's exemplar) or `index_17` (test image 17),
+    plus `config.suffix(mode)` for settings other than the seed program's ("3_noise1.4").
+    """
+    check_mode_options(mode, frozenset())
+    suffix = config.suffix(mode)
+    if mode == Mode.prior:
+        return {PRIOR_NAME + suffix: f"{config.n} samples from the prior z ~ N(0, I)"}
+    return {name + suffix: f"{config.n} draws from the guide around test image {index}"
+            + (f" (a {name})" if name.isdigit() else "") for name, index in config.chosen().items()}
+
+
 def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The images a `generate` call produces, by output name, before anything is written.
+    """The images a `generate` call produces, by output name (see `titles`), before anything is written.
 
     Args:
-        mode: `prior` (one grid, `random_samples`) or `digit` (one grid per image of `x`, named
-            as `config.chosen()` names them).
+        mode: `prior` (one grid) or `digit` (one grid per image of `x`).
         x: digit mode's test images, binarized, in `config.chosen()`'s order: (k, 784).
     Returns:
         name -> (config.n, 784) float pixel probabilities.
     """
-    if mode not in Mode.values():
-        raise ConfigError(f"--mode must be one of {', '.join(Mode.values())}, got {mode!r}")
+    names = list(titles(mode, config))
     seed_all(config.seed)
     if mode == Mode.prior:
-        return {PRIOR_NAME: prior_samples(vae, n=config.n)}
+        return {names[0]: prior_samples(vae, n=config.n)}
     if x is None:
         raise ValueError("digit mode needs the test images to encode")
     drawn = guide_samples(vae, x.to(next(vae.parameters()).device), n=config.n, noise=config.noise)
-    return {name: drawn[k] for k, name in enumerate(config.chosen())}
+    return {name: drawn[k] for k, name in enumerate(names)}
 
 
 @torch.no_grad()

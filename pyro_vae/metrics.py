@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pyro_vae import commands
+from pyro_vae.config import Paths
 from pyro_vae.errors import HistoryError
 from pyro_vae.fsutil import atomic_write
 
@@ -62,7 +64,8 @@ def read_history(path: Path) -> list[EpochRecord]:
 
     path = Path(path)
     if not path.is_file():
-        raise HistoryError(f"no training history at {path}; train first (python cli.py train), "
+        train = commands.command("train", **commands.folders(Paths(results_dir=path.parent.parent)))
+        raise HistoryError(f"no training history at {path}; train first ({train}), "
                            "or point --results-dir at the folder a run wrote")
     try:
         with open(path, newline="") as handle:
@@ -82,8 +85,38 @@ def read_history(path: Path) -> list[EpochRecord]:
     return records
 
 
-def write_json(record: dict[str, Any], path: Path) -> Path:
-    """Write a record as indented JSON, atomically."""
+def write_json(record: dict[str, Any] | list[dict[str, Any]], path: Path) -> Path:
+    """Write a record (or a list of them) as indented JSON, atomically."""
     with atomic_write(Path(path)) as handle:
         handle.write((json.dumps(record, indent=2) + "\n").encode())
     return Path(path)
+
+
+# One evaluation.json record per checkpoint and setting: a later evaluation with the same key
+# replaces its record (the same seed gives the same figures), any other adds one.
+EVALUATION_KEY = ("checkpoint", "epoch", "particles", "seed")
+
+
+def read_evaluations(path: Path) -> list[dict[str, Any]]:
+    """The records of `evaluation.json` (none when it does not exist); a file written before
+    records were kept as a list holds one record. HistoryError when it is not such a file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        found = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HistoryError(f"{path} is not an evaluation record ({exc}); move it away and evaluate again") from None
+    records = found if isinstance(found, list) else [found]
+    if not all(isinstance(r, dict) for r in records):
+        raise HistoryError(f"{path} is not an evaluation record; move it away and evaluate again")
+    return records
+
+
+def add_evaluation(record: dict[str, Any], path: Path) -> tuple[Path, bool]:
+    """Add `record` to the list in `path`, atomically, replacing the one with the same
+    EVALUATION_KEY; returns the path and whether a record was replaced."""
+    key = tuple(record.get(name) for name in EVALUATION_KEY)
+    records = read_evaluations(path)
+    kept = [r for r in records if tuple(r.get(name) for name in EVALUATION_KEY) != key]
+    return write_json([*kept, record], path), len(kept) < len(records)

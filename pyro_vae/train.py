@@ -10,14 +10,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pyro
 import torch
 
-from pyro_vae import checkpoint, data, kernels
+from pyro_vae import checkpoint, commands, data, kernels
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
 from pyro_vae.errors import DeviceMismatch, Interrupted, TrainingDiverged
 from pyro_vae.evaluate import Stopped, evaluate
@@ -186,10 +186,11 @@ class StopRequest:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
-    def interrupted(self, where: str, path: Path) -> Interrupted:
-        name = signal.Signals(self.signum).name
-        return Interrupted(f"{name}: stopped {where} and saved {path}; run `python cli.py train` again to "
-                           "continue from there (or pass --fresh to start over)", exit_code=128 + self.signum)
+    def interrupted(self, where: str, path: Path, *, again: str) -> Interrupted:
+        """The exception that ends a stopped run; `again` is the command line that continues it."""
+        stopped = f"{signal.Signals(self.signum).name}: stopped {where} and saved {path}"
+        return Interrupted(f"{stopped}; to continue from there, run: {again}", exit_code=128 + self.signum,
+                           stopped=stopped)
 
 
 @dataclass
@@ -253,15 +254,20 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         run, first_epoch, position = _start(result, paths=paths, n_images=len(images), device=device,
                                             fresh=fresh, explicit=explicit)
         done_before = len(run.metrics)
-        if first_epoch > run.config.epochs:
-            log.info("Already trained to epoch %d; pass --epochs above that to continue", first_epoch - 1)
-            return result
         config = run.config
+        if first_epoch > config.epochs:
+            further = replace(config, epochs=2 * (first_epoch - 1))
+            log.info("Already trained to epoch %d; to train on, e.g. to epoch %d, run: %s", first_epoch - 1,
+                     further.epochs, commands.train(further, paths=paths, model_config=result.model_config,
+                                                    device=device))
+            return result
+        again = commands.train(config, paths=paths, model_config=result.model_config, device=device)
         images, held_out = _split(images, test, config, device=device)
         loss = loss_fn(config.objective, particles=config.particles)
         n_batches = -(-len(images) // config.batch_size)
         with Bars(progress) as bars:
-            bars.add("epochs ", total=config.epochs, completed=first_epoch - 1)  # a resumed run starts mid-way
+            # A resumed run starts mid-way; without a terminal the epoch lines say how far it is.
+            bars.add("epochs ", total=config.epochs, completed=first_epoch - 1, lines=False)
             bars.add("batches", total=n_batches)
             for epoch in range(first_epoch, config.epochs + 1):
                 bars.update("batches", completed=position.batch if position else 0)
@@ -277,22 +283,28 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                     raise _diverged(exc, epoch=epoch, run=run) from None
                 position = None
                 reached.seconds += time.perf_counter() - start
+                if reached.batch == n_batches:  # the epoch's line first, then its evaluation's
+                    log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, reached.seconds,
+                             _lower_bound(reached, len(images)))
                 if reached.batch < n_batches:
                     run.save(run.last, epoch=epoch - 1, at=reached)
-                    raise request.interrupted(f"at epoch {epoch}, batch {reached.batch} of {n_batches}", run.last)
+                    raise request.interrupted(f"at epoch {epoch}, batch {reached.batch} of {n_batches}", run.last,
+                                              again=again)
                 try:
-                    figures = _evaluate_if_due(run, epoch=epoch, held_out=held_out, stop=request.requested)
+                    figures = _evaluate_if_due(run, epoch=epoch, held_out=held_out, stop=request.requested,
+                                               bars=bars)
                 except Stopped:
                     # Saved as "every batch of the epoch done": the next run goes straight to this evaluation.
                     run.save(run.last, epoch=epoch - 1, at=reached)
-                    raise request.interrupted(f"in the evaluation after epoch {epoch}", run.last) from None
+                    raise request.interrupted(f"in the evaluation after epoch {epoch}", run.last,
+                                              again=again) from None
                 result.saved += _end_epoch(run, epoch=epoch, reached=reached, n_images=len(images), figures=figures)
                 result.metrics = run.metrics[done_before:]
                 bars.advance("epochs ")
                 if figures and on_evaluation is not None:
                     on_evaluation(epoch, figures)
                 if request.requested():
-                    raise request.interrupted(f"after epoch {epoch}", run.last)
+                    raise request.interrupted(f"after epoch {epoch}", run.last, again=again)
     return result
 
 
@@ -350,16 +362,23 @@ def _split(images: torch.Tensor, test: torch.Tensor, train_config: TrainConfig, 
     return images.to(device), held_out
 
 
-def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor],
-                     stop: Callable[[], bool]) -> dict[str, float]:
+def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor], stop: Callable[[], bool],
+                     bars: Bars | None = None) -> dict[str, float]:
     """EpochRecord fields (`test_elbo`, `valid_log_likelihood`, ...) for each held-out set, on the
     `eval_every` cadence only (not also at the last epoch, so the history and best.pt do not
     depend on how a run was split into calls); raises `Stopped` on a stop request."""
     if not run.config.eval_every or epoch % run.config.eval_every:
         return {}
     figures = {}
+    bars = bars or Bars(False)
     for name, x in held_out.items():
-        result = evaluate(run.vae, x, particles=run.config.eval_particles, seed=_EVAL_SEED, stop=stop)
+        row = f"{name} images"  # a row of its own while it runs (the whole test set takes seconds)
+        bars.add(row, total=len(x))
+        try:
+            result = evaluate(run.vae, x, particles=run.config.eval_particles, seed=_EVAL_SEED, stop=stop,
+                              on_batch=lambda done: bars.update(row, completed=done))
+        finally:
+            bars.remove(row)
         figures[f"{name}_elbo"], figures[f"{name}_log_likelihood"] = result.elbo, result.log_likelihood
         log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d)", name, result.elbo, result.log_likelihood,
                  result.images, run.config.eval_particles)
@@ -369,9 +388,8 @@ def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor]
 def _end_epoch(run: _Run, *, epoch: int, reached: Position, n_images: int, figures: dict[str, float]) -> list[Path]:
     """Record the epoch, rewrite the history, save (best.pt, the numbered file, last.pt) and prune;
     returns the numbered checkpoint written, if any."""
-    lower_bound = -reached.loss_sum.item() / n_images
-    log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, reached.seconds, lower_bound)
-    record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=lower_bound, lr=run.config.lr_at(epoch),
+    record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=_lower_bound(reached, n_images),
+                         lr=run.config.lr_at(epoch),
                          **figures)
     run.metrics.append(record)
     write_history(run.metrics, run.paths.results_dir / HISTORY)
@@ -394,10 +412,18 @@ def _end_epoch(run: _Run, *, epoch: int, reached: Position, n_images: int, figur
     return [numbered]
 
 
+def _lower_bound(reached: Position, n_images: int) -> float:
+    """The epoch's mean bound per training image, in nats."""
+    return -reached.loss_sum.item() / n_images
+
+
 def _diverged(exc: NonFiniteLoss, *, epoch: int, run: _Run) -> TrainingDiverged:
     kept = checkpoint.latest(run.paths.checkpoint_dir)
+    device = next(run.vae.parameters()).device
+    slower = replace(run.config, lr=run.config.lr / 10)
     return TrainingDiverged(
         f"the loss became {exc.value} at epoch {epoch}, batch {exc.batch}; training stopped and "
         f"{f'the last checkpoint, {kept}, is untouched' if kept else 'no checkpoint was written'}; "
-        f"try a lower --lr than {run.config.lr} with --fresh"
+        f"to start over with a lower --lr (earlier checkpoints are archived), run: "
+        f"{commands.train(slower, paths=run.paths, model_config=run.vae.config, device=device, every=True, fresh=True)}"
     )

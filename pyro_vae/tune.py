@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import shlex
 import socket
 import time
 import warnings
@@ -28,23 +27,26 @@ from typing import Any
 
 import torch
 
-from pyro_vae import checkpoint, data
+from pyro_vae import checkpoint, commands, data
 from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig
 from pyro_vae.errors import ConfigError, DeviceMismatch, Interrupted
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.runtime import resolve_device
+from pyro_vae.progress import Bars
 from pyro_vae.train import train
 
 log = logging.getLogger(__name__)
 
 TUNE_DIR = "tune"  # under the checkpoint and results folders
+REPRODUCE_DIR = "reproduce"  # the same, for `train` lines that reproduce a trial
 DATABASE = "optuna.db"  # the default storage, under results/tune/
 BEST = "best.json"
 TRIALS_CSV = "trials.csv"
 HISTORY_PNG = "optimization_history.png"
 IMPORTANCE_PNG = "param_importances.png"
+MIN_IMPORTANCE_TRIALS = 5  # fewer completed trials say nothing about which setting matters
 RUN_ATTR = "run"  # the trial's folder name, carried to its retries
 _OPEN_ATTEMPTS = 5
 _CREATION_RACE = ("UNIQUE constraint", "already exists", "database is locked", "duplicate key")
@@ -157,12 +159,13 @@ def pruner(config: TuneConfig) -> Any:
 
 
 def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: torch.device,
-           resume: bool = False) -> dict[str, Any] | None:
+           resume: bool = False, progress: bool = False) -> dict[str, Any] | None:
     """Run this worker's `config.trials` trials of the study, then score the study's best trial on
     the test set (`score_best`); returns that record, None when no trial has completed yet.
 
     Args:
         fixed: settings given on the command line (names of SEARCH_SPACE), not searched.
+        progress: draw progress bars (for terminals); otherwise long steps log how far they are.
     Raises:
         Interrupted: on Ctrl-C or SIGTERM, after saving the trial's position and queueing it again.
     """
@@ -192,26 +195,29 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
                 raise optuna.TrialPruned(f"validation log p(x) {figures['valid_log_likelihood']:.2f} at epoch {epoch}")
 
         explicit = frozenset(settings) | {"valid_size", "eval_every", "eval_particles"}
+        def train_on(on: torch.device) -> None:
+            train(train_config, model_config=model_config, paths=where, device=on, progress=progress,
+                  explicit=explicit, on_evaluation=report)
+
         try:
             try:
-                train(train_config, model_config=model_config, paths=where, device=device, explicit=explicit,
-                      on_evaluation=report)
+                train_on(device)
             except DeviceMismatch as exc:  # a retry of a trial begun on the other kind of device
                 recorded = _resume_device(exc.recorded)
                 if recorded is None:
-                    command = shlex.join(["python", "cli.py", "train", "--device", exc.recorded, "--epochs",
-                                          str(train_config.epochs), "--checkpoint-dir", str(where.checkpoint_dir),
-                                          "--results-dir", str(where.results_dir)])
+                    command = commands.train(train_config, paths=where, model_config=model_config,
+                                             device=torch.device(exc.recorded))
                     log.warning("Trial %d (%s) was trained on %s, which this worker lacks; it is marked failed and "
                                 "this worker goes on (`%s` continues it outside the study)", trial.number, run,
                                 exc.recorded, command)
                     raise _TrialSkipped from None
                 log.info("Trial %d (%s): resuming on %s, where it was trained", trial.number, run, recorded)
-                train(train_config, model_config=model_config, paths=where, device=recorded, explicit=explicit,
-                      on_evaluation=report)
-        except Interrupted:
+                train_on(recorded)
+        except Interrupted as exc:
             study.enqueue_trial(trial.params, user_attrs={RUN_ATTR: run})  # the next worker resumes it
-            raise
+            again = commands.tune(config, paths=paths, fixed=fixed, device=device)
+            raise Interrupted(f"{exc.stopped}; trial {trial.number} is queued again; to continue the study, run: "
+                              f"{again}", exit_code=exc.exit_code, stopped=exc.stopped) from None
         records = read_history(where.results_dir / HISTORY)
         scores = [r.valid_log_likelihood for r in records if r.valid_log_likelihood is not None]
         trial.set_user_attr("epochs", records[-1].epoch)
@@ -221,7 +227,7 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
 
     with opened_study(config, paths=paths, resume=resume) as study:
         study.optimize(objective, n_trials=config.trials, catch=(_TrialSkipped,))
-        return score_best(study, config, paths=paths, device=device)
+        return score_best(study, config, paths=paths, device=device, progress=progress)
 
 
 class _TrialSkipped(Exception):
@@ -263,18 +269,24 @@ def _describe(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
 
 
-def train_command(config: TuneConfig, settings: dict[str, Any]) -> str:
-    """The `python cli.py train ...` line that reproduces a trial outside the study."""
+def reproduce_paths(paths: Paths, study: str, run: str) -> Paths:
+    """Where a reproduction of a trial trains: checkpoints/reproduce/<study>-<run>/ and
+    results/reproduce/<study>-<run>/, folders of its own beside the main run's and the trial's."""
+    name = f"{study}-{run}"
+    return Paths(data_dir=paths.data_dir, checkpoint_dir=paths.checkpoint_dir / REPRODUCE_DIR / name,
+                 results_dir=paths.results_dir / REPRODUCE_DIR / name)
+
+
+def train_command(config: TuneConfig, settings: dict[str, Any], *, paths: Paths, run: str) -> str:
+    """The `python cli.py train ...` line that reproduces a trial outside the study, every setting
+    spelled out, in folders of its own (`reproduce_paths`): pasted where the main run lives, it
+    starts the trial's run rather than resuming (or colliding with) the main one."""
     model, training = _configs(config, settings)
-    words = ["python", "cli.py", "train", "--epochs", str(training.epochs)]
-    for name in ("objective", "particles", "lr", "lr_decay", "valid_size", "eval_every", "eval_particles"):
-        words += ["--" + name.replace("_", "-"), repr(getattr(training, name)) if name in ("lr", "lr_decay")
-                  else str(getattr(training, name))]
-    words += ["--z-dim", str(model.z_dim), "--hidden-dim", str(model.hidden_dim)]
-    return shlex.join(words)
+    return commands.train(training, paths=reproduce_paths(paths, config.study, run), model_config=model, every=True)
 
 
-def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.device) -> dict[str, Any] | None:
+def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.device,
+               progress: bool = False) -> dict[str, Any] | None:
     """Score the study's best trial on the test set with `config.test_particles` particles and
     write results/tune/<study>/best.json (with the train command that reproduces it); None when
     no trial has completed. The checkpoint scored is the trial's best.pt (chosen on validation)."""
@@ -292,13 +304,18 @@ def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.de
     vae, path = checkpoint.load_vae(path if path.is_file() else None, checkpoint_dir=where.checkpoint_dir,
                                     device=device)
     x = data.test_images(paths.data_dir)[0].to(device)
-    result = evaluate(vae, x, particles=config.test_particles)
+    log.info("Scoring the best trial, %d, on %d test images with K=%d (%s)", best.number, len(x),
+             config.test_particles, path)
+    with Bars(progress) as bars:
+        bars.add("test images", total=len(x))
+        result = evaluate(vae, x, particles=config.test_particles,
+                          on_batch=lambda done: bars.update("test images", completed=done))
     settings = best.user_attrs["settings"]
     record = {"study": config.study, "trial": best.number, "run": best.user_attrs[RUN_ATTR],
               "valid_log_likelihood": best.value, "checkpoint": str(path), "test_particles": config.test_particles,
               "test_elbo": result.elbo, "test_elbo_se": result.elbo_se, "test_log_likelihood": result.log_likelihood,
               "test_log_likelihood_se": result.log_likelihood_se, "settings": settings,
-              "command": train_command(config, settings)}
+              "command": train_command(config, settings, paths=paths, run=best.user_attrs[RUN_ATTR])}
     with atomic_write(out) as handle:
         handle.write((json.dumps(record, indent=2) + "\n").encode())
     return record
@@ -319,10 +336,11 @@ def _save_plot(axes: Any, path: Path) -> Path:
     return path
 
 
-def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], list[Path]]:
+def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], list[Path], list[str]]:
     """The study's trials as rows (number, state, run, worker, epochs, value, settings) and the files
-    written: results/tune/<study>/trials.csv and PNGs of the optimisation history and, once two
-    trials have completed with settings that vary, of the settings' importances."""
+    written: results/tune/<study>/trials.csv and PNGs of the optimisation history and, once
+    MIN_IMPORTANCE_TRIALS trials have completed with at least two settings that vary, of those
+    settings' importances; and notes on what was not drawn, and why."""
     with opened_study(config, paths=paths, create=False) as study:
         trials = study.trials
     rows = []
@@ -332,7 +350,7 @@ def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], l
                      "epochs": epochs, "value": t.value, "worker": t.user_attrs.get("worker", ""),
                      **t.user_attrs.get("settings", t.params)})
     folder = study_dir(paths, config.study)
-    written = []
+    written, notes = [], []
     columns = list(dict.fromkeys(k for row in rows for k in row)) or ["number", "state", "value"]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
@@ -346,14 +364,34 @@ def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], l
     matplotlib.use("Agg")
     import optuna.visualization.matplotlib as plots
 
+    from matplotlib.ticker import MaxNLocator
+
     completed = [t for t in trials if t.state.name == "COMPLETE"]
-    varied = {name for name in SEARCH_SPACE if len({t.params.get(name) for t in completed} - {None}) > 1}
+    varied = [name for name in SEARCH_SPACE if len({t.params.get(name) for t in completed} - {None}) > 1]
+    target = f"validation log p(x), nats (K={config.eval_particles})"
     with opened_study(config, paths=paths, create=False) as study:
         if completed:
-            written.append(_save_plot(plots.plot_optimization_history(study), folder / HISTORY_PNG))
-        if len(completed) >= 2 and varied:
-            written.append(_save_plot(plots.plot_param_importances(study), folder / IMPORTANCE_PNG))
-    return rows, written
+            axes = plots.plot_optimization_history(study, target_name=target)
+            axes.set(title=f"study {config.study}: each trial's {target} (higher is better)", xlabel="trial")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole
+            handles, labels = axes.get_legend_handles_labels()
+            # Inside the plot: Optuna's legend, beside it, squeezes the plot to a strip.
+            axes.legend(handles, ["best so far" if label == "Best Value" else "trial" for label in labels],
+                        loc="lower right")
+            axes.figure.set_size_inches(9, 5)
+            written.append(_save_plot(axes, folder / HISTORY_PNG))
+        if len(completed) >= MIN_IMPORTANCE_TRIALS and len(varied) >= 2:
+            axes = plots.plot_param_importances(study, params=varied, target_name=target)
+            axes.set_title("", loc="left")  # Optuna's "Hyperparameter Importances"
+            axes.set(title=f"study {config.study}: which searched setting explains the {target}\n"
+                     f"({len(completed)} completed trials; fANOVA importances, summing to 1)",
+                     ylabel="searched setting", xlabel="importance")
+            axes.get_legend().remove()
+            written.append(_save_plot(axes, folder / IMPORTANCE_PNG))
+        else:
+            notes.append(f"no {IMPORTANCE_PNG}: it needs {MIN_IMPORTANCE_TRIALS} completed trials with at least 2 "
+                         f"settings that vary (has {len(completed)}, varying: {', '.join(varied) or 'none'})")
+    return rows, written, notes
 
 
 def format_value(value: float | None) -> str:

@@ -38,12 +38,13 @@ def test_train_prints_seed_style_epoch_lines_and_resumes(trained, cli_invoke):
 
 
 def test_generate_prior_writes_a_ten_by_ten_grid(trained, cli_invoke):
-    result = cli_invoke("generate", "--mode", "prior", *opts(trained))
+    result = cli_invoke("generate", "--mode", "prior", "--scale", "1", *opts(trained))
     assert result.exit_code == 0, result.output
     path = trained["--results-dir"] / "random_samples.png"
     assert f"wrote {path}" in result.stdout
     with Image.open(path) as image:
-        assert image.size == (280, 280)
+        assert image.size == (280, 280)  # --scale 1: the seed's raw grid; its caption is in the metadata
+        assert image.text["mode"] == "prior" and image.text["epoch"] == "2" and image.text["seed"] == "0"
 
 
 def test_generate_digit_writes_one_grid_per_digit_deterministically(trained, cli_invoke):
@@ -62,9 +63,9 @@ def test_generate_digit_writes_one_grid_per_digit_deterministically(trained, cli
 def test_generate_subset_of_digits_and_scale(trained, cli_invoke):
     result = cli_invoke("generate", "--mode", "digit", "--digits", "3,8", "--n", "4", "--scale", "3", *opts(trained))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in trained["--results-dir"].iterdir()) == ["3.png", "8.png"]
-    with Image.open(trained["--results-dir"] / "3.png") as image:
-        assert image.size == (2 * 28 * 3, 2 * 28 * 3)
+    assert sorted(p.name for p in trained["--results-dir"].iterdir()) == ["3_n4.png", "8_n4.png"]
+    with Image.open(trained["--results-dir"] / "3_n4.png") as image:
+        assert image.width >= 2 * 28 * 3 and image.height > 2 * 28 * 3  # the grid and its caption above
 
 
 def test_fresh_starts_over(trained, cli_invoke):
@@ -85,8 +86,8 @@ def test_fresh_starts_over(trained, cli_invoke):
         (["train", "--device", "tpu"], ["--device"]),
         (["train", "--unknown-flag"], ["No such option"]),
         (["generate", "--n", "0"], ["--n must be between 1 and 10000"]),
-        (["generate", "--noise", "nan"], ["--noise must be a finite number"]),
-        (["generate", "--noise", "inf"], ["--noise must be a finite number"]),
+        (["generate", "--mode", "digit", "--noise", "nan"], ["--noise must be a finite number"]),
+        (["generate", "--mode", "digit", "--noise", "inf"], ["--noise must be a finite number"]),
         (["generate", "--mode", "digit", "--digits", "12"], ["--digits takes digits 0 to 9, got 12"]),
         (["generate", "--mode", "digit", "--digits", "three"], ["--digits takes comma-separated"]),
         (["generate", "--mode", "dream"], ["--mode"]),
@@ -165,7 +166,8 @@ def test_interrupt_prints_how_to_continue_and_exits_130(dirs, cli_invoke, tiny_o
         result = cli_invoke("train", "--epochs", "2", *tiny_options, *opts(dirs))
     assert result.exit_code == 130, result.output
     assert "SIGINT: stopped at epoch 1, batch 3 of 5 and saved" in result.stderr
-    assert "run `python cli.py train` again to continue" in result.stderr and "Traceback" not in result.output
+    assert "to continue from there, run: python cli.py train --epochs 2 " in result.stderr  # (tests/test_commands.py pastes it)
+    assert "Traceback" not in result.output
     result = cli_invoke("train", "--epochs", "2", *opts(dirs))
     assert result.exit_code == 0 and "(epoch 1, after batch 3)" in result.stdout
 
@@ -180,7 +182,7 @@ def test_unwritable_results_keep_earlier_images(trained, monkeypatch, cli_invoke
     # Running as root, a read-only folder would still be writable: fail the temporary file instead.
     monkeypatch.setattr("pyro_vae.fsutil.tempfile.mkstemp", no_space)
     result = cli_invoke("generate", "--seed", "5", *opts(trained))
-    one_line_error(result, "could not write", "random_samples.png", "No space left on device")
+    one_line_error(result, "could not write", "random_samples_seed5.png", "No space left on device")
     assert digest(trained["--results-dir"]) == before
 
 
@@ -198,9 +200,11 @@ def test_evaluate_prints_and_writes_the_same_figures_twice(trained, cli_invoke, 
     first = cli_invoke(*args)
     assert first.exit_code == 0, first.output
     assert "log p(x) (IS)" in first.stdout and "100 test images, 20 particles" in first.stdout
-    record = json.loads((trained["--results-dir"] / "metrics" / "evaluation.json").read_text())
-    assert record["log_likelihood"] >= record["elbo"] and record["images"] == 100
-    assert cli_invoke(*args).stdout == first.stdout  # same seed, same figures
+    [record] = json.loads((trained["--results-dir"] / "metrics" / "evaluation.json").read_text())
+    assert record["log_likelihood"] >= record["elbo"] and record["images"] == 100 and record["epoch"] == 2
+    again = cli_invoke(*args)
+    assert again.stdout.splitlines()[:-1] == first.stdout.splitlines()[:-1]  # same seed, same figures
+    assert "replaced this checkpoint's record" in again.stdout
     one_line_error(cli_invoke("evaluate", "--particles", "0", *opts(trained)), "--particles")
     one_line_error(cli_invoke("evaluate", "--seed", "-1", *opts(trained)), "--seed")
     one_line_error(cli_invoke("evaluate", "--seed", str(2**32), *opts(trained)), "--seed")
@@ -217,7 +221,15 @@ def test_reconstruct_and_interpolate_write_their_pictures(trained, cli_invoke, o
     with Image.open(trained["--results-dir"] / "interpolation_3_7.png") as image:
         assert image.size == (6 * 28, 28)
     with Image.open(trained["--results-dir"] / "interpolation_3_7.gif") as gif:
-        assert gif.n_frames == 6 + 4 and gif.size == (4 * 28, 4 * 28)  # there and back
+        assert gif.n_frames == 6 + 4 and gif.width >= 4 * 28  # there and back
+        assert "from test image 3 to test image 7" in gif.info["comment"].decode()
+    # At the default scale (2) the rows are labelled at the left and the strip's ends below it.
+    assert cli_invoke("reconstruct", "--n", "20", *opts(trained)).exit_code == 0
+    with Image.open(trained["--results-dir"] / "reconstructions.png") as image:
+        assert image.width > 560 and image.height > 4 * 56 and "reconstructions" in image.text["Title"]
+    assert cli_invoke("interpolate", "--from-index", "3", "--to-index", "7", "--steps", "6", *opts(trained)).exit_code == 0
+    with Image.open(trained["--results-dir"] / "interpolation_3_7.png") as image:
+        assert image.height > 56 and image.text["Title"].startswith("from test image 3 to test image 7")
     one_line_error(cli_invoke("interpolate", "--to-index", "100", *opts(trained)), "test image 100 does not exist")
     one_line_error(cli_invoke("reconstruct", "--n", "0", *opts(trained)), "--n")
 
@@ -236,6 +248,7 @@ def test_quiz_mixes_real_and_generated_and_keeps_the_answers(trained, mnist_dir,
     assert len(answers) == 100 and sum(a["real"] for a in answers) == 30
     with Image.open(folder / "quiz.png") as image:
         pixels = np.asarray(image)
+        assert image.text["Title"].startswith("Human or machine?") and image.text["noise"] == "0.7"
     test, _ = data.load_split(mnist_dir, "test")
     for a in answers:
         row, col = divmod(a["cell"], 10)
@@ -316,3 +329,67 @@ def test_a_run_that_diverges_for_real_ends_in_one_line(trained, cli_invoke, one_
     result = cli_invoke("train", "--epochs", "4", *opts(trained, "--checkpoint-dir"))
     one_line_error(result, "the loss became nan at epoch 3", "is untouched", "--lr", code=1)
     assert digest(folder) == before
+
+
+def test_a_second_generate_with_other_settings_leaves_the_first_pictures(trained, cli_invoke):
+    folder = trained["--results-dir"]
+    assert cli_invoke("generate", "--mode", "digit", "--digits", "3,8", *opts(trained)).exit_code == 0
+    first = digest(folder)
+    assert sorted(first) == ["3.png", "8.png"]  # the seed's settings (noise 0.7), the seed's names
+    result = cli_invoke("generate", "--mode", "digit", "--noise", "1.4", "--digits", "3,8", *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert {k: v for k, v in digest(folder).items() if k in first} == first  # untouched
+    assert sorted(digest(folder)) == ["3.png", "3_noise1.4.png", "8.png", "8_noise1.4.png"]
+    with Image.open(folder / "3_noise1.4.png") as image:
+        assert image.text["noise"] == "1.4" and image.text["mode"] == "digit"
+        assert image.height > image.width == 560  # pixels 2x2 by default, a caption band above
+    # The same settings again do replace their pictures, and say so.
+    again = cli_invoke("generate", "--mode", "digit", "--noise", "1.4", "--digits", "3,8", *opts(trained))
+    assert f"replaced {folder / '3_noise1.4.png'}" in again.stdout
+
+
+def test_evaluation_keeps_one_record_per_checkpoint_and_setting(trained, cli_invoke):
+    import json
+
+    def evaluate(*args):
+        result = cli_invoke("evaluate", "--batch-size", "50", *args, *opts(trained))
+        assert result.exit_code == 0, result.output
+        return json.loads((trained["--results-dir"] / "metrics" / "evaluation.json").read_text())
+
+    evaluate("--particles", "5")
+    records = evaluate("--particles", "7", "--checkpoint", trained["--checkpoint-dir"] / "vae.epoch.1.pt")
+    assert [(r["epoch"], r["particles"]) for r in records] == [(2, 5), (1, 7)]
+    assert [(r["epoch"], r["particles"]) for r in evaluate("--particles", "5")] == [(1, 7), (2, 5)]  # replaced
+
+
+def test_long_steps_say_how_far_they_are_without_a_terminal(trained, cli_invoke, monkeypatch):
+    monkeypatch.setattr("pyro_vae.progress.LINE_EVERY_S", 0.0)  # as if every batch took ten seconds
+    result = cli_invoke("evaluate", "--particles", "2", "--batch-size", "10", *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert re.findall(r"^test images: (\d+)/100 \(\d+%\)$", result.stdout, re.M) == [str(k) for k in range(10, 101, 10)]
+    assert result.stdout.index("test images: 10/100") > result.stdout.index("scoring ")
+
+
+def test_a_download_started_by_another_command_says_what_it_wrote(trained, tmp_path, mnist_dir, monkeypatch,
+                                                                   cli_invoke):
+    import gzip
+
+    mirror, empty = tmp_path / "mirror", tmp_path / "empty"
+    mirror.mkdir()
+    for path in mnist_dir.iterdir():
+        (mirror / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    monkeypatch.setattr("pyro_vae.data.MIRRORS", (mirror.as_uri() + "/",))
+    result = cli_invoke("evaluate", "--particles", "2", "--data-dir", empty, *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert f"{empty} lacks " in result.stdout
+    for name in ("t10k-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        assert f"wrote {empty / name}" in result.stdout
+
+
+def test_each_epoch_line_comes_before_its_evaluation(dirs, cli_invoke, tiny_options):
+    result = cli_invoke("train", "--epochs", "2", *tiny_options, "--valid-size", "16", "--eval-every", "1",
+                        "--eval-particles", "2", *opts(dirs))
+    assert result.exit_code == 0, result.output
+    lines = [line.split(" (")[0].split(":")[0].strip() for line in result.stdout.splitlines()
+             if line.startswith(("Epoch", "  valid", "  test"))]
+    assert lines == ["Epoch 1", "valid", "test", "Epoch 2", "valid", "test"]

@@ -28,9 +28,11 @@ def test_prior_mode_is_deterministic_with_a_seed(vae, mnist_dir):
     a = samples(vae, "prior", GenerateConfig(seed=3))
     b = samples(vae, "prior", GenerateConfig(seed=3))
     c = samples(vae, "prior", GenerateConfig(seed=4))
-    assert list(a) == ["random_samples"] and a["random_samples"].shape == (100, 784)
-    assert torch.equal(a["random_samples"], b["random_samples"])
-    assert not torch.equal(a["random_samples"], c["random_samples"])
+    # Names carry the settings that differ from the seed program's pictures: another seed, another file.
+    assert list(a) == ["random_samples_seed3"] and a["random_samples_seed3"].shape == (100, 784)
+    assert torch.equal(a["random_samples_seed3"], b["random_samples_seed3"])
+    assert not torch.equal(a["random_samples_seed3"], c["random_samples_seed4"])
+    assert list(samples(vae, "prior", GenerateConfig())) == ["random_samples"]
 
 
 def test_digit_mode_names_and_determinism(vae, mnist_dir):
@@ -38,12 +40,24 @@ def test_digit_mode_names_and_determinism(vae, mnist_dir):
     assert config.chosen() == {"3": DIGIT_EXEMPLARS[3], "8": DIGIT_EXEMPLARS[8]}
     x, _ = data.test_images(mnist_dir, indices=list(config.chosen().values()))
     a = samples(vae, "digit", config, x=x)
-    assert list(a) == ["3", "8"] and a["3"].shape == (5, 784)
+    assert list(a) == ["3_n5", "8_n5"] and a["3_n5"].shape == (5, 784)
     b = samples(vae, "digit", config, x=x)
     assert all(torch.equal(a[k], b[k]) for k in a)
     by_index = GenerateConfig(n=2, indices=(17,))
     assert by_index.chosen() == {"index_17": 17}
-    assert list(samples(vae, "digit", by_index, x=x[:1])) == ["index_17"]
+    assert list(samples(vae, "digit", by_index, x=x[:1])) == ["index_17_n2"]
+
+
+@pytest.mark.parametrize("settings, mode, suffix", [
+    ({}, "prior", ""),
+    ({"noise": 1.4}, "prior", ""),  # prior mode has no noise (the CLI refuses it there)
+    ({"noise": 0.7}, "digit", ""),  # the seed program's own pictures keep its names
+    ({"noise": 0.0}, "digit", "_noise0"),
+    ({"noise": 1.4, "seed": 7, "n": 64}, "digit", "_noise1.4_seed7_n64"),
+    ({"noise": -0.5}, "digit", "_noise-0.5"),
+])
+def test_names_carry_the_settings_that_differ_from_the_seeds(settings, mode, suffix):
+    assert GenerateConfig(**settings).suffix(mode) == suffix
 
 
 def test_more_noise_gives_more_spread(vae):

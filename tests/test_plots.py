@@ -6,7 +6,7 @@ import pytest
 
 from pyro_vae.errors import HistoryError
 from pyro_vae.metrics import EpochRecord, read_history, write_history
-from pyro_vae.plots import plot_history, series
+from pyro_vae.plots import figure, plot_history, series
 
 
 def test_series_takes_what_each_epoch_has(tmp_path):
@@ -38,3 +38,35 @@ def test_a_history_that_cannot_be_drawn_is_refused(tmp_path, text, message):
     (tmp_path / "history.csv").write_text(text)
     with pytest.raises(HistoryError, match=message):
         read_history(tmp_path / "history.csv")
+
+
+@pytest.fixture
+def drawn():
+    import matplotlib.pyplot as plt
+
+    figures = []
+    yield lambda records, **kwargs: figures.append(figure(records, **kwargs)) or figures[-1]
+    for fig in figures:
+        plt.close(fig)
+
+
+def test_epochs_are_whole_and_a_short_run_shows_every_point(drawn):
+    fig = drawn([EpochRecord(epoch=e, seconds=2.0, lower_bound=v) for e, v in ((1, -206.0), (2, -150.0), (3, -140.0))])
+    bounds, seconds = fig.axes
+    for axes in (bounds, seconds):
+        assert all(t == int(t) for t in axes.get_xticks()), axes.get_xticks()  # no 1.25, 1.75
+    low, high = bounds.get_ylim()
+    assert low <= -206.0 and high >= -140.0  # epoch 1 too
+
+
+def test_a_clipped_start_is_marked_and_evaluations_are_drawn(drawn):
+    records = [EpochRecord(epoch=e, seconds=2.0, lower_bound=-500.0 if e == 1 else -100.0 + e / 10) for e in range(1, 41)]
+    evaluations = [{"checkpoint": "c/last.pt", "epoch": 40, "particles": 1000, "seed": 0, "elbo": -97.0,
+                    "elbo_se": 0.3, "log_likelihood": -93.0, "log_likelihood_se": 0.2}]
+    bounds = drawn(records, evaluations=evaluations).axes[0]
+    low, _ = bounds.get_ylim()
+    assert -500.0 < low <= -97.0  # the scale keeps to where the curves settle, and shows the evaluation
+    notes = [text.get_text() for text in bounds.texts]
+    assert any("1 point below the axis; lowest -500.0 (train lower bound, epoch 1)" in note for note in notes), notes
+    labels = bounds.get_legend_handles_labels()[1]
+    assert "evaluate: test log p(x), K=1000" in labels and "evaluate: test ELBO, K=1000" in labels

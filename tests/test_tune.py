@@ -69,30 +69,86 @@ def test_trials_are_training_runs_in_their_own_folders(tmp_path, mnist_dir, cli_
     assert f"reproduce it with: {best['command']}" in result.stdout
 
 
-def test_the_best_trials_command_reproduces_it(tmp_path, mnist_dir, cli_invoke):
-    assert cli_invoke("tune", "--trials", "1", *QUICK, *folders(tmp_path, "a")).exit_code == 0
-    best = json.loads((tmp_path / "a" / "res" / "tune" / "recipe" / BEST).read_text())
-    words = shlex.split(best["command"])
+def test_the_best_trials_command_reproduces_it_beside_the_main_run(tmp_path, mnist_dir, cli_invoke):
+    # In the project folder (the test's working folder), with a main run of another size in checkpoints/.
+    main = cli_invoke("train", "--epochs", "1", "--z-dim", "3", "--hidden-dim", "16", "--batch-size", "16")
+    assert main.exit_code == 0, main.output
+    before = {p: p.read_bytes() for p in Path("checkpoints").glob("*.pt")}
+    tuned = cli_invoke("tune", "--trials", "1", *QUICK)
+    assert tuned.exit_code == 0, tuned.output
+    best = json.loads((Path("results") / "tune" / "recipe" / BEST).read_text())
+    line = tuned.stdout.split("reproduce it with: ", 1)[1].splitlines()[0]
+    assert line == best["command"]
+    words = shlex.split(line)
     assert words[:3] == ["python", "cli.py", "train"]
-    result = cli_invoke(*words[2:], "--checkpoint-dir", tmp_path / "again", "--results-dir", tmp_path / "again-res")
+    result = cli_invoke(*words[2:])  # pasted as printed
     assert result.exit_code == 0, result.output
-    again = checkpoint.load(tmp_path / "again" / checkpoint.LAST)["model"]
-    trial = final_weights(tmp_path, "a", best["run"])
+    assert "Restoring" not in result.stdout  # a run of its own, not the main run resumed
+    again = checkpoint.load(Path("checkpoints") / "reproduce" / f"recipe-{best['run']}" / checkpoint.LAST)["model"]
+    trial = checkpoint.load(Path("checkpoints") / "tune" / "recipe" / best["run"] / checkpoint.LAST)["model"]
     assert all(torch.equal(again[k], trial[k]) for k in trial)
+    assert {p: p.read_bytes() for p in Path("checkpoints").glob("*.pt")} == before  # the main run untouched
 
 
 def test_report_prints_the_trials_and_writes_csv_and_plots(tmp_path, mnist_dir, cli_invoke):
     assert cli_invoke("tune", "--trials", "3", *QUICK, *folders(tmp_path, "a")).exit_code == 0
     result = cli_invoke("tune", "--report", *folders(tmp_path, "a"))
     assert result.exit_code == 0, result.output
-    header, *rows = [line.split() for line in result.stdout.splitlines() if not line.startswith("wrote")]
+    header, *rows = [line.split() for line in result.stdout.splitlines()
+                     if not line.startswith(("wrote", "replaced", "no "))]
     assert header[:5] == ["number", "state", "run", "epochs", "value"] and len(rows) == 3
     assert all(row[1] in ("COMPLETE", "PRUNED") and row[3] == "2" for row in rows), result.stdout
     folder = tmp_path / "a" / "res" / "tune" / "recipe"
     lines = (folder / TRIALS_CSV).read_text().splitlines()
     assert lines[0].startswith("number,state,run,epochs,value") and len(lines) == 4
-    for name in (HISTORY_PNG, IMPORTANCE_PNG):
-        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (folder / HISTORY_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Three trials say nothing about which setting matters: no importances, and one line saying why.
+    assert not (folder / IMPORTANCE_PNG).exists()
+    assert result.stdout.strip().splitlines()[-1].startswith(f"no {IMPORTANCE_PNG}: it needs 5 completed trials")
+    again = cli_invoke("tune", "--report", *folders(tmp_path, "a"))
+    assert f"replaced {folder / HISTORY_PNG}" in again.stdout and f"replaced {folder / TRIALS_CSV}" in again.stdout
+
+
+def test_scoring_the_best_trial_says_what_and_how_far(tmp_path, mnist_dir, cli_invoke, monkeypatch):
+    monkeypatch.setattr("pyro_vae.progress.LINE_EVERY_S", 0.0)  # as if every batch took ten seconds
+    result = cli_invoke("tune", "--trials", "1", *QUICK, *folders(tmp_path, "a"))
+    assert result.exit_code == 0, result.output
+    scoring = result.stdout.index("Scoring the best trial, 0, on 100 test images with K=3")
+    assert result.stdout.index("test images: 100/100 (100%)") > scoring
+    # The trial's own evaluations (16 validation images every epoch) say how far they are too.
+    assert "valid images: 16/16 (100%)" in result.stdout[:scoring]
+
+
+def test_report_plots_say_what_they_measure_and_draw_importances_only_when_meaningful(tmp_path, monkeypatch):
+    import optuna
+    from matplotlib.ticker import MaxNLocator
+
+    from pyro_vae import tune
+
+    paths = Paths(checkpoint_dir=tmp_path / "ck", results_dir=tmp_path / "res")
+    drawn = {}
+    monkeypatch.setattr(tune, "_save_plot", lambda axes, path: drawn.setdefault(path.name, axes) and path)
+    distributions = {"lr": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True),
+                     "z_dim": optuna.distributions.IntDistribution(10, 100, step=10),
+                     "particles": optuna.distributions.IntDistribution(1, 10)}
+    with opened_study(TuneConfig(), paths=paths) as study:
+        for k in range(6):
+            params = {"lr": 1e-4 * (k + 1), "z_dim": 10 * (k % 3 + 1), "particles": 1}  # particles never varies
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=-100.0 + k,
+                                                      user_attrs={"run": f"trial-{k}", "settings": params}))
+            if k == 3:  # 4 completed trials: too few
+                _, written, notes = tune.report(TuneConfig(), paths=paths)
+                assert [p.name for p in written] == [TRIALS_CSV, HISTORY_PNG]
+                assert notes == [f"no {IMPORTANCE_PNG}: it needs 5 completed trials with at least 2 settings that "
+                                 "vary (has 4, varying: lr, z_dim)"]
+    _, written, notes = tune.report(TuneConfig(), paths=paths)
+    assert [p.name for p in written] == [TRIALS_CSV, HISTORY_PNG, IMPORTANCE_PNG] and notes == []
+    history = drawn[HISTORY_PNG]
+    assert history.get_ylabel() == "validation log p(x), nats (K=100)" and history.get_xlabel() == "trial"
+    assert isinstance(history.xaxis.get_major_locator(), MaxNLocator)
+    assert all(t == int(t) for t in history.get_xticks())
+    importances = drawn[IMPORTANCE_PNG]
+    assert sorted(label.get_text() for label in importances.get_yticklabels()) == ["lr", "z_dim"]
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -125,7 +181,9 @@ def test_ctrl_c_stops_a_worker_and_the_next_tune_resumes_the_trial_exactly(tmp_p
     with signal_during_loss(2, signal.SIGINT):  # one batch an epoch: during epoch 2 (it stops in its evaluation)
         stopped = cli_invoke("tune", *args, *folders(tmp_path, "split"))
     assert stopped.exit_code == 130 and stopped.stderr.startswith("SIGINT: stopped ") and "Traceback" not in stopped.output
-    resumed = cli_invoke("tune", *args, *folders(tmp_path, "split"))
+    assert "trial 0 is queued again; to continue the study, run: python cli.py tune " in stopped.stderr
+    words = shlex.split(stopped.stderr.strip().rsplit("run: ", 1)[1])
+    resumed = cli_invoke(*words[2:])  # the printed line, pasted
     assert resumed.exit_code == 0, resumed.output
     assert "Restoring model from" in resumed.stdout
     trials = trials_of(tmp_path, "split")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -74,7 +75,10 @@ def _setup(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
 
 
 # Options shared by several commands, declared once.
-DataDir = Annotated[Optional[Path], typer.Option(help="MNIST folder [default: $PYRO_VAE_DATA or data/mnist]")]
+DataDir = Annotated[Optional[Path], typer.Option(help="The data set's folder [default: data/<dataset>; for mnist "
+                                                 "$PYRO_VAE_DATA when set].")]
+DatasetOpt = Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, or idx (your own IDX files in "
+                                                   "--data-dir) [default: mnist; a checkpoint's own data set].")]
 CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written and found.")]
 ResultsDir = Annotated[Path, typer.Option(help="Where images and metrics/history.csv are written.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]
@@ -89,17 +93,25 @@ def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
 
 
 def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir,
-           results_dir: Path = Paths.results_dir) -> Paths:
-    """The folders; `Paths` supplies the data folder's default ($PYRO_VAE_DATA or data/mnist)."""
-    return Paths(**({"data_dir": data_dir} if data_dir else {}), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
+           results_dir: Path = Paths.results_dir, dataset: Optional[str] = None) -> Paths:
+    """The folders; `Paths` supplies the data folder's default (data/<dataset>)."""
+    from pyro_vae.data import dataset_names
+
+    return Paths(data_dir=data_dir, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
+                 **({"dataset": dataset_names(dataset)[0]} if dataset else {}))
 
 
-def _load(checkpoint: Optional[Path], paths: Paths, device: Device, **sizes: Optional[int]) -> tuple[Any, Path]:
-    """The VAE of `checkpoint` (default: the furthest readable one), on the chosen device."""
-    from pyro_vae import checkpoint as ckpt
+def _load(checkpoint: Optional[Path], device: Device, dataset: Optional[str], data_dir: Optional[Path],
+          checkpoint_dir: Path, results_dir: Path, **sizes: Optional[int]) -> tuple[Any, Path, Paths]:
+    """The VAE of `checkpoint` (default: the furthest readable one) on the chosen device, and the
+    folders, with the data set to read: `dataset` when given, else the one it was trained on."""
+    from pyro_vae import checkpoint as ckpt, data
     from pyro_vae.runtime import resolve_device
 
-    return ckpt.load_vae(checkpoint, checkpoint_dir=paths.checkpoint_dir, device=resolve_device(device), **sizes)
+    chosen = data.dataset_names(dataset)  # a bad name fails before anything loads
+    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device), **sizes)
+    name, folder = data.reading(ckpt.dataset_of(path), dataset=chosen[0] if chosen else None, data_dir=data_dir)
+    return vae, path, Paths(data_dir=folder, checkpoint_dir=checkpoint_dir, results_dir=results_dir, dataset=name)
 
 
 def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
@@ -110,14 +122,14 @@ def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
 
 
 @app.command()
-def download(data_dir: DataDir = None) -> None:
-    """Fetch the MNIST files missing from the data folder, verifying each."""
+def download(dataset: DatasetOpt = None, data_dir: DataDir = None) -> None:
+    """Fetch the data set's files missing from its folder, verifying each."""
     from pyro_vae import data
 
-    folder = _paths(data_dir).data_dir
-    for path in data.download(folder):
+    paths = _paths(data_dir, dataset=dataset)
+    for path in data.download(paths.data_dir, dataset=paths.dataset):
         typer.echo(f"wrote {path}")
-    typer.echo(f"MNIST is complete in {folder}")
+    typer.echo(f"{data.get(paths.dataset).title} is complete in {paths.data_dir}")
 
 
 @app.command()
@@ -140,7 +152,7 @@ def train(
     eval_every: Given(int, "Score the test (and validation) images every N epochs; 0: never [default: 0].") = None,
     eval_particles: Given(int, f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}].") = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Train the VAE, resuming from the newest checkpoint by itself."""
     from pyro_vae.runtime import resolve_device
@@ -154,7 +166,7 @@ def train(
                          **{k: v.value if isinstance(v, Objective) else v for k, v in given.items()})
     try:
         result = run_training(config, model_config=ModelConfig(**sizes), paths=_paths(data_dir, checkpoint_dir,
-                              results_dir), device=resolve_device(device), fresh=fresh,
+                              results_dir, dataset), device=resolve_device(device), fresh=fresh,
                               progress=sys.stdout.isatty(), explicit=frozenset(given) | frozenset(sizes))
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving the position
         typer.echo("error: interrupted twice; checkpoints on disk are whole: run `python cli.py train` again "
@@ -171,7 +183,8 @@ def generate(
     n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
     noise: Annotated[float, typer.Option(help="Added to the guide's log-std in digit mode (the seed uses "
                                          "0.7).")] = GenerateConfig.noise,
-    digits: Annotated[str, typer.Option(help="Digit mode: which digits' exemplars, e.g. 3,8.")] = ",".join(
+    digits: Annotated[str, typer.Option(help="Digit mode: which classes' exemplars, by number or name, e.g. 3,8 or "
+                                        "Sneaker,Bag.")] = ",".join(
         map(str, GenerateConfig.digits)),
     index: Annotated[Optional[str], typer.Option(help="Digit mode: encode these test images instead, e.g. "
                                                  "17,42.")] = None,
@@ -181,17 +194,21 @@ def generate(
     z_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
     hidden_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Generate grids of digits from a trained checkpoint."""
     from pyro_vae import data, generate as gen, images
 
-    config = GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=_int_list(digits, "--digits"),
-                            indices=_int_list(index, "--index"))
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, _ = _load(checkpoint, paths, device, z_dim=z_dim, hidden_dim=hidden_dim)
-    x = data.test_images(paths.data_dir, indices=list(config.chosen().values()))[0] if mode == Mode.digit else None
-    for name, x_probs in gen.samples(vae, mode.value, config, x=x).items():
+    config = GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, indices=_int_list(index, "--index"))
+    vae, _, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, z_dim=z_dim,
+                          hidden_dim=hidden_dim)
+    chosen = {}
+    if mode == Mode.digit:
+        config = replace(config, digits=data.class_numbers(digits, data.class_names(paths.dataset, paths.data_dir),
+                                                           noun=data.get(paths.dataset).noun))
+        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
+    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
+    for name, x_probs in gen.samples(vae, mode.value, config, x=x, names=list(chosen)).items():
         typer.echo(f"wrote {images.save_grid(x_probs, results_dir / f'{name}.png', scale=config.scale)}")
 
 
@@ -202,24 +219,44 @@ def evaluate(
                                             "floats).")] = EvaluateConfig.batch_size,
     seed: Seed = EvaluateConfig.seed, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
-    """Test-set ELBO and importance-sampled log-likelihood, per image in nats."""
-    from pyro_vae import data, evaluate as ev
+    """Test-set ELBO and importance-sampled log-likelihood, per image in nats, on one or several data sets."""
+    from pyro_vae import checkpoint as ckpt, data, evaluate as ev
+    from pyro_vae.runtime import resolve_device
     from pyro_vae.metrics import EVALUATION, write_json
     from pyro_vae.progress import Bars
 
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, path = _load(checkpoint, paths, device)
-    x = data.test_images(paths.data_dir)[0].to(next(vae.parameters()).device)
+    names = data.dataset_names(dataset, several=True)
+    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device))
+    trained = ckpt.dataset_of(path)
+    sets = ev.test_sets(trained, names, data_dir=data_dir)
+    results = []
     with Bars(sys.stdout.isatty()) as bars:
-        bars.add("test images", total=len(x))
-        result = ev.evaluate(vae, x, particles=particles, seed=seed, batch_size=batch_size,
-                             on_batch=lambda done: bars.update("test images", completed=done))
-    typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
-    typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
-    typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
-    out = write_json({"checkpoint": str(path), "seed": seed, **vars(result)}, results_dir / EVALUATION)
+        for test in sets:
+            bars.add(f"{test.dataset} test images", total=len(test.x))
+            results.append(ev.evaluate(vae, test.x.to(next(vae.parameters()).device), particles=particles, seed=seed,
+                                       batch_size=batch_size, on_batch=lambda done, row=f"{test.dataset} test images":
+                                       bars.update(row, completed=done)))
+    for test in sets:
+        if test.foreign:
+            typer.echo(f"note: {path} {test.foreign}; {data.get(test.dataset).title}'s test images are scored with "
+                       "the same estimator")
+    records = [{"checkpoint": str(path), "seed": seed, "trained_on": trained["name"], "dataset": test.dataset,
+                **vars(result)} for test, result in zip(sets, results)]
+    if len(sets) == 1:
+        result = results[0]
+        typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
+        typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
+        typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
+        out = write_json(records[0], results_dir / EVALUATION)
+    else:
+        typer.echo(f"checkpoint {path} (trained on {data.describe(trained)}): {particles} particles, nats per image")
+        typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}")
+        for test, result in zip(sets, results):
+            typer.echo(f"  {test.dataset:<15} {result.images:>6}  {result.elbo:9.2f} +- {result.elbo_se:<4.2f}  "
+                       f"{result.log_likelihood:9.2f} +- {result.log_likelihood_se:<4.2f}")
+        out = write_json({"checkpoint": str(path), "evaluations": records}, results_dir / EVALUATION)
     typer.echo(f"wrote {out}")
 
 
@@ -229,14 +266,13 @@ def reconstruct(
                                    "n).")] = RECONSTRUCT_IMAGES,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
     from pyro_vae import data, generate as gen, images
 
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, _ = _load(checkpoint, paths, device)
-    x = data.test_images(paths.data_dir, indices=range(n))[0].to(next(vae.parameters()).device)
+    vae, _, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    x = data.test_images(paths.data_dir, indices=range(n), dataset=paths.dataset)[0].to(next(vae.parameters()).device)
     pairs = gen.reconstructions(vae, x)
     typer.echo(f"wrote {images.save_grid(pairs, results_dir / 'reconstructions.png', scale=scale, cols=GRID_COLS)}")
 
@@ -249,14 +285,14 @@ def interpolate(
                                        "included.")] = INTERPOLATE_STEPS,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
     from pyro_vae import data, generate as gen, images
 
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, _ = _load(checkpoint, paths, device)
-    x = data.test_images(paths.data_dir, indices=[from_index, to_index])[0].to(next(vae.parameters()).device)
+    vae, _, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    x = data.test_images(paths.data_dir, indices=[from_index, to_index],
+                         dataset=paths.dataset)[0].to(next(vae.parameters()).device)
     line = gen.interpolation(vae, x[0], x[1], steps=steps)
     stem = results_dir / f"interpolation_{from_index}_{to_index}"
     typer.echo(f"wrote {images.save_grid(line, stem.with_suffix('.png'), scale=scale, cols=steps)}")
@@ -272,16 +308,15 @@ def quiz(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same quiz.")] = QuizConfig.seed,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
     from pyro_vae import data, generate as gen, images
     from pyro_vae.metrics import write_json
 
     config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, path = _load(checkpoint, paths, device)
-    binarized, intensities = data.test_images(paths.data_dir)
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    binarized, intensities = data.test_images(paths.data_dir, dataset=paths.dataset)
     shown, answers = gen.quiz(vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
                               noise=config.noise, seed=config.seed)
     folder = results_dir / "quiz"
@@ -318,7 +353,7 @@ def tune(
     grace_period: Annotated[int, typer.Option(help="Seconds without a heartbeat before a trial is retried "
                                               "elsewhere.")] = TuneConfig.grace_s,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
     from pyro_vae import tune as search
@@ -327,7 +362,7 @@ def tune(
     config = TuneConfig(study=study, storage=storage, trials=trials, epochs=epochs, eval_every=eval_every,
                         valid_size=valid_size, eval_particles=eval_particles, test_particles=test_particles,
                         heartbeat_s=heartbeat, grace_s=grace_period)
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
     if report:
         rows, written = search.report(config, paths=paths)
         columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))

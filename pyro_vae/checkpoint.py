@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from pyro_vae import __version__, kernels
+from pyro_vae import __version__, data, kernels
 from pyro_vae.config import ModelConfig, TrainConfig, resumed
 from pyro_vae.errors import CheckpointError
 from pyro_vae.fsutil import atomic_write
@@ -43,15 +43,17 @@ LOCK_PID = ".lock.pid"  # the pid of the run holding the lock
 _NAME = re.compile(r"^vae\.epoch\.(\d+)\.pt$")
 # The schema (`make_state` writes it): keys every checkpoint has, and keys later versions added,
 # with what a checkpoint without them was: no position inside an epoch, trained on the CPU on
-# torch's default kernels. `load` fills those in, so no reader needs a fallback of its own.
+# torch's default kernels, on MNIST. `load` fills those in, so no reader needs a fallback of its own.
 REQUIRED_KEYS = ("format", "epoch", "model_config", "train_config", "model", "optimizer", "rng", "metrics")
-_ADDED_KEYS = {"version": "unknown", "device": "cpu", "position": None, "kernels": {}}
+_ADDED_KEYS = {"version": "unknown", "device": "cpu", "position": None, "kernels": {}, "dataset": data.MNIST_RECORD}
 
 
 def make_state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_config: TrainConfig,
-               generator: torch.Generator, metrics: list[Any], position: Any = None) -> dict[str, Any]:
+               generator: torch.Generator, metrics: list[Any], position: Any = None,
+               dataset: dict[str, Any] = data.MNIST_RECORD) -> dict[str, Any]:
     """Everything a run needs to continue: `epoch` complete epochs, plus `position` (a dataclass:
-    the image order, batches done, their loss) inside the next one."""
+    the image order, batches done, their loss) inside the next one, and the data it trains on
+    (`data.record`)."""
     return {
         "format": FORMAT_VERSION,
         "version": __version__,
@@ -65,6 +67,7 @@ def make_state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_
         "rng": {"global": get_rng_state(), "data": generator.get_state()},
         "metrics": [asdict(record) for record in metrics],
         "position": asdict(position) if position is not None else None,
+        "dataset": dataset,
     }
 
 
@@ -300,3 +303,9 @@ def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
         raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
     vae.eval()
     return vae, path
+
+
+def dataset_of(path: Path) -> dict[str, Any]:
+    """The data the checkpoint at `path` was trained on (`data.record`; MNIST for checkpoints
+    written before there were data sets to choose)."""
+    return load(path)["dataset"]

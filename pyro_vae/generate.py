@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from pyro.infer import Predictive
@@ -44,13 +45,14 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
     return vae.x_probs(z).reshape(n, x.shape[0], -1).transpose(0, 1)
 
 
-def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None,
+            names: Sequence[str] = ()) -> dict[str, torch.Tensor]:
     """The images a `generate` call produces, by output name, before anything is written.
 
     Args:
-        mode: `prior` (one grid, `random_samples`) or `digit` (one grid per image of `x`, named
-            as `config.chosen()` names them).
-        x: digit mode's test images, binarized, in `config.chosen()`'s order: (k, 784).
+        mode: `prior` (one grid, `random_samples`) or `digit` (one grid per image of `x`).
+        x: digit mode's test images, binarized: (k, 784), as `config.chosen(...)` picks them.
+        names: digit mode's output name of each image of `x` (`config.chosen(...)`'s keys).
     Returns:
         name -> (config.n, 784) float pixel probabilities.
     """
@@ -59,10 +61,10 @@ def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | No
     seed_all(config.seed)
     if mode == Mode.prior:
         return {PRIOR_NAME: prior_samples(vae, n=config.n)}
-    if x is None:
-        raise ValueError("digit mode needs the test images to encode")
+    if x is None or len(names) != len(x):
+        raise ValueError("digit mode needs the test images to encode, and a name for each")
     drawn = guide_samples(vae, x.to(next(vae.parameters()).device), n=config.n, noise=config.noise)
-    return {name: drawn[k] for k, name in enumerate(config.chosen())}
+    return {name: drawn[k] for k, name in enumerate(names)}
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,8 @@ def default_storage(results_dir: Path) -> str:
 
 def trial_paths(paths: Paths, study: str, run: str) -> Paths:
     """A trial's folders: checkpoints/tune/<study>/<run>/ and results/tune/<study>/<run>/."""
-    return Paths(data_dir=paths.data_dir, checkpoint_dir=paths.checkpoint_dir / TUNE_DIR / study / run,
-                 results_dir=paths.results_dir / TUNE_DIR / study / run)
+    return replace(paths, checkpoint_dir=paths.checkpoint_dir / TUNE_DIR / study / run,
+                   results_dir=paths.results_dir / TUNE_DIR / study / run)
 
 
 def study_dir(paths: Paths, study: str) -> Path:
@@ -263,7 +263,7 @@ def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.de
     path = where.checkpoint_dir / checkpoint.BEST
     vae, path = checkpoint.load_vae(path if path.is_file() else None, checkpoint_dir=where.checkpoint_dir,
                                     device=device)
-    x = data.test_images(paths.data_dir)[0].to(device)
+    x = data.test_images(paths.data_dir, dataset=paths.dataset)[0].to(device)
     result = evaluate(vae, x, particles=config.test_particles)
     settings = best.user_attrs["settings"]
     record = {"study": config.study, "trial": best.number, "run": best.user_attrs[RUN_ATTR],

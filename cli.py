@@ -204,8 +204,7 @@ def generate(
                           hidden_dim=hidden_dim)
     chosen = {}
     if mode == Mode.digit:
-        config = replace(config, digits=data.class_numbers(digits, data.class_names(paths.dataset, paths.data_dir),
-                                                           noun=data.get(paths.dataset).noun))
+        config = replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
         chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
     x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
     for name, x_probs in gen.samples(vae, mode.value, config, x=x, names=list(chosen)).items():
@@ -231,13 +230,11 @@ def evaluate(
     vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device))
     trained = ckpt.dataset_of(path)
     sets = ev.test_sets(trained, names, data_dir=data_dir)
-    results = []
     with Bars(sys.stdout.isatty()) as bars:
         for test in sets:
             bars.add(f"{test.dataset} test images", total=len(test.x))
-            results.append(ev.evaluate(vae, test.x.to(next(vae.parameters()).device), particles=particles, seed=seed,
-                                       batch_size=batch_size, on_batch=lambda done, row=f"{test.dataset} test images":
-                                       bars.update(row, completed=done)))
+        results = ev.score(vae, sets, particles=particles, seed=seed, batch_size=batch_size,
+                           on_batch=lambda name, done: bars.update(f"{name} test images", completed=done))
     for test in sets:
         if test.foreign:
             typer.echo(f"note: {path} {test.foreign}; {data.get(test.dataset).title}'s test images are scored with "

@@ -288,9 +288,10 @@ def exemplars(dataset: str, data_dir: Path | None = None) -> tuple[int, ...]:
     return tuple(first.get(k, -1) for k in range(len(class_names(dataset, data_dir))))
 
 
-def class_numbers(text: str, names: Sequence[str], *, noun: str = "class") -> tuple[int, ...]:
-    """`--digits`' value as class numbers: comma-separated numbers or class names (any case),
-    e.g. "3,8" or "Sneaker,Bag"."""
+def class_numbers(text: str, dataset: str, data_dir: Path | None = None) -> tuple[int, ...]:
+    """`--digits`' value as class numbers of `dataset` (in `data_dir`): comma-separated numbers
+    or class names in any case, e.g. "3,8" or "Sneaker,Bag"."""
+    names, noun = class_names(dataset, data_dir), get(dataset).noun
     lower = [name.lower() for name in names]
     numbers = []
     for part in (p.strip() for p in text.split(",")):
@@ -430,7 +431,6 @@ def _from_apt(package: str, names: list[str], tmp: Path) -> dict[str, bytes]:
     """`apt-get download` the Debian package and unpack it with `dpkg-deb -x` into `tmp`: no
     root, nothing installed. It carries the gzipped files under usr/share/datasets/<name>/."""
     log.info("fetching %s with apt-get download", package)
-    tmp.chmod(0o755)  # apt's unprivileged downloader writes here when run as root
     fetched = _run_tool(["apt-get", "download", package], cwd=tmp, package=package)
     if fetched is None:
         if shutil.which("apt-get") is not None:

@@ -8,6 +8,7 @@ It never falls below the ELBO in expectation, and tends to log p(x) as K grows.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -109,3 +110,17 @@ def test_sets(trained: dict[str, Any], names: Sequence[str] = (), *, data_dir: P
         sets.append(TestSet(dataset=dataset, data_dir=folder, x=x,
                             foreign=data.mismatch(trained, data.record(dataset, folder))))
     return sets
+
+
+def score(vae: VAE, sets: Sequence[TestSet], *, particles: int, seed: int = 0,
+          batch_size: int = EvaluateConfig.batch_size,
+          on_batch: Callable[[str, int], None] | None = None) -> list[Evaluation]:
+    """`evaluate` on each test set in turn, with the same particles and seed, on the model's device.
+
+    Args:
+        on_batch: called with the set's data set name and the images done after every batch.
+    """
+    device = next(vae.parameters()).device
+    return [evaluate(vae, test.x.to(device), particles=particles, seed=seed, batch_size=batch_size,
+                     on_batch=None if on_batch is None else functools.partial(on_batch, test.dataset))
+            for test in sets]

@@ -274,7 +274,7 @@ def test_generate_digits_are_read_or_refused_in_words(text):
     # The names are the checkpoint's data set's, so --digits is read once it is loaded: by
     # data.class_numbers, whose ConfigError the command line prints as one line.
     try:
-        numbers = data.class_numbers(text, data.get("mnist").classes, noun="digit")
+        numbers = data.class_numbers(text, "mnist")
     except ConfigError as exc:
         assert not _expected_digits_ok(text) and re.match(r"--digits (takes|must)", str(exc)), exc
     else:

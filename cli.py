@@ -78,7 +78,8 @@ def _setup(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
 DataDir = Annotated[Optional[Path], typer.Option(help="The data set's folder [default: data/<dataset>; for mnist "
                                                  "$PYRO_VAE_DATA when set].")]
 DatasetOpt = Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, or idx (your own IDX files in "
-                                                   "--data-dir) [default: mnist; a checkpoint's own data set].")]
+                                                   "--data-dir); evaluate takes several, comma-separated [default: "
+                                                   "mnist; for a command that reads a checkpoint, its data set].")]
 CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written and found.")]
 ResultsDir = Annotated[Path, typer.Option(help="Where images and metrics/history.csv are written.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]

@@ -201,7 +201,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
           paths: Paths | None = None, device: torch.device = torch.device("cpu"), fresh: bool = False,
           progress: bool = False, explicit: frozenset[str] = frozenset(),
           on_evaluation: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train the VAE on a data set's training images (`paths.dataset`), resuming from the furthest checkpoint unless `fresh`.
+    """Train the VAE on the training images of `paths.dataset`, resuming from the furthest checkpoint unless `fresh`.
 
     Checkpoints: `vae.epoch.N.pt` every `save_every` epochs and at the last, `last.pt` after
     every epoch, `best.pt` whenever the validation log-likelihood improves (with `valid_size`

@@ -206,7 +206,8 @@ def test_download_reads_the_mirror_list_at_call_time(mnist_dir, monkeypatch):
         raise OSError("unreachable")
 
     monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
-    monkeypatch.setitem(data.DATASETS, "mnist", dataclasses.replace(data.get("mnist"), mirrors=("https://mirror.invalid/",)))
+    monkeypatch.setitem(data.DATASETS, "mnist",
+                        dataclasses.replace(data.get("mnist"), mirrors=("https://mirror.invalid/",)))
     (mnist_dir / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError):
         data.download(mnist_dir, use_package=False)

@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -91,7 +92,11 @@ def _setup(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
 
 
 # Options shared by several commands, declared once.
-DataDir = Annotated[Optional[Path], typer.Option(help="MNIST folder [default: $PYRO_VAE_DATA or data/mnist]")]
+DataDir = Annotated[Optional[Path], typer.Option(help="The data set's folder [default: data/<dataset>; for mnist "
+                                                 "$PYRO_VAE_DATA when set].")]
+DatasetOpt = Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, or idx (your own IDX files in "
+                                                   "--data-dir); evaluate takes several, comma-separated [default: "
+                                                   "mnist; for a command that reads a checkpoint, its data set].")]
 CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written and found.")]
 ResultsDir = Annotated[Path, typer.Option(help="Where images and metrics/history.csv are written.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]
@@ -106,17 +111,25 @@ def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
 
 
 def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir,
-           results_dir: Path = Paths.results_dir) -> Paths:
-    """The folders; `Paths` supplies the data folder's default ($PYRO_VAE_DATA or data/mnist)."""
-    return Paths(**({"data_dir": data_dir} if data_dir else {}), checkpoint_dir=checkpoint_dir, results_dir=results_dir)
+           results_dir: Path = Paths.results_dir, dataset: Optional[str] = None) -> Paths:
+    """The folders; `Paths` supplies the data folder's default (data/<dataset>)."""
+    from pyro_vae.data import dataset_names
+
+    return Paths(data_dir=data_dir, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
+                 **({"dataset": dataset_names(dataset)[0]} if dataset else {}))
 
 
-def _load(checkpoint: Optional[Path], paths: Paths, device: Device, **sizes: Optional[int]) -> tuple[Any, Path]:
-    """The VAE of `checkpoint` (default: the furthest readable one), on the chosen device."""
-    from pyro_vae import checkpoint as ckpt
+def _load(checkpoint: Optional[Path], device: Device, dataset: Optional[str], data_dir: Optional[Path],
+          checkpoint_dir: Path, results_dir: Path, **sizes: Optional[int]) -> tuple[Any, Path, Paths]:
+    """The VAE of `checkpoint` (default: the furthest readable one) on the chosen device, and the
+    folders, with the data set to read: `dataset` when given, else the one it was trained on."""
+    from pyro_vae import checkpoint as ckpt, data
     from pyro_vae.runtime import resolve_device
 
-    return ckpt.load_vae(checkpoint, checkpoint_dir=paths.checkpoint_dir, device=resolve_device(device), **sizes)
+    chosen = data.dataset_names(dataset)  # a bad name fails before anything loads
+    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device), **sizes)
+    name, folder = data.reading(ckpt.dataset_of(path), dataset=chosen[0] if chosen else None, data_dir=data_dir)
+    return vae, path, Paths(data_dir=folder, checkpoint_dir=checkpoint_dir, results_dir=results_dir, dataset=name)
 
 
 def _saved(path: Path, write: Callable[[Path], Path], note: str = "") -> None:
@@ -133,14 +146,14 @@ def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
 
 
 @app.command()
-def download(data_dir: DataDir = None) -> None:
-    """Fetch the MNIST files missing from the data folder, verifying each."""
+def download(dataset: DatasetOpt = None, data_dir: DataDir = None) -> None:
+    """Fetch the data set's files missing from its folder, verifying each."""
     from pyro_vae import data
 
-    folder = _paths(data_dir).data_dir
-    for path in data.download(folder):
+    paths = _paths(data_dir, dataset=dataset)
+    for path in data.download(paths.data_dir, dataset=paths.dataset):
         typer.echo(f"wrote {path}")
-    typer.echo(f"MNIST is complete in {folder}")
+    typer.echo(f"{data.get(paths.dataset).title} is complete in {paths.data_dir}")
 
 
 @app.command()
@@ -163,7 +176,7 @@ def train(
     eval_every: Given(int, "Score the test (and validation) images every N epochs; 0: never [default: 0].") = None,
     eval_particles: Given(int, f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}].") = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Train the VAE, resuming from the newest checkpoint by itself."""
     from pyro_vae import commands
@@ -176,7 +189,8 @@ def train(
     sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
     config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value,
                          **{k: v.value if isinstance(v, Objective) else v for k, v in given.items()})
-    paths, model_config, on = _paths(data_dir, checkpoint_dir, results_dir), ModelConfig(**sizes), resolve_device(device)
+    paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
+    model_config, on = ModelConfig(**sizes), resolve_device(device)
     try:
         result = run_training(config, model_config=model_config, paths=paths, device=on, fresh=fresh,
                               progress=sys.stdout.isatty(), explicit=frozenset(given) | frozenset(sizes))
@@ -197,8 +211,8 @@ def generate(
     noise: Annotated[Optional[float], typer.Option(help=f"Digit mode: added to the guide's log-std, {MIN_NOISE:g} "
                                                    f"to {MAX_NOISE:g}; 1.4 gives more varied digits [default: "
                                                    f"{GenerateConfig.noise:g}, the seed's].")] = None,
-    digits: Annotated[Optional[str], typer.Option(help="Digit mode: which digits' exemplars, e.g. 3,8 "
-                                                  "[default: all ten].")] = None,
+    digits: Annotated[Optional[str], typer.Option(help="Digit mode: which classes' exemplars, by number or name, "
+                                                  "e.g. 3,8 or Sneaker,Bag [default: every class].")] = None,
     index: Annotated[Optional[str], typer.Option(help="Digit mode: encode these test images instead, e.g. "
                                                  "17,42.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same images.")] = GenerateConfig.seed,
@@ -208,7 +222,7 @@ def generate(
     z_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
     hidden_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Generate grids of digits from a trained checkpoint (other settings than the seed's get other names)."""
     from pyro_vae import checkpoint as ckpt, data, generate as gen, images
@@ -216,15 +230,19 @@ def generate(
     check_mode_options(mode.value, frozenset(k for k, v in dict(noise=noise, digits=digits, index=index).items()
                                               if v is not None))
     config = GenerateConfig(n=n, noise=GenerateConfig.noise if noise is None else noise, seed=seed, scale=scale,
-                            digits=_int_list(digits, "--digits") if digits is not None else GenerateConfig.digits,
                             indices=_int_list(index, "--index"))
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, path = _load(checkpoint, paths, device, z_dim=z_dim, hidden_dim=hidden_dim)
-    x = data.test_images(paths.data_dir, indices=list(config.chosen().values()))[0] if mode == Mode.digit else None
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, z_dim=z_dim,
+                             hidden_dim=hidden_dim)
+    chosen, classes = {}, data.class_names(paths.dataset, paths.data_dir)
+    if mode == Mode.digit:
+        if digits is not None:
+            config = replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
+        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
+    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
     about = {**ckpt.describe(path), "mode": mode.value, **({"noise": config.noise} if mode == Mode.digit else {}),
              "seed": seed}
-    titles = gen.titles(mode.value, config)
-    for name, x_probs in gen.samples(vae, mode.value, config, x=x).items():
+    titles = gen.titles(mode.value, config, chosen=chosen, classes=classes)
+    for name, x_probs in gen.samples(vae, mode.value, config, x=x, names=list(titles)).items():
         _saved(results_dir / f"{name}.png", lambda out: images.save_grid(
             x_probs, out, scale=config.scale, caption=images.Caption(titles[name], about)))
 
@@ -236,30 +254,49 @@ def evaluate(
                                             "floats).")] = EvaluateConfig.batch_size,
     seed: Seed = EvaluateConfig.seed, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
-    """Test-set ELBO and importance-sampled log-likelihood, per image in nats (one record per checkpoint
-    and setting in results/metrics/evaluation.json)."""
+    """Test-set ELBO and importance-sampled log-likelihood, per image in nats, on one or several data sets
+    (one record per checkpoint, data set and setting in results/metrics/evaluation.json)."""
     from pyro_vae import checkpoint as ckpt, data, evaluate as ev
     from pyro_vae.metrics import EVALUATION, add_evaluation, read_evaluations
     from pyro_vae.progress import Bars
+    from pyro_vae.runtime import resolve_device
 
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    names = data.dataset_names(dataset, several=True)
     read_evaluations(results_dir / EVALUATION)  # a damaged record file fails now, not after the work
-    vae, path = _load(checkpoint, paths, device)
-    x = data.test_images(paths.data_dir)[0].to(next(vae.parameters()).device)
-    about = ckpt.describe(path)
-    typer.echo(f"scoring {path} (epoch {about['epoch']}) on {len(x)} test images with {particles} particles...")
+    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device))
+    about, trained = ckpt.describe(path), ckpt.dataset_of(path)
+    sets = ev.test_sets(trained, names, data_dir=data_dir)
+    for test in sets:
+        if test.foreign:
+            typer.echo(f"note: {path} {test.foreign}; {data.get(test.dataset).title}'s test images are scored with "
+                       "the same estimator")
+    typer.echo(f"scoring {path} (epoch {about['epoch']}) on "
+               f"{' and '.join(f'{len(test.x)} {test.dataset}' for test in sets)} test images with {particles} "
+               "particles...")
     with Bars(sys.stdout.isatty()) as bars:
-        bars.add("test images", total=len(x))
-        result = ev.evaluate(vae, x, particles=particles, seed=seed, batch_size=batch_size,
-                             on_batch=lambda done: bars.update("test images", completed=done))
-    typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
-    typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
-    typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
-    out, replaced = add_evaluation({**about, "seed": seed, **vars(result)}, results_dir / EVALUATION)
-    typer.echo(f"replaced this checkpoint's record with K={particles}, seed {seed} in {out}" if replaced else
-               f"wrote {out} (a record of its own for this checkpoint, particles and seed)")
+        for test in sets:
+            bars.add(f"{test.dataset} test images", total=len(test.x))
+        results = ev.score(vae, sets, particles=particles, seed=seed, batch_size=batch_size,
+                           on_batch=lambda name, done: bars.update(f"{name} test images", completed=done))
+    if len(sets) == 1:
+        result = results[0]
+        typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
+        typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
+        typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
+    else:
+        typer.echo(f"checkpoint {path} (trained on {data.describe(trained)}): {particles} particles, nats per image")
+        typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}")
+        for test, result in zip(sets, results):
+            typer.echo(f"  {test.dataset:<15} {result.images:>6}  {result.elbo:9.2f} +- {result.elbo_se:<4.2f}  "
+                       f"{result.log_likelihood:9.2f} +- {result.log_likelihood_se:<4.2f}")
+    for test, result in zip(sets, results):
+        record = {**about, "trained_on": trained["name"], "dataset": test.dataset, "seed": seed, **vars(result)}
+        out, replaced = add_evaluation(record, results_dir / EVALUATION)
+        typer.echo(f"replaced this checkpoint's record on {test.dataset} with K={particles}, seed {seed} in {out}"
+                   if replaced else f"wrote {out} (a record of its own for this checkpoint, data set, particles "
+                   "and seed)")
 
 
 @app.command()
@@ -268,14 +305,13 @@ def reconstruct(
                                    "n).")] = RECONSTRUCT_IMAGES,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
     from pyro_vae import checkpoint as ckpt, data, generate as gen, images
 
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, path = _load(checkpoint, paths, device)
-    x = data.test_images(paths.data_dir, indices=range(n))[0].to(next(vae.parameters()).device)
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    x = data.test_images(paths.data_dir, indices=range(n), dataset=paths.dataset)[0].to(next(vae.parameters()).device)
     pairs = gen.reconstructions(vae, x)
     caption = images.Caption(f"test images 0 to {n - 1} and their reconstructions (decoded guide means)",
                              ckpt.describe(path))
@@ -292,14 +328,14 @@ def interpolate(
                                        "included.")] = INTERPOLATE_STEPS,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
     from pyro_vae import checkpoint as ckpt, data, generate as gen, images
 
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, path = _load(checkpoint, paths, device)
-    x = data.test_images(paths.data_dir, indices=[from_index, to_index])[0].to(next(vae.parameters()).device)
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    x = data.test_images(paths.data_dir, indices=[from_index, to_index],
+                         dataset=paths.dataset)[0].to(next(vae.parameters()).device)
     line = gen.interpolation(vae, x[0], x[1], steps=steps)
     stem = results_dir / f"interpolation_{from_index}_{to_index}"
     caption = images.Caption(f"from test image {from_index} to test image {to_index}: {steps} points on the "
@@ -319,16 +355,15 @@ def quiz(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same quiz.")] = QuizConfig.seed,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
     from pyro_vae import checkpoint as ckpt, data, generate as gen, images
     from pyro_vae.metrics import write_json
 
     config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, path = _load(checkpoint, paths, device)
-    binarized, intensities = data.test_images(paths.data_dir)
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    binarized, intensities = data.test_images(paths.data_dir, dataset=paths.dataset)
     shown, answers = gen.quiz(vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
                               noise=config.noise, seed=config.seed)
     folder, about = results_dir / "quiz", {**ckpt.describe(path), "noise": noise, "seed": seed}
@@ -368,7 +403,7 @@ def tune(
     grace_period: Annotated[int, typer.Option(help="Seconds without a heartbeat before a trial is retried "
                                               "elsewhere.")] = TuneConfig.grace_s,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
-    data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
     from pyro_vae import tune as search
@@ -377,7 +412,7 @@ def tune(
     config = TuneConfig(study=study, storage=storage, trials=trials, epochs=epochs, eval_every=eval_every,
                         valid_size=valid_size, eval_particles=eval_particles, test_particles=test_particles,
                         heartbeat_s=heartbeat, grace_s=grace_period)
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
+    paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
     if report:
         there = set(search.study_dir(paths, config.study).glob("*"))
         rows, written, notes = search.report(config, paths=paths)
@@ -427,16 +462,17 @@ def explore(
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL.")] = False,
     export: Annotated[Optional[Path], typer.Option(help="Write the page into this folder for a static web host, "
                                                    "instead of serving it.")] = None,
-    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, data_dir: DataDir = None,
+    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None,
 ) -> None:
     """Play with a trained model in the browser: digits, drawing, the latent map, walks, the quiz."""
-    from pyro_vae import data, explore as ex
-    from pyro_vae.checkpoint import load as load_state
+    from pyro_vae import checkpoint as ckpt, data, explore as ex
 
-    paths = _paths(data_dir, checkpoint_dir)
-    vae, path = _load(checkpoint, paths, Device.cpu)  # the page computes; the CPU only exports
-    images, labels = data.ensure_split(paths.data_dir, "test")
-    files = ex.bundle(vae, images, labels, checkpoint=path, epoch=load_state(path)["epoch"])
+    # The page computes; the CPU only exports.
+    vae, path, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, Paths.results_dir)
+    images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
+    files = ex.bundle(vae, images, labels, checkpoint=path, epoch=ckpt.describe(path)["epoch"],
+                      classes=ex.Classes.of(paths.dataset, paths.data_dir))
     if export is not None:
         ex.export(files, export)
         typer.echo(f"wrote {export}/ ({len(files)} files): serve it with any static web server, e.g. "
@@ -462,15 +498,18 @@ def explore(
 @app.command("latent-map")
 def latent_map(
     checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
-    results_dir: ResultsDir = Paths.results_dir, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    results_dir: ResultsDir = Paths.results_dir, dataset: DatasetOpt = None, data_dir: DataDir = None,
+    device: DeviceOpt = Device.auto,
 ) -> None:
-    """The test images' codes on two planes (LDA and PCA), coloured by digit: results/latent_map.png."""
-    from pyro_vae import data, explore as ex
+    """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png."""
+    from pyro_vae import checkpoint as ckpt, data, explore as ex
 
-    paths = _paths(data_dir, checkpoint_dir, results_dir)
-    vae, _ = _load(checkpoint, paths, device)
-    images, labels = data.ensure_split(paths.data_dir, "test")
-    typer.echo(f"wrote {ex.latent_map(vae, images, labels, results_dir / ex.LATENT_MAP)}")
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
+    about = ckpt.describe(path)
+    _saved(results_dir / ex.LATENT_MAP, lambda out: ex.latent_map(
+        vae, images, labels, out, classes=ex.Classes.of(paths.dataset, paths.data_dir),
+        about=f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"))
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from pyro_vae import __version__, commands, kernels
+from pyro_vae import __version__, commands, data, kernels
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
 from pyro_vae.errors import CheckpointError, DamagedCheckpoint
 from pyro_vae.fsutil import atomic_write
@@ -44,15 +44,17 @@ LOCK_PID = ".lock.pid"  # the pid of the run holding the lock
 _NAME = re.compile(r"^vae\.epoch\.(\d+)\.pt$")
 # The schema (`make_state` writes it): keys every checkpoint has, and keys later versions added,
 # with what a checkpoint without them was: no position inside an epoch, trained on the CPU on
-# torch's default kernels. `load` fills those in, so no reader needs a fallback of its own.
+# torch's default kernels, on MNIST. `load` fills those in, so no reader needs a fallback of its own.
 REQUIRED_KEYS = ("format", "epoch", "model_config", "train_config", "model", "optimizer", "rng", "metrics")
-_ADDED_KEYS = {"version": "unknown", "device": "cpu", "position": None, "kernels": {}}
+_ADDED_KEYS = {"version": "unknown", "device": "cpu", "position": None, "kernels": {}, "dataset": data.MNIST_RECORD}
 
 
 def make_state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_config: TrainConfig,
-               generator: torch.Generator, metrics: list[Any], position: Any = None) -> dict[str, Any]:
+               generator: torch.Generator, metrics: list[Any], position: Any = None,
+               dataset: dict[str, Any] = data.MNIST_RECORD) -> dict[str, Any]:
     """Everything a run needs to continue: `epoch` complete epochs, plus `position` (a dataclass:
-    the image order, batches done, their loss) inside the next one."""
+    the image order, batches done, their loss) inside the next one, and the data it trains on
+    (`data.record`)."""
     return {
         "format": FORMAT_VERSION,
         "version": __version__,
@@ -66,6 +68,7 @@ def make_state(*, epoch: int, vae: VAE, optimizer: torch.optim.Optimizer, train_
         "rng": {"global": get_rng_state(generator.device), "data": generator.get_state()},
         "metrics": [asdict(record) for record in metrics],
         "position": asdict(position) if position is not None else None,
+        "dataset": dataset,
     }
 
 
@@ -341,11 +344,20 @@ def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
     return vae, path
 
 
-def describe(path: Path) -> dict[str, Any]:
-    """What a picture or a record says of the checkpoint that made it: its path and the epochs it
-    had trained (a caption's and evaluation.json's `checkpoint` and `epoch`).
+def _small_entries(path: Path) -> dict[str, Any]:
+    """A checkpoint's entries read memory-mapped (the weights are not read), with the keys older
+    checkpoints lack filled in as `load` fills them."""
+    return {**_ADDED_KEYS, **torch.load(path, map_location="cpu", weights_only=True, mmap=True)}
 
-    Reads the file memory-mapped: only the small entries are touched, not the weights.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return {"checkpoint": str(path), "epoch": int(state["epoch"])}
+
+def describe(path: Path) -> dict[str, Any]:
+    """What a picture or a record says of the checkpoint that made it: the data set it was trained
+    on, its path and the epochs it had trained (a caption's and evaluation.json's fields)."""
+    state = _small_entries(path)
+    return {"dataset": state["dataset"]["name"], "checkpoint": str(path), "epoch": int(state["epoch"])}
+
+
+def dataset_of(path: Path) -> dict[str, Any]:
+    """The data the checkpoint at `path` was trained on (`data.record`; MNIST for checkpoints
+    written before there were data sets to choose)."""
+    return _small_entries(path)["dataset"]

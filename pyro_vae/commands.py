@@ -44,13 +44,14 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def folders(paths: Paths) -> dict[str, Path | None]:
-    """The folder options of `paths`, None where a folder is the default (read now: the data
-    folder's default follows $PYRO_VAE_DATA). A checkpoint does not record its folders, so a
-    hint must repeat every one that was given."""
-    default = Paths()
-    return {name: None if getattr(paths, name) == getattr(default, name) else getattr(paths, name)
-            for name in ("checkpoint_dir", "results_dir", "data_dir")}
+def folders(paths: Paths) -> dict[str, Any]:
+    """The data set and folder options of `paths`, None where one is the default (read now: the
+    data folder's default is data/<dataset>, MNIST's follows $PYRO_VAE_DATA). A checkpoint does not
+    record its folders, so a hint must repeat every one that was given."""
+    default = Paths(dataset=paths.dataset)
+    return {"dataset": None if paths.dataset == Paths.dataset else paths.dataset,
+            **{name: None if getattr(paths, name) == getattr(default, name) else getattr(paths, name)
+               for name in ("checkpoint_dir", "results_dir", "data_dir")}}
 
 
 def _device(device: torch.device | None) -> str | None:

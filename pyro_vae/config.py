@@ -42,6 +42,14 @@ class Mode(Choice):
     digit = "digit"  # widen the guide around real test digits
 
 
+class DatasetName(Choice):
+    """The data sets `--dataset` offers (pyro_vae.data registers each)."""
+
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
+    idx = "idx"  # a user's own folder of the four IDX files
+
+
 class Device(Choice):
     auto = "auto"  # CUDA when present
     cpu = "cpu"
@@ -92,9 +100,6 @@ INTERPOLATE_STEPS, MAX_INTERPOLATE_STEPS = 10, 200  # points on the line, ends i
 
 EXPLORE_HOST, EXPLORE_PORT = "127.0.0.1", 8765  # where `explore` serves its page by default
 
-# Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
-DIGIT_EXEMPLARS: tuple[int, ...] = (3, 2, 1, 90, 95, 23, 11, 0, 84, 7)
-
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
@@ -110,9 +115,11 @@ def either(values: tuple[str, ...]) -> str:
     return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
 
 
-def default_data_dir() -> Path:
-    """`$PYRO_VAE_DATA` when set, else `data/mnist`."""
-    return Path(os.environ.get(DATA_ENV) or "data/mnist")
+def default_data_dir(dataset: str = DatasetName.mnist.value) -> Path:
+    """`data/<dataset>`; for MNIST `$PYRO_VAE_DATA` when set (it has always named MNIST's folder)."""
+    if dataset == DatasetName.mnist and os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    return Path("data") / str(dataset)
 
 
 def cache_dir() -> Path:
@@ -236,11 +243,17 @@ def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path
 
 @dataclass(frozen=True)
 class Paths:
-    """Where data is read and outputs are written."""
+    """Which data set is read from where, and where outputs are written."""
 
-    data_dir: Path = field(default_factory=default_data_dir)
+    data_dir: Path = None  # type: ignore[assignment]  # None: default_data_dir(dataset)
     checkpoint_dir: Path = Path("checkpoints")
     results_dir: Path = Path("results")
+    dataset: str = DatasetName.mnist.value
+
+    def __post_init__(self) -> None:
+        _require_choice(DatasetName, self.dataset, "--dataset")
+        if self.data_dir is None:  # read at construction, so $PYRO_VAE_DATA set later still counts
+            object.__setattr__(self, "data_dir", default_data_dir(self.dataset))
 
 
 @dataclass(frozen=True)
@@ -336,8 +349,8 @@ class GenerateConfig:
         _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
         _require(1 <= self.scale <= MAX_SCALE, f"--scale must be between 1 and {MAX_SCALE}, got {self.scale}")
         _require(len(self.digits) > 0, "--digits must name at least one digit, e.g. --digits 3,8")
-        for d in self.digits:
-            _require(0 <= d <= 9, f"--digits takes digits 0 to 9, got {d}")
+        for d in self.digits:  # the upper bound is the data set's (data.class_numbers)
+            _require(d >= 0, f"--digits takes class numbers from 0, got {d}")
         for i in self.indices:
             _require(i >= 0, f"--index must be 0 or more, got {i}")
 
@@ -350,9 +363,13 @@ class GenerateConfig:
         parts += [f"n{self.n}"] if self.n != GenerateConfig.n else []
         return "".join("_" + part for part in parts)
 
-    def chosen(self) -> dict[str, int]:
-        """Digit mode's output names and the test images they encode: the seed's exemplar of each
-        of `digits` ("3" -> 90), or the `indices` given instead ("index_17" -> 17)."""
+    def chosen(self, exemplars: tuple[int, ...]) -> dict[str, int]:
+        """Digit mode's output names and the test images they encode: the data set's `exemplars`
+        (a test index per class; MNIST's are the seed's) of each of `digits` ("3" -> 90), or the
+        `indices` given instead ("index_17" -> 17)."""
         if self.indices:
             return {f"index_{i}": i for i in self.indices}
-        return {str(d): DIGIT_EXEMPLARS[d] for d in self.digits}
+        for d in self.digits:
+            _require(d < len(exemplars) and exemplars[d] >= 0, f"class {d} has no test image to encode; "
+                     "pass --index to pick test images yourself")
+        return {str(d): exemplars[d] for d in self.digits}

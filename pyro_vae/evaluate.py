@@ -1,4 +1,5 @@
-"""Test-set figures as papers report them: the mean ELBO and the importance-sampled log-likelihood.
+"""Test-set figures as papers report them: the mean ELBO and the importance-sampled log-likelihood,
+on the data set a model was trained on or on another one's test images.
 
 log p(x) is estimated with K particles from the guide as proposal (Burda et al. 2015):
 log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K,  z_k ~ q(z | x).
@@ -7,15 +8,19 @@ It never falls below the ELBO in expectation, and tends to log p(x) as K grows.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pyro
 import torch
 
-from pyro_vae import kernels
+from pyro_vae import data, kernels
 from pyro_vae.config import EVAL_CHUNK, EVAL_CHUNK_CUDA, EvaluateConfig
+from pyro_vae.errors import ConfigError
 from pyro_vae.model import VAE
 from pyro_vae.objectives import iwae_bound, log_weights
 from pyro_vae.runtime import isolated_rng
@@ -77,3 +82,48 @@ def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_
     se = lambda values: (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
     return Evaluation(images=n, particles=particles, elbo=elbo.mean().item(), elbo_se=se(elbo),
                       log_likelihood=ll.mean().item(), log_likelihood_se=se(ll))
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """One data set's test images, as `evaluate` scores them, and whether the model was trained on that data."""
+
+    dataset: str
+    data_dir: Path
+    x: torch.Tensor  # (n, 784) float in {0, 1}, binarized once
+    foreign: str | None  # why it is not the model's training data (`data.mismatch`); None when it is
+
+
+def test_sets(trained: dict[str, Any], names: Sequence[str] = (), *, data_dir: Path | None = None) -> list[TestSet]:
+    """The test sets to score a model trained on `trained` (a checkpoint's `data.record`) on:
+    each of `names`, or the checkpoint's own when none. Scoring another data set's test images
+    with the same estimator is how a likelihood is compared across data sets (Nalisnick et al.
+    2019 found a Fashion-MNIST model gives MNIST the higher one).
+
+    Args:
+        data_dir: the folder of the one data set named; several are each read from their own default.
+    """
+    if len(names) > 1 and data_dir is not None:
+        raise ConfigError("--data-dir names one data set's folder; with several --dataset each is read from its "
+                          "default folder (data/<dataset>, $PYRO_VAE_DATA for mnist)")
+    sets = []
+    for name in names or (None,):
+        dataset, folder = data.reading(trained, dataset=name, data_dir=data_dir)
+        x, _ = data.test_images(folder, dataset=dataset)
+        sets.append(TestSet(dataset=dataset, data_dir=folder, x=x,
+                            foreign=data.mismatch(trained, data.record(dataset, folder))))
+    return sets
+
+
+def score(vae: VAE, sets: Sequence[TestSet], *, particles: int, seed: int = 0,
+          batch_size: int = EvaluateConfig.batch_size,
+          on_batch: Callable[[str, int], None] | None = None) -> list[Evaluation]:
+    """`evaluate` on each test set in turn, with the same particles and seed, on the model's device.
+
+    Args:
+        on_batch: called with the set's data set name and the images done after every batch.
+    """
+    device = next(vae.parameters()).device
+    return [evaluate(vae, test.x.to(device), particles=particles, seed=seed, batch_size=batch_size,
+                     on_batch=None if on_batch is None else functools.partial(on_batch, test.dataset))
+            for test in sets]

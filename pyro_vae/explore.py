@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pyro_vae.config import DIGIT_EXEMPLARS, EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERPOLATE_TO, QuizConfig
+from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERPOLATE_TO, QuizConfig
+from pyro_vae import data
 from pyro_vae.data import IMAGE_SIZE, binarize_once
 from pyro_vae.errors import PyroVAEError
 from pyro_vae.fsutil import atomic_write
@@ -34,8 +35,21 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # of manifest.json; the page refuses another
 # The data set's name and class names, in one place (the data-set registry will supply them).
-DATASET = "MNIST"
-CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
+
+
+@dataclass(frozen=True)
+class Classes:
+    """What the page and the map say of the data: its title, the class names in label order, and
+    the test image `generate --mode digit` encodes for each class (data.py's registry)."""
+
+    title: str = "MNIST"
+    names: tuple[str, ...] = tuple(str(d) for d in range(10))
+    exemplars: tuple[int, ...] = data.DIGIT_EXEMPLARS
+
+    @classmethod
+    def of(cls, dataset: str, data_dir: Path | None = None) -> Classes:
+        return cls(title=data.get(dataset).title, names=tuple(data.class_names(dataset, data_dir)),
+                   exemplars=tuple(data.exemplars(dataset, data_dir)))
 NOISE_MARKS = (0.7, 1.4)  # the seed's two spreads, marked on every noise slider
 MAX_NOISE_SLIDER = 2.0
 WALK_DIRECTIONS = 6  # principal directions exported for the Walk panel (fewer when z is smaller)
@@ -144,7 +158,8 @@ def _packed_bits(binarized: torch.Tensor) -> np.ndarray:
     return np.packbits(binarized.numpy().astype(np.uint8), axis=1)
 
 
-def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: Path, epoch: int) -> dict[str, bytes]:
+def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: Path, epoch: int,
+           classes: Classes = Classes()) -> dict[str, bytes]:
     """Every file of the page for this model, by name: the page, `manifest.json` and three binaries.
 
     Args:
@@ -161,8 +176,8 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         "format": FORMAT,
         "checkpoint": {"path": str(checkpoint), "epoch": epoch, "z_dim": vae.config.z_dim,
                        "hidden_dim": vae.config.hidden_dim},
-        "dataset": {"name": DATASET, "classes": list(CLASS_NAMES), "image_size": IMAGE_SIZE,
-                    "exemplars": list(DIGIT_EXEMPLARS)},
+        "dataset": {"name": classes.title, "classes": list(classes.names), "image_size": IMAGE_SIZE,
+                    "exemplars": list(classes.exemplars)},
         "defaults": {"noise_marks": list(NOISE_MARKS), "max_noise": MAX_NOISE_SLIDER,
                      "interpolate": [INTERPOLATE_FROM, INTERPOLATE_TO], "quiz_noise": QuizConfig.noise,
                      "quiz_real_fraction": QuizConfig.real_fraction},
@@ -336,17 +351,20 @@ def serve(server: _Server, *, ready: Callable[[], None] = lambda: None) -> None:
 # The map as a picture
 
 
-def latent_map(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
+def latent_map(vae: VAE, images: torch.Tensor, labels: torch.Tensor, path: Path, *, classes: Classes = Classes(),
+               about: str = "") -> Path:
     """Draw the test codes on both planes of `latent_views`, coloured by class, to a PNG at `path`.
 
     Args:
-        images: the test split, (n, 784) uint8; labels: (n,) int in 0..9.
+        images: the test split, (n, 784) uint8; labels: (n,) int class numbers.
+        about: the checkpoint in words (its epoch and path), for the caption.
     """
     codes = test_codes(vae, binarize_once(images))
-    return save_latent_map(latent_views(codes, labels), labels, path)
+    return save_latent_map(latent_views(codes, labels), labels, path, classes=classes, about=about)
 
 
-def save_latent_map(views: Map, labels: torch.Tensor, path: Path) -> Path:
+def save_latent_map(views: Map, labels: torch.Tensor, path: Path, *, classes: Classes = Classes(),
+                    about: str = "") -> Path:
     """The map as a PNG at `path` (atomically): each plane's coords coloured by `labels`, side by side."""
     import matplotlib
 
@@ -360,13 +378,14 @@ def save_latent_map(views: Map, labels: torch.Tensor, path: Path) -> Path:
                           f"PCA direction 2 ({100 * views.share[-1 if len(views.share) < 2 else 1]:.0f}%)")}
     for ax, plane in zip(axes, views.planes):
         xy = plane.coords.numpy()
-        for k, name in enumerate(CLASS_NAMES):
+        for k, name in enumerate(classes.names):
             chosen = labels.numpy() == k
             ax.scatter(xy[chosen, 0], xy[chosen, 1], s=3, color=colours(k), label=name, alpha=0.6, linewidths=0)
         ax.set(xlabel=axis_names[plane.name][0], ylabel=axis_names[plane.name][1], title=plane.label)
         ax.legend(title="class", markerscale=4, loc="best", fontsize=9)
         ax.grid(alpha=0.2)
-    fig.suptitle(f"The guide's means (z_loc) of {len(labels)} {DATASET} test images, coloured by class")
+    fig.suptitle(f"The guide's means (z_loc) of {len(labels)} {classes.title} test images, coloured by class"
+                 + (f"\n{about}" if about else ""))
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)

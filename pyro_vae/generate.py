@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from pyro.infer import Predictive
@@ -44,35 +45,43 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
     return vae.x_probs(z).reshape(n, x.shape[0], -1).transpose(0, 1)
 
 
-def titles(mode: str, config: GenerateConfig) -> dict[str, str]:
+def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None = None,
+           classes: Sequence[str] = ()) -> dict[str, str]:
     """The output names of a `generate` call, in `samples`' order, each with what its picture shows.
 
-    Names are `random_samples` (prior), `3` (digit 3's exemplar) or `index_17` (test image 17),
+    Names are `random_samples` (prior), `3` (class 3's exemplar) or `index_17` (test image 17),
     plus `config.suffix(mode)` for settings other than the seed program's ("3_noise1.4").
+
+    Args:
+        chosen: digit mode's names and test images, `config.chosen(exemplars)`.
+        classes: the data set's class names, to say what each exemplar shows ("a 3", "a Sneaker").
     """
     check_mode_options(mode, frozenset())
     suffix = config.suffix(mode)
     if mode == Mode.prior:
         return {PRIOR_NAME + suffix: f"{config.n} samples from the prior z ~ N(0, I)"}
     return {name + suffix: f"{config.n} draws from the guide around test image {index}"
-            + (f" (a {name})" if name.isdigit() else "") for name, index in config.chosen().items()}
+            + (f" (a {classes[int(name)]})" if name.isdigit() and int(name) < len(classes) else "")
+            for name, index in (chosen or {}).items()}
 
 
-def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The images a `generate` call produces, by output name (see `titles`), before anything is written.
+def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None,
+            names: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """The images a `generate` call produces, by output name, before anything is written.
 
     Args:
         mode: `prior` (one grid) or `digit` (one grid per image of `x`).
-        x: digit mode's test images, binarized, in `config.chosen()`'s order: (k, 784).
+        x: digit mode's test images, binarized: (k, 784), as `config.chosen(...)` picks them.
+        names: the output names, `titles(...)`'s keys (one for prior mode, one per image of `x`).
     Returns:
         name -> (config.n, 784) float pixel probabilities.
     """
-    names = list(titles(mode, config))
+    names = list(names) or list(titles(mode, config))
     seed_all(config.seed)
     if mode == Mode.prior:
         return {names[0]: prior_samples(vae, n=config.n)}
-    if x is None:
-        raise ValueError("digit mode needs the test images to encode")
+    if x is None or len(names) != len(x):
+        raise ValueError("digit mode needs the test images to encode, and a name for each")
     drawn = guide_samples(vae, x.to(next(vae.parameters()).device), n=config.n, noise=config.noise)
     return {name: drawn[k] for k, name in enumerate(names)}
 

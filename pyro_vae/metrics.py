@@ -94,7 +94,7 @@ def write_json(record: dict[str, Any] | list[dict[str, Any]], path: Path) -> Pat
 
 # One evaluation.json record per checkpoint and setting: a later evaluation with the same key
 # replaces its record (the same seed gives the same figures), any other adds one.
-EVALUATION_KEY = ("checkpoint", "epoch", "particles", "seed")
+EVALUATION_KEY = ("checkpoint", "epoch", "dataset", "particles", "seed")
 
 
 def read_evaluations(path: Path) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import torch
 
 from pyro_vae import checkpoint, commands, data, kernels
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
-from pyro_vae.errors import DeviceMismatch, Interrupted, TrainingDiverged
+from pyro_vae.errors import CheckpointError, DeviceMismatch, Interrupted, TrainingDiverged
 from pyro_vae.evaluate import Stopped, evaluate
 from pyro_vae.fsutil import remove_temporaries
 from pyro_vae.metrics import HISTORY, EpochRecord, write_history
@@ -204,6 +204,7 @@ class _Run:
     paths: Paths
     metrics: list[EpochRecord]
     best: float  # the best validation log p(x) so far (best.pt's), -inf without one
+    dataset: dict[str, Any]  # what the run trains on (`data.record`)
 
     @property
     def last(self) -> Path:
@@ -212,14 +213,15 @@ class _Run:
     def save(self, *targets: Path, epoch: int, at: Position | None = None) -> Path:
         return checkpoint.save(checkpoint.make_state(epoch=epoch, vae=self.vae, optimizer=self.optimizer,
                                                      train_config=self.config, generator=self.generator,
-                                                     metrics=self.metrics, position=at), *targets)
+                                                     metrics=self.metrics, position=at, dataset=self.dataset),
+                               *targets)
 
 
 def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfig = ModelConfig(),
           paths: Paths | None = None, device: torch.device = torch.device("cpu"), fresh: bool = False,
           progress: bool = False, explicit: frozenset[str] = frozenset(),
           on_evaluation: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train the VAE on MNIST's training images, resuming from the furthest checkpoint unless `fresh`.
+    """Train the VAE on the training images of `paths.dataset`, resuming from the furthest checkpoint unless `fresh`.
 
     Checkpoints: `vae.epoch.N.pt` every `save_every` epochs and at the last, `last.pt` after
     every epoch, `best.pt` whenever the validation log-likelihood improves (with `valid_size`
@@ -243,16 +245,17 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     """
     paths = paths or Paths()
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
-    images, _ = data.ensure_split(paths.data_dir, "train")
+    images, _ = data.ensure_split(paths.data_dir, "train", dataset=paths.dataset)
     # Read (and verified) now even when no evaluation needs it, so bad data fails before
     # --fresh moves anything; a resumed run may turn evaluations on.
-    test, _ = data.ensure_split(paths.data_dir, "test")
+    test, _ = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
+    trained_on = data.record(paths.dataset, paths.data_dir)
     with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request, flush_denormals(device):
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
         result = TrainResult(model_config=model_config, train_config=train_config)
         run, first_epoch, position = _start(result, paths=paths, n_images=len(images), device=device,
-                                            fresh=fresh, explicit=explicit)
+                                            fresh=fresh, explicit=explicit, dataset=trained_on)
         done_before = len(run.metrics)
         config = run.config
         if first_epoch > config.epochs:
@@ -309,7 +312,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
 
 
 def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.device, fresh: bool,
-           explicit: frozenset[str]) -> tuple[_Run, int, Position | None]:
+           explicit: frozenset[str], dataset: dict[str, Any]) -> tuple[_Run, int, Position | None]:
     """Restore the furthest checkpoint (unless `fresh`) or start a new run: the run, its next
     epoch, and the position inside it where an interrupted run stopped. Fills in `result`."""
     found = None if fresh else checkpoint.newest_valid(paths.checkpoint_dir)
@@ -321,6 +324,9 @@ def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.de
             raise DeviceMismatch(f"{result.restored_from} was trained on {state['device']}; resume it with "
                                  f"--device {state['device']}, or pass --fresh to start over here",
                                  recorded=state["device"])
+        if (why := data.mismatch(state["dataset"], dataset)) is not None:
+            raise CheckpointError(f"{result.restored_from} {why}; resume it with --dataset {state['dataset']['name']} "
+                                  "and its data, pass --fresh to start over, or pick another --checkpoint-dir")
         recorded_model, recorded_train = checkpoint.configs_of(state)
         result.model_config = resumed(recorded_model, result.model_config, explicit=explicit,
                                       source=result.restored_from)
@@ -341,7 +347,7 @@ def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.de
     metrics = checkpoint.restore(state, vae=vae, optimizer=optimizer, generator=generator) if state else []
     best = max((r.valid_log_likelihood for r in metrics if r.valid_log_likelihood is not None), default=-math.inf)
     run = _Run(vae=vae, optimizer=optimizer, generator=generator, config=result.train_config, paths=paths,
-               metrics=metrics, best=best)
+               metrics=metrics, best=best, dataset=dataset)
     if state is None:
         return run, 1, None
     position = Position.restored(state["position"], device=device) if state["position"] else None

@@ -21,7 +21,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,8 @@ def default_storage(results_dir: Path) -> str:
 
 def trial_paths(paths: Paths, study: str, run: str) -> Paths:
     """A trial's folders: checkpoints/tune/<study>/<run>/ and results/tune/<study>/<run>/."""
-    return Paths(data_dir=paths.data_dir, checkpoint_dir=paths.checkpoint_dir / TUNE_DIR / study / run,
-                 results_dir=paths.results_dir / TUNE_DIR / study / run)
+    return replace(paths, checkpoint_dir=paths.checkpoint_dir / TUNE_DIR / study / run,
+                   results_dir=paths.results_dir / TUNE_DIR / study / run)
 
 
 def study_dir(paths: Paths, study: str) -> Path:
@@ -273,8 +273,8 @@ def reproduce_paths(paths: Paths, study: str, run: str) -> Paths:
     """Where a reproduction of a trial trains: checkpoints/reproduce/<study>-<run>/ and
     results/reproduce/<study>-<run>/, folders of its own beside the main run's and the trial's."""
     name = f"{study}-{run}"
-    return Paths(data_dir=paths.data_dir, checkpoint_dir=paths.checkpoint_dir / REPRODUCE_DIR / name,
-                 results_dir=paths.results_dir / REPRODUCE_DIR / name)
+    return replace(paths, checkpoint_dir=paths.checkpoint_dir / REPRODUCE_DIR / name,
+                   results_dir=paths.results_dir / REPRODUCE_DIR / name)
 
 
 def train_command(config: TuneConfig, settings: dict[str, Any], *, paths: Paths, run: str) -> str:
@@ -303,7 +303,7 @@ def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.de
     path = where.checkpoint_dir / checkpoint.BEST
     vae, path = checkpoint.load_vae(path if path.is_file() else None, checkpoint_dir=where.checkpoint_dir,
                                     device=device)
-    x = data.test_images(paths.data_dir)[0].to(device)
+    x = data.test_images(paths.data_dir, dataset=paths.dataset)[0].to(device)
     log.info("Scoring the best trial, %d, on %d test images with K=%d (%s)", best.number, len(x),
              config.test_particles, path)
     with Bars(progress) as bars:

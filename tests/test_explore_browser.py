@@ -103,7 +103,7 @@ def test_the_grid_follows_the_noise_slider_while_dragged(opened):
     assert "a 8" in page.locator("#more-caption").inner_text()
 
 
-def test_the_page_draws_the_pixels_the_product_computes(opened, tmp_path):
+def test_the_page_draws_the_pixels_the_product_computes(opened, tmp_path, mnist_dir):
     """The reconstruction the page shows for a test image is the one `reconstruct` writes, pixel for pixel."""
     import numpy as np
     import torch
@@ -116,7 +116,7 @@ def test_the_page_draws_the_pixels_the_product_computes(opened, tmp_path):
     shown = np.array(page.evaluate("""() => { const c = document.getElementById('more-mean');
         return Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0)); }"""))
     vae, _ = checkpoint.load_vae(None, checkpoint_dir=tmp_path / "checkpoints", device=torch.device("cpu"))
-    x, _ = data.test_images(tmp_path / "mnist", indices=[DIGIT_EXEMPLARS[8]])
+    x, _ = data.test_images(mnist_dir, indices=[DIGIT_EXEMPLARS[8]])
     with torch.no_grad():
         expected = (vae.x_probs(vae.encoder(x)[0]).clamp(0, 1) * 255).round().numpy().ravel()  # as images.grid
     assert expected.max() - expected.min() > 100  # a digit, not a blank that any drawing would match

@@ -528,6 +528,10 @@ try {
   const c = M.manifest.checkpoint;
   $("model-info").textContent = `Model ${c.path}, epoch ${c.epoch} (z of ${c.z_dim}, hidden layers of ${c.hidden_dim}); ` +
     `${M.count} ${M.manifest.dataset.name} test images. Everything runs in this page: nothing is fetched from another host.`;
+  // The panels speak of digits; on another data set (Fashion-MNIST, a user's own) the title says "class".
+  if (M.manifest.dataset.name !== "MNIST") {
+    for (const el of document.querySelectorAll(".noun")) el.textContent = el.textContent.replace("digit", "class");
+  }
   for (const panel of [morePanel, drawPanel, mapPanel, walkPanel, quizPanel]) panel();
   window.exploreReadyMs = performance.now();  // for bench/explore_speed.py
   document.body.dataset.ready = "true";

@@ -295,8 +295,8 @@ def evaluate(
         record = {**about, "trained_on": trained["name"], "dataset": test.dataset, "seed": seed, **vars(result)}
         out, replaced = add_evaluation(record, results_dir / EVALUATION)
         typer.echo(f"replaced this checkpoint's record on {test.dataset} with K={particles}, seed {seed} in {out}"
-                   if replaced else f"wrote {out} (a record of its own for this checkpoint, data set, particles "
-                   "and seed)")
+                   if replaced else f"wrote {out} (a record of its own for this checkpoint on {test.dataset}, "
+                   f"K={particles}, seed {seed})")
 
 
 @app.command()

@@ -28,19 +28,16 @@ _MIN_WIDTH = 320  # pixels: room for a caption of a few words a line
 
 @dataclass(frozen=True)
 class Caption:
-    """What made a picture: a title, and the settings that produced it (checkpoint, epoch, mode,
-    noise, seed, ...), drawn above the grid and kept in the PNG's metadata.
-
-    `dataset` names the data set the model learnt, where there is more than one to tell apart.
-    """
+    """What made a picture: a title, and the settings that produced it (dataset, checkpoint, epoch,
+    mode, noise, seed, ...; `checkpoint.describe` gives the first three), drawn above the grid and
+    kept in the PNG's metadata."""
 
     title: str
     settings: dict[str, Any] = field(default_factory=dict)
-    dataset: str | None = None
 
     def items(self) -> dict[str, str]:
         """Every setting as text, the data set first and the checkpoint's (long) path last; None values left out."""
-        every = {"dataset": self.dataset or self.settings.get("dataset"),  # (or a `dataset` setting, e.g. describe's)
+        every = {"dataset": self.settings.get("dataset"),
                  **{k: v for k, v in self.settings.items() if k not in ("dataset", "checkpoint")},
                  "checkpoint": self.settings.get("checkpoint")}
         return {key: _text(value) for key, value in every.items() if value is not None}

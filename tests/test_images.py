@@ -37,7 +37,7 @@ def test_probabilities_map_to_grey_levels():
 
 def test_a_caption_band_above_the_grid_and_the_settings_in_the_metadata(tmp_path):
     caption = Caption("100 samples from the prior", {"checkpoint": "ck/last.pt", "epoch": 7, "mode": "prior",
-                                                      "seed": 3}, dataset="mnist")
+                                                      "seed": 3, "dataset": "mnist"})
     path = save_grid(torch.rand(100, 784), tmp_path / "g.png", scale=2, caption=caption)
     with Image.open(path) as image:
         assert image.width == 560 and image.height > 560  # the grid, pixels 2x2, and a band above it

@@ -23,7 +23,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli
+from pyro_vae import cli
 from pyro_vae import data, objectives
 from pyro_vae.config import ModelConfig, Paths, TrainConfig
 

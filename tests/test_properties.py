@@ -13,7 +13,7 @@ import typer
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-import cli
+from pyro_vae import cli
 from pyro_vae import data
 from pyro_vae.config import GenerateConfig, ModelConfig, Precision, TrainConfig
 

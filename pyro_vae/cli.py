@@ -1,0 +1,522 @@
+"""pyro-vae's command line: `pyro-vae train | generate | evaluate | plot | reconstruct |
+interpolate | quiz | tune | download | explore | latent-map` (also `python -m pyro_vae`, and `python cli.py` in the clone).
+
+Only parsing and printing happen here; the work and every default are in `pyro_vae`. Heavy
+libraries load inside the commands, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
+from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
+                             MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
+                             RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective,
+                             Paths, Precision, QuizConfig, TrainConfig, TuneConfig, check_mode_options, either)
+from pyro_vae.errors import Interrupted, PyroVAEError
+
+
+class _OneLineErrors(TyperGroup):
+    """Every mistake, in the options or in what they point at, becomes one line on stderr and a non-zero exit."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as exc:  # click's usage errors: bad or missing option values
+            where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
+            typer.echo(f"error: {_usage_error(exc)}{where}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            code = 130
+        except Interrupted as exc:  # not a mistake: says where it stopped and how to continue
+            typer.echo(str(exc), err=True)
+            code = exc.exit_code
+        except PyroVAEError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+# Typer's words for a value outside a list of choices: "Value error, 'priors' is not one of 'prior', 'digit'."
+_NOT_A_CHOICE = re.compile(r"(?:Value error, )?('.*') is not one of (.*?)\.?$")
+
+
+def _usage_error(exc: typer.TyperException) -> str:
+    """Click's message, except a value outside a list of choices: "--mode must be prior or digit, got 'priors'"."""
+    choice = _NOT_A_CHOICE.fullmatch(str(getattr(exc, "message", "")))
+    param = getattr(exc, "param", None)
+    if choice is None or param is None or not getattr(param, "opts", None):
+        return exc.format_message()
+    choices = tuple(quoted.strip("'") for quoted in choice[2].split(", "))
+    return f"{param.opts[0]} must be {either(choices)}, got {choice[1]}"
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, help="Train a Pyro VAE on MNIST and generate handwritten digits.")
+
+
+class _EchoHandler(logging.Handler):
+    """Library log records go to stdout (warnings to stderr), one line each.
+
+    Written with print() on the current sys.stdout, so a live progress bar (which redirects
+    sys.stdout) keeps them above itself, and CliRunner in tests captures them.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr if record.levelno >= logging.WARNING else sys.stdout, flush=True)
+
+
+@app.callback(invoke_without_command=True)
+def _setup(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
+           "--verbose", "-v", help="Also log details (fetch attempts, kernel timings, pruning).")] = False) -> None:
+    if ctx.invoked_subcommand is None:  # `python cli.py` alone: the help, and the usage error's status
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
+    logger = logging.getLogger("pyro_vae")
+    logger.handlers = [_EchoHandler()]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+# Options shared by several commands, declared once.
+DataDir = Annotated[Optional[Path], typer.Option(help="The data set's folder [default: data/<dataset>; for mnist "
+                                                 "$PYRO_VAE_DATA when set].")]
+DatasetOpt = Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, or idx (your own IDX files in "
+                                                   "--data-dir); evaluate takes several, comma-separated [default: "
+                                                   "mnist; for a command that reads a checkpoint, its data set].")]
+CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written and found.")]
+ResultsDir = Annotated[Path, typer.Option(help="Where images and metrics/history.csv are written.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]
+CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [default: the furthest in --checkpoint-dir].")]
+Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
+Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed: same seed, same output.")]
+
+
+def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
+    """A train option whose None means "not given": a resumed run takes its checkpoint's value."""
+    return Annotated[Optional[kind], typer.Option(help=text)]
+
+
+def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir,
+           results_dir: Path = Paths.results_dir, dataset: Optional[str] = None) -> Paths:
+    """The folders; `Paths` supplies the data folder's default (data/<dataset>)."""
+    from pyro_vae.data import dataset_names
+
+    return Paths(data_dir=data_dir, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
+                 **({"dataset": dataset_names(dataset)[0]} if dataset else {}))
+
+
+def _load(checkpoint: Optional[Path], device: Device, dataset: Optional[str], data_dir: Optional[Path],
+          checkpoint_dir: Path, results_dir: Path, **sizes: Optional[int]) -> tuple[Any, Path, Paths]:
+    """The VAE of `checkpoint` (default: the furthest readable one) on the chosen device, and the
+    folders, with the data set to read: `dataset` when given, else the one it was trained on."""
+    from pyro_vae import checkpoint as ckpt, data
+    from pyro_vae.runtime import resolve_device
+
+    chosen = data.dataset_names(dataset)  # a bad name fails before anything loads
+    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device), **sizes)
+    name, folder = data.reading(ckpt.dataset_of(path), dataset=chosen[0] if chosen else None, data_dir=data_dir)
+    return vae, path, Paths(data_dir=folder, checkpoint_dir=checkpoint_dir, results_dir=results_dir, dataset=name)
+
+
+def _saved(path: Path, write: Callable[[Path], Path], note: str = "") -> None:
+    """Write `path` with `write` and say so: "replaced" where a file of that name was there before."""
+    verb = "replaced" if path.exists() else "wrote"
+    typer.echo(f"{verb} {write(path)}{note}")
+
+
+def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip()) if text else ()
+    except ValueError:
+        raise typer.BadParameter(f"{flag} takes comma-separated whole numbers, e.g. 3,8; got {text!r}") from None
+
+
+@app.command()
+def download(dataset: DatasetOpt = None, data_dir: DataDir = None) -> None:
+    """Fetch the data set's files missing from its folder, verifying each."""
+    from pyro_vae import data
+
+    paths = _paths(data_dir, dataset=dataset)
+    for path in data.download(paths.data_dir, dataset=paths.dataset):
+        typer.echo(f"wrote {path}")
+    typer.echo(f"{data.get(paths.dataset).title} is complete in {paths.data_dir}")
+
+
+@app.command()
+def train(
+    epochs: Annotated[int, typer.Option(help="Train up to this epoch (a resumed run continues to it).")] = TrainConfig.epochs,
+    batch_size: Given(int, f"Images per step [default: {TrainConfig.batch_size}].") = None,
+    lr: Given(float, f"Adam learning rate [default: {TrainConfig.lr}].") = None,
+    z_dim: Given(int, f"Latent dimensions [default: {ModelConfig.z_dim}].") = None,
+    hidden_dim: Given(int, f"Hidden units per layer [default: {ModelConfig.hidden_dim}].") = None,
+    seed: Given(int, f"Random seed [default: {TrainConfig.seed}].") = None,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N epochs (and at the last).")] = TrainConfig.save_every,
+    keep: Annotated[int, typer.Option(help="Keep the newest N checkpoints.")] = TrainConfig.keep,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over; earlier checkpoints move to an archive folder.")] = False,
+    precision: Annotated[Precision, typer.Option(help="bf16: autocast with fp32 master weights, where the hardware "
+                                                 "has it.")] = Precision(TrainConfig.precision),
+    objective: Given(Objective, "elbo, or iwae: the importance-weighted bound [default: elbo].") = None,
+    particles: Given(int, "z draws per image in the objective (iwae's k) [default: 1].") = None,
+    lr_decay: Given(float, "Multiply the learning rate by this every epoch [default: 1, constant].") = None,
+    valid_size: Given(int, "Hold out the last N training images; keep best.pt by their log p(x) [default: 0].") = None,
+    eval_every: Given(int, "Score the test (and validation) images every N epochs; 0: never [default: 0].") = None,
+    eval_particles: Given(int, f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}].") = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Train the VAE, resuming from the newest checkpoint by itself."""
+    from pyro_vae import commands
+    from pyro_vae.runtime import resolve_device
+    from pyro_vae.train import train as run_training
+
+    given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective, particles=particles,
+                                   lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
+                                   eval_particles=eval_particles).items() if v is not None}
+    sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
+    config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value,
+                         **{k: v.value if isinstance(v, Objective) else v for k, v in given.items()})
+    paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
+    model_config, on = ModelConfig(**sizes), resolve_device(device)
+    try:
+        result = run_training(config, model_config=model_config, paths=paths, device=on, fresh=fresh,
+                              progress=sys.stdout.isatty(), explicit=frozenset(given) | frozenset(sizes))
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving the position
+        again = commands.train(config, paths=paths, model_config=model_config, device=on)
+        typer.echo(f"error: interrupted twice; checkpoints on disk are whole; to resume from the newest, run: {again}",
+                   err=True)
+        raise typer.Exit(130) from None
+    if result.saved:
+        typer.echo(f"Done. Newest checkpoint: {result.saved[-1]}")
+
+
+@app.command()
+def generate(
+    mode: Annotated[Mode, typer.Option(help="prior: decode z ~ N(0, I); digit: widen the guide around real test "
+                                       "digits.")] = Mode.prior,
+    n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
+    noise: Annotated[Optional[float], typer.Option(help=f"Digit mode: added to the guide's log-std, {MIN_NOISE:g} "
+                                                   f"to {MAX_NOISE:g}; 1.4 gives more varied digits [default: "
+                                                   f"{GenerateConfig.noise:g}, the seed's].")] = None,
+    digits: Annotated[Optional[str], typer.Option(help="Digit mode: which classes' exemplars, by number or name, "
+                                                  "e.g. 3,8 or Sneaker,Bag [default: every class].")] = None,
+    index: Annotated[Optional[str], typer.Option(help="Digit mode: encode these test images instead, e.g. "
+                                                 "17,42.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same images.")] = GenerateConfig.seed,
+    scale: Annotated[int, typer.Option(help="Draw each pixel as scale x scale; 1: the seed's raw grid, no "
+                                       "caption band.")] = GenerateConfig.scale,
+    checkpoint: CheckpointFile = None,
+    z_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
+    hidden_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Generate grids of digits from a trained checkpoint (other settings than the seed's get other names)."""
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+
+    check_mode_options(mode.value, frozenset(k for k, v in dict(noise=noise, digits=digits, index=index).items()
+                                              if v is not None))
+    config = GenerateConfig(n=n, noise=GenerateConfig.noise if noise is None else noise, seed=seed, scale=scale,
+                            indices=_int_list(index, "--index"))
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, z_dim=z_dim,
+                             hidden_dim=hidden_dim)
+    chosen, classes = {}, data.class_names(paths.dataset, paths.data_dir)
+    if mode == Mode.digit:
+        if digits is not None:
+            config = replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
+        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
+    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
+    about = {**ckpt.describe(path), "mode": mode.value, **({"noise": config.noise} if mode == Mode.digit else {}),
+             "seed": seed}
+    titles = gen.titles(mode.value, config, chosen=chosen, classes=classes)
+    for name, x_probs in gen.samples(vae, mode.value, config, x=x, names=list(titles)).items():
+        _saved(results_dir / f"{name}.png", lambda out: images.save_grid(
+            x_probs, out, scale=config.scale, caption=images.Caption(titles[name], about)))
+
+
+@app.command()
+def evaluate(
+    particles: Annotated[int, typer.Option(min=1, help="Importance samples per image for log p(x).")] = EvaluateConfig.particles,
+    batch_size: Annotated[int, typer.Option(min=1, help="Test images per batch (memory: particles x batch x 784 "
+                                            "floats).")] = EvaluateConfig.batch_size,
+    seed: Seed = EvaluateConfig.seed, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Test-set ELBO and importance-sampled log-likelihood, per image in nats, on one or several data sets
+    (one record per checkpoint, data set and setting in results/metrics/evaluation.json)."""
+    from pyro_vae import checkpoint as ckpt, data, evaluate as ev
+    from pyro_vae.metrics import EVALUATION, add_evaluation, read_evaluations
+    from pyro_vae.progress import Bars
+    from pyro_vae.runtime import resolve_device
+
+    names = data.dataset_names(dataset, several=True)
+    read_evaluations(results_dir / EVALUATION)  # a damaged record file fails now, not after the work
+    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device))
+    about, trained = ckpt.describe(path), ckpt.dataset_of(path)
+    sets = ev.test_sets(trained, names, data_dir=data_dir)
+    for test in sets:
+        if test.foreign:
+            typer.echo(f"note: {path} {test.foreign}; {data.get(test.dataset).title}'s test images are scored with "
+                       "the same estimator")
+    typer.echo(f"scoring {path} (epoch {about['epoch']}) on "
+               f"{' and '.join(f'{len(test.x)} {test.dataset}' for test in sets)} test images with {particles} "
+               "particles...")
+    with Bars(sys.stdout.isatty()) as bars:
+        for test in sets:
+            bars.add(f"{test.dataset} test images", total=len(test.x))
+        results = ev.score(vae, sets, particles=particles, seed=seed, batch_size=batch_size,
+                           on_batch=lambda name, done: bars.update(f"{name} test images", completed=done))
+    if len(sets) == 1:
+        result = results[0]
+        typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
+        typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
+        typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
+    else:
+        typer.echo(f"checkpoint {path} (trained on {data.describe(trained)}): {particles} particles, nats per image")
+        typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}")
+        for test, result in zip(sets, results):
+            typer.echo(f"  {test.dataset:<15} {result.images:>6}  {result.elbo:9.2f} +- {result.elbo_se:<4.2f}  "
+                       f"{result.log_likelihood:9.2f} +- {result.log_likelihood_se:<4.2f}")
+    for test, result in zip(sets, results):
+        record = {**about, "trained_on": trained["name"], "dataset": test.dataset, "seed": seed, **vars(result)}
+        out, replaced = add_evaluation(record, results_dir / EVALUATION)
+        typer.echo(f"replaced this checkpoint's record on {test.dataset} with K={particles}, seed {seed} in {out}"
+                   if replaced else f"wrote {out} (a record of its own for this checkpoint on {test.dataset}, "
+                   f"K={particles}, seed {seed})")
+
+
+@app.command()
+def reconstruct(
+    n: Annotated[int, typer.Option(min=1, max=MAX_RECONSTRUCT_IMAGES, help="Test images to reconstruct (the first "
+                                   "n).")] = RECONSTRUCT_IMAGES,
+    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    x = data.test_images(paths.data_dir, indices=range(n), dataset=paths.dataset)[0].to(next(vae.parameters()).device)
+    pairs = gen.reconstructions(vae, x)
+    caption = images.Caption(f"test images 0 to {n - 1} and their reconstructions (decoded guide means)",
+                             ckpt.describe(path))
+    labels = ["original", "reconstruction"] * -(-n // GRID_COLS)
+    _saved(results_dir / "reconstructions.png", lambda out: images.save_grid(
+        pairs, out, scale=scale, cols=GRID_COLS, caption=caption, row_labels=labels))
+
+
+@app.command()
+def interpolate(
+    from_index: Annotated[int, typer.Option(help="Test image to start from (3 is a 0).")] = INTERPOLATE_FROM,
+    to_index: Annotated[int, typer.Option(help="Test image to end at (2 is a 1).")] = INTERPOLATE_TO,
+    steps: Annotated[int, typer.Option(min=2, max=MAX_INTERPOLATE_STEPS, help="Points on the line, ends "
+                                       "included.")] = INTERPOLATE_STEPS,
+    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    x = data.test_images(paths.data_dir, indices=[from_index, to_index],
+                         dataset=paths.dataset)[0].to(next(vae.parameters()).device)
+    line = gen.interpolation(vae, x[0], x[1], steps=steps)
+    stem = results_dir / f"interpolation_{from_index}_{to_index}"
+    caption = images.Caption(f"from test image {from_index} to test image {to_index}: {steps} points on the "
+                             "line between their encodings", ckpt.describe(path))
+    ends = (f"test image {from_index}", f"test image {to_index}")
+    _saved(stem.with_suffix(".png"), lambda out: images.save_grid(line, out, scale=scale, cols=steps, caption=caption,
+                                                                  end_labels=ends))
+    _saved(stem.with_suffix(".gif"), lambda out: images.save_animation(line, out, scale=scale * 4, caption=caption))
+
+
+@app.command()
+def quiz(
+    real_fraction: Annotated[float, typer.Option(help=f"Share of the {QuizConfig.cells} cells showing real test "
+                                                 "digits.")] = QuizConfig.real_fraction,
+    noise: Annotated[float, typer.Option(help="Spread of the generated digits' guide (the seed's "
+                                         "0.7).")] = QuizConfig.noise,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same quiz.")] = QuizConfig.seed,
+    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
+    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+    from pyro_vae.metrics import write_json
+
+    config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    binarized, intensities = data.test_images(paths.data_dir, dataset=paths.dataset)
+    shown, answers = gen.quiz(vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
+                              noise=config.noise, seed=config.seed)
+    folder, about = results_dir / "quiz", {**ckpt.describe(path), "noise": noise, "seed": seed}
+    marked = [not answer["real"] for answer in answers]
+    ask = images.Caption("Human or machine? Some digits are real test images, the others generated", about)
+    tell = images.Caption(f"The answers: the {sum(marked)} generated digits are framed in red", about)
+    _saved(folder / "quiz.png", lambda out: images.save_grid(shown, out, scale=scale, caption=ask))
+    _saved(folder / "answers.png", lambda out: images.save_marked_grid(shown, marked, out, scale=scale, caption=tell),
+           " (generated: red)")
+    record = {**about, "real_fraction": real_fraction, "cells": answers}
+    _saved(folder / "answers.json", lambda out: write_json(record, out))
+
+
+@app.command()
+def tune(
+    study: Annotated[str, typer.Option(help="The study's name (shared by every worker).")] = TuneConfig.study,
+    storage: Annotated[Optional[str], typer.Option(help="Study database URL, e.g. postgresql://user:pw@host/db "
+                                                   "[default: sqlite:///<results-dir>/tune/optuna.db].")] = None,
+    trials: Annotated[int, typer.Option(help="Trials this worker runs.")] = TuneConfig.trials,
+    epochs: Annotated[int, typer.Option(help="Epochs per trial.")] = TuneConfig.epochs,
+    eval_every: Annotated[int, typer.Option(help="Score each trial every N epochs (the pruner sees "
+                                            "these).")] = TuneConfig.eval_every,
+    valid_size: Annotated[int, typer.Option(help="Held-out training images trials are scored on (never the "
+                                            "test set).")] = TuneConfig.valid_size,
+    eval_particles: Annotated[int, typer.Option(help="K of the validation scores.")] = TuneConfig.eval_particles,
+    test_particles: Annotated[int, typer.Option(help="K of the best trial's test score.")] = TuneConfig.test_particles,
+    objective: Given(Objective, "Fix the objective instead of searching it.") = None,
+    particles: Given(int, "Fix the particles instead of searching them.") = None,
+    lr: Given(float, "Fix the learning rate instead of searching it.") = None,
+    lr_decay: Given(float, "Fix the learning-rate decay instead of searching it.") = None,
+    z_dim: Given(int, "Fix the latent dimensions instead of searching them.") = None,
+    hidden_dim: Given(int, "Fix the hidden units instead of searching them.") = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Only continue an existing study.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Print the study's trials and write trials.csv and "
+                                         "plots, instead of running trials.")] = False,
+    heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats.")] = TuneConfig.heartbeat_s,
+    grace_period: Annotated[int, typer.Option(help="Seconds without a heartbeat before a trial is retried "
+                                              "elsewhere.")] = TuneConfig.grace_s,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
+    from pyro_vae import tune as search
+    from pyro_vae.runtime import resolve_device
+
+    config = TuneConfig(study=study, storage=storage, trials=trials, epochs=epochs, eval_every=eval_every,
+                        valid_size=valid_size, eval_particles=eval_particles, test_particles=test_particles,
+                        heartbeat_s=heartbeat, grace_s=grace_period)
+    paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
+    if report:
+        there = set(search.study_dir(paths, config.study).glob("*"))
+        rows, written, notes = search.report(config, paths=paths)
+        columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
+        typer.echo("  ".join(f"{c:>10}" for c in columns))
+        for row in rows:
+            typer.echo("  ".join(f"{search.format_value(v) if c == 'value' else _cell(v):>10}"
+                                 for c, v in ((c, row.get(c)) for c in columns)))
+        for path in written:
+            typer.echo(f"{'replaced' if path in there else 'wrote'} {path}")
+        for note in notes:
+            typer.echo(note)
+        return
+    fixed = {k: v.value if isinstance(v, Objective) else v for k, v in dict(
+        objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
+        hidden_dim=hidden_dim).items() if v is not None}
+    best = search.search(config, fixed=fixed, paths=paths, device=resolve_device(device), resume=resume,
+                         progress=sys.stdout.isatty())
+    if best is not None:
+        typer.echo(f"best trial {best['trial']}: validation log p(x) {best['valid_log_likelihood']:.2f}, test "
+                   f"log p(x) {best['test_log_likelihood']:.2f} +- {best['test_log_likelihood_se']:.2f} "
+                   f"(K={best['test_particles']})")
+        typer.echo(f"reproduce it with: {best['command']}")
+        typer.echo(f"wrote {search.study_dir(paths, config.study) / search.BEST}")
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+@app.command()
+def plot(results_dir: ResultsDir = Paths.results_dir) -> None:
+    """Draw the training curves of results/metrics/history.csv (and evaluate's figures) to results/metrics/curves.png."""
+    from pyro_vae.metrics import EVALUATION, HISTORY, read_evaluations, read_history
+    from pyro_vae.plots import CURVES, plot_history
+
+    records, evaluations = read_history(results_dir / HISTORY), read_evaluations(results_dir / EVALUATION)
+    counted = f", {len(evaluations)} evaluation{'s' * (len(evaluations) != 1)}" if evaluations else ""
+    note = f" ({len(records)} epoch{'s' * (len(records) != 1)}{counted})"
+    _saved(results_dir / CURVES, lambda out: plot_history(records, out, evaluations=evaluations), note)
+
+
+@app.command()
+def explore(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = EXPLORE_PORT,
+    host: Annotated[str, typer.Option(help=f"Address to listen on; anything but {EXPLORE_HOST} shows the model to "
+                                      "the network.")] = EXPLORE_HOST,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL.")] = False,
+    export: Annotated[Optional[Path], typer.Option(help="Write the page into this folder for a static web host, "
+                                                   "instead of serving it.")] = None,
+    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
+    dataset: DatasetOpt = None, data_dir: DataDir = None,
+) -> None:
+    """Play with a trained model in the browser: digits, drawing, the latent map, walks, the quiz."""
+    from pyro_vae import checkpoint as ckpt, data, explore as ex
+
+    # The page computes; the CPU only exports.
+    vae, path, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, Paths.results_dir)
+    images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
+    files = ex.bundle(vae, images, labels, checkpoint=path, epoch=ckpt.describe(path)["epoch"],
+                      classes=ex.Classes.of(paths.dataset, paths.data_dir))
+    if export is not None:
+        ex.export(files, export)
+        typer.echo(f"wrote {export}/ ({len(files)} files): serve it with any static web server, e.g. "
+                   f"python -m http.server -d {export}")
+        return
+    server = ex.open_server(files, host=host, port=port)  # a taken port fails here, before anything is served
+    if host not in (EXPLORE_HOST, "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: the model and the test images are visible to the network", err=True)
+    url = ex.url_of(server)
+
+    def ready() -> None:
+        typer.echo(url)
+        typer.echo("Ctrl-C stops the server.", err=True)
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    ex.serve(server, ready=ready)
+    typer.echo("stopped", err=True)
+
+
+@app.command("latent-map")
+def latent_map(
+    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
+    results_dir: ResultsDir = Paths.results_dir, dataset: DatasetOpt = None, data_dir: DataDir = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png."""
+    from pyro_vae import checkpoint as ckpt, data, explore as ex
+
+    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
+    about = ckpt.describe(path)
+    _saved(results_dir / ex.LATENT_MAP, lambda out: ex.latent_map(
+        vae, images, labels, out, classes=ex.Classes.of(paths.dataset, paths.data_dir),
+        about=f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"))
+
+
+def main() -> None:
+    """Console entry point `pyro-vae`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -130,7 +130,7 @@ def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, *, cells:
         (cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
     """
     if not 0.0 <= real_fraction <= 1.0:
-        raise ConfigError(f"--real-fraction must be between 0 and 1, got {real_fraction}")
+        raise ConfigError(f"⟨real_fraction⟩ must be between 0 and 1, got {real_fraction}")
     seed_all(seed)
     generator = torch.Generator().manual_seed(seed)
     n_real = round(cells * real_fraction)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pyro_vae import commands
 from pyro_vae.config import Paths
-from pyro_vae.errors import HistoryError
+from pyro_vae.errors import HINT, HistoryError
 from pyro_vae.fsutil import atomic_write
 
 HISTORY = Path("metrics") / "history.csv"  # under the results folder
@@ -64,9 +64,9 @@ def read_history(path: Path) -> list[EpochRecord]:
 
     path = Path(path)
     if not path.is_file():
-        train = commands.command("train", **commands.folders(Paths(results_dir=path.parent.parent)))
-        raise HistoryError(f"no training history at {path}; train first ({train}), "
-                           "or point --results-dir at the folder a run wrote")
+        raise HistoryError(f"no training history at {path}; train first ({HINT}), "
+                           "or point ⟨results_dir⟩ at the folder a run wrote",
+                           hint=commands.first_training(Paths(results_dir=path.parent.parent)))
     try:
         with open(path, newline="") as handle:
             records = [

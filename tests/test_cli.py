@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from pyro_vae.metrics import read_history
 
 
 @pytest.fixture
@@ -392,3 +395,25 @@ def test_each_epoch_line_comes_before_its_evaluation(dirs, cli_invoke, tiny_opti
     lines = [line.split(" (")[0].split(":")[0].strip() for line in result.stdout.splitlines()
              if line.startswith(("Epoch", "  valid", "  test"))]
     assert lines == ["Epoch 1", "valid", "test", "Epoch 2", "valid", "test"]
+
+
+def test_a_second_model_keeps_to_its_own_results(mnist_dir, cli_invoke, tiny_options):
+    """The design card's run lives in checkpoints/ and results/; another in checkpoints/small writes
+    results/small, and nothing of the first run's changes."""
+    assert cli_invoke("train", "--epochs", "2", *tiny_options).exit_code == 0
+    assert cli_invoke("generate", "--mode", "prior").exit_code == 0
+    assert cli_invoke("evaluate", "--particles", "2").exit_code == 0
+    first = {p: p.read_bytes() for p in Path("results").rglob("*") if p.is_file()}
+    assert {Path("results/metrics/history.csv"), Path("results/random_samples.png"),
+            Path("results/metrics/evaluation.json")} <= set(first)
+    small = ["--checkpoint-dir", "checkpoints/small"]
+    assert cli_invoke("train", "--epochs", "1", "--z-dim", "3", "--hidden-dim", "8", "--batch-size", "16",
+                      *small).exit_code == 0
+    assert cli_invoke("generate", "--mode", "prior", *small).exit_code == 0
+    assert cli_invoke("evaluate", "--particles", "2", *small).exit_code == 0
+    plotted = cli_invoke("plot", *small)
+    assert plotted.exit_code == 0 and "results/small/metrics/curves.png" in plotted.stdout, plotted.output
+    assert {p: p.read_bytes() for p in Path("results").rglob("*") if p.is_file() and "small" not in p.parts} == first
+    assert [r.epoch for r in read_history(Path("results/small/metrics/history.csv"))] == [1]
+    assert [r.epoch for r in read_history(Path("results/metrics/history.csv"))] == [1, 2]
+    assert Path("results/small/random_samples.png").is_file()

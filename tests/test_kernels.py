@@ -16,7 +16,7 @@ from pyro.infer import Trace_ELBO
 from pyro_vae import checkpoint, data, kernels
 from pyro_vae.config import ModelConfig
 from pyro_vae.model import Z, VAE
-from pyro_vae.train import train
+from pyro_vae.trainer import train
 
 CPU = torch.device("cpu")
 needs_onednn = pytest.mark.skipif(not kernels.onednn_available(CPU), reason="this torch build has no oneDNN")

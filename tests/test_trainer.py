@@ -13,12 +13,12 @@ import torch
 from torch.utils._pytree import tree_map
 
 from pyro_vae import checkpoint, data
-from pyro_vae import train as train_module
+from pyro_vae import trainer as train_module
 from pyro_vae.config import TrainConfig
 from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged, WriteError
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.objectives import loss_fn
-from pyro_vae.train import NonFiniteLoss, build, run_epoch, train
+from pyro_vae.trainer import NonFiniteLoss, build, run_epoch, train
 
 
 def test_checkpoints_at_cadence_and_last_epoch_and_prunes(paths, tiny_model, tiny_train):
@@ -86,10 +86,10 @@ def test_resume_says_so_and_uses_the_checkpoint_settings(paths, tiny_model, tiny
 def test_resume_refuses_explicit_mismatch(paths, tiny_model, tiny_train):
     train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)
     before = checkpoint.latest(paths.checkpoint_dir).read_bytes()
-    with pytest.raises(CheckpointError, match="--z-dim 2, not 3"):
+    with pytest.raises(CheckpointError, match="z_dim 2, not 3"):
         train(tiny_train, model_config=dataclasses.replace(tiny_model, z_dim=3), paths=paths,
               explicit=frozenset({"z_dim"}))
-    with pytest.raises(CheckpointError, match="--batch-size 16, not 8.*--fresh"):
+    with pytest.raises(CheckpointError, match="batch_size 16, not 8.*fresh"):
         train(dataclasses.replace(tiny_train, batch_size=8), model_config=tiny_model, paths=paths,
               explicit=frozenset({"batch_size"}))
     assert checkpoint.latest(paths.checkpoint_dir).read_bytes() == before
@@ -100,7 +100,7 @@ def test_resume_on_another_device_is_refused(paths, tiny_model, tiny_train):
     state = checkpoint.load(path)
     state["device"] = "cuda"
     checkpoint.save(state, path)
-    with pytest.raises(CheckpointError, match="trained on cuda; resume it with --device cuda"):
+    with pytest.raises(CheckpointError, match="trained on cuda; resume it with device cuda"):
         train(tiny_train, model_config=tiny_model, paths=paths)
 
 
@@ -145,7 +145,7 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(pat
         state["train_config"]["lr"] = 1e10
         checkpoint.save(state, path)
     before = {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")}
-    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, batch 2.*vae.epoch.1.pt, is untouched.*--lr"):
+    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, batch 2.*vae.epoch.1.pt, is untouched.*lr"):
         train(dataclasses.replace(tiny_train, epochs=3), model_config=tiny_model, paths=paths)
     assert [e for e, _ in checkpoint.list_checkpoints(paths.checkpoint_dir)] == [1]
     assert {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")} == before

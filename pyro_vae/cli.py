@@ -14,7 +14,6 @@ import shlex
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -268,26 +267,19 @@ def generate(
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Generate grids of digits from a trained checkpoint (other settings than the seed's get other names)."""
-    from pyro_vae import data, generate as gen, images
+    from pyro_vae import generate as gen, images
 
     check_mode_options(mode.value, frozenset(k for k, v in dict(noise=noise, digits=digits, index=index).items()
                                               if v is not None))
     config = GenerateConfig(n=n, noise=GenerateConfig.noise if noise is None else noise, seed=seed, scale=scale,
                             indices=_int_list(index, "--index"))
     model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, z_dim=z_dim,
-                             hidden_dim=hidden_dim)
-    chosen, classes = {}, data.class_names(paths.dataset, paths.data_dir)
-    if mode == Mode.digit:
-        if digits is not None:
-            config = replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
-        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
-    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
+                         hidden_dim=hidden_dim)
     about = {**model.about(), "mode": mode.value, **({"noise": config.noise} if mode == Mode.digit else {}),
              "seed": seed}
-    titles = gen.titles(mode.value, config, chosen=chosen, classes=classes)
-    for name, x_probs in gen.samples(model.vae, mode.value, config, x=x, names=list(titles)).items():
+    for name, (title, x_probs) in gen.grids(model.vae, mode.value, config, paths=paths, digits=digits).items():
         _saved(paths.results_dir / f"{name}.png", lambda out: images.save_grid(
-            x_probs, out, scale=config.scale, caption=images.Caption(titles[name], about)))
+            x_probs, out, scale=config.scale, caption=images.Caption(title, about)))
 
 
 @app.command()

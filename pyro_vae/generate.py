@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
 import torch
 from pyro.infer import Predictive
 
-from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, check_mode_options
+from pyro_vae import data
+from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, check_mode_options
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import Z, VAE
 from pyro_vae.runtime import seed_all
@@ -84,6 +86,22 @@ def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | No
         raise ValueError("digit mode needs the test images to encode, and a name for each")
     drawn = guide_samples(vae, x.to(next(vae.parameters()).device), n=config.n, noise=config.noise)
     return {name: drawn[k] for k, name in enumerate(names)}
+
+
+def grids(vae: VAE, mode: str, config: GenerateConfig, *, paths: Paths, digits: str | None = None
+          ) -> dict[str, tuple[str, torch.Tensor]]:
+    """What a `generate` call draws, by output name: (what the picture shows, (config.n, 784) pixel
+    probabilities). Digit mode encodes the test exemplars of `digits` (numbers or class names of
+    `paths.dataset`, e.g. "3,8"; None: every class), or `config.indices` when given."""
+    chosen: dict[str, int] = {}
+    if mode == Mode.digit:
+        if digits is not None:
+            config = dataclasses.replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
+        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
+    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
+    shown = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir))
+    drawn = samples(vae, mode, config, x=x, names=list(shown))
+    return {name: (shown[name], x_probs) for name, x_probs in drawn.items()}
 
 
 @torch.no_grad()

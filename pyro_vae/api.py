@@ -15,7 +15,7 @@ import torch
 from pyro_vae import checkpoint, data, evaluate as ev, generate as gen
 from pyro_vae.config import EvaluateConfig, GenerateConfig, ModelConfig, Paths, TrainConfig, results_dir_for
 from pyro_vae.errors import ConfigError, Hint
-from pyro_vae.metrics import EpochRecord, read_history, HISTORY
+from pyro_vae.metrics import HISTORY, EpochRecord, claim, read_history
 from pyro_vae.model import VAE
 from pyro_vae.runtime import isolated_rng, resolve_device
 
@@ -74,14 +74,18 @@ class Model:
         return {"dataset": self.dataset, "checkpoint": str(self.path), "epoch": self.epoch}
 
     def paths(self, *, dataset: str | None = None, data_dir: str | Path | None = None,
-              results_dir: str | Path | None = None) -> Paths:
+              results_dir: str | Path | None = None, writes: bool = True) -> Paths:
         """The folders a command reading this model uses: `dataset` when given, else the one it was
-        trained on (`data.reading`), and its run's results folder (from the checkpoint's folder)."""
+        trained on (`data.reading`), and its run's results folder (from the checkpoint's folder),
+        claimed for this run when the command `writes` there (`metrics.claim`)."""
         chosen = data.dataset_names(dataset)
         name, folder = data.reading(self.data, dataset=chosen[0] if chosen else None,
                                     data_dir=None if data_dir is None else Path(data_dir))
-        return Paths(data_dir=folder, checkpoint_dir=self.path.parent, dataset=name,
-                     results_dir=None if results_dir is None else Path(results_dir))
+        paths = Paths(data_dir=folder, checkpoint_dir=self.path.parent, dataset=name,
+                      results_dir=None if results_dir is None else Path(results_dir))
+        if writes:
+            claim(paths.results_dir, paths.checkpoint_dir)
+        return paths
 
     def sample(self, n: int = GenerateConfig.n, *, seed: int = GenerateConfig.seed) -> torch.Tensor:
         """Decode `n` draws of z ~ p(z): (n, 28, 28) pixel probabilities (`generate --mode prior`'s grid)."""

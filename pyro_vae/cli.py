@@ -166,7 +166,8 @@ def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir
 
 
 def _load(checkpoint: Optional[Path], device: Device, dataset: Optional[str], data_dir: Optional[Path],
-          checkpoint_dir: Path, results_dir: Optional[Path], **sizes: Optional[int]) -> tuple[Any, Paths]:
+          checkpoint_dir: Path, results_dir: Optional[Path], *, writes: bool = True,
+          **sizes: Optional[int]) -> tuple[Any, Paths]:
     """`pyro_vae.load` of `checkpoint` (default: the furthest readable one in `checkpoint_dir`), checked
     against the sizes given, and the folders to read and write (`data.reading`)."""
     import pyro_vae
@@ -175,7 +176,7 @@ def _load(checkpoint: Optional[Path], device: Device, dataset: Optional[str], da
     if checkpoint is not None:
         require_file(checkpoint)  # --checkpoint names a file; a folder is --checkpoint-dir
     model = pyro_vae.load(checkpoint if checkpoint is not None else checkpoint_dir, device=device.value, **sizes)
-    return model, model.paths(dataset=dataset, data_dir=data_dir, results_dir=results_dir)
+    return model, model.paths(dataset=dataset, data_dir=data_dir, results_dir=results_dir, writes=writes)
 
 
 def _saved(path: Path, write: Callable[[Path], Path], note: str = "") -> None:
@@ -510,7 +511,7 @@ def explore(
     from pyro_vae import data, explore as ex
 
     # The page computes; the CPU only exports.
-    model, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, None)
+    model, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, None, writes=False)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     files = ex.bundle(model.vae, images, labels, checkpoint=model.path, epoch=model.epoch,
                       classes=ex.Classes.of(paths.dataset, paths.data_dir))

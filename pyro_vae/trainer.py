@@ -23,7 +23,7 @@ from pyro_vae.errors import (HINT, CheckpointError, DeviceMismatch, Hint, Interr
                              TrainingDiverged)
 from pyro_vae.evaluate import Stopped, evaluate
 from pyro_vae.fsutil import remove_temporaries
-from pyro_vae.metrics import HISTORY, EpochRecord, write_history
+from pyro_vae.metrics import HISTORY, EpochRecord, claim, write_history
 from pyro_vae.model import VAE
 from pyro_vae.objectives import Loss, loss_fn
 from pyro_vae.progress import Bars
@@ -253,6 +253,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     test, _ = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     trained_on = data.record(paths.dataset, paths.data_dir)
     with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request, flush_denormals(device):
+        claim(paths.results_dir, paths.checkpoint_dir)  # another run's results folder is refused, untouched
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
         result = TrainResult(model_config=model_config, train_config=train_config)

@@ -54,7 +54,7 @@ def test_generate_prior_writes_a_ten_by_ten_grid(trained, cli_invoke):
 def test_generate_digit_writes_one_grid_per_digit_deterministically(trained, cli_invoke):
     result = cli_invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
     assert result.exit_code == 0, result.output
-    names = sorted(p.name for p in trained["--results-dir"].iterdir())
+    names = sorted(p.name for p in trained["--results-dir"].glob("*.png"))
     assert names == [f"{d}.png" for d in range(10)]
     assert result.stdout.count("wrote ") == 10
     first = digest(trained["--results-dir"])
@@ -67,7 +67,7 @@ def test_generate_digit_writes_one_grid_per_digit_deterministically(trained, cli
 def test_generate_subset_of_digits_and_scale(trained, cli_invoke):
     result = cli_invoke("generate", "--mode", "digit", "--digits", "3,8", "--n", "4", "--scale", "3", *opts(trained))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in trained["--results-dir"].iterdir()) == ["3_n4.png", "8_n4.png"]
+    assert sorted(p.name for p in trained["--results-dir"].glob("*.png")) == ["3_n4.png", "8_n4.png"]
     with Image.open(trained["--results-dir"] / "3_n4.png") as image:
         assert image.width >= 2 * 28 * 3 and image.height > 2 * 28 * 3  # the grid and its caption above
 
@@ -397,7 +397,7 @@ def test_each_epoch_line_comes_before_its_evaluation(dirs, cli_invoke, tiny_opti
     assert lines == ["Epoch 1", "valid", "test", "Epoch 2", "valid", "test"]
 
 
-def test_a_second_model_keeps_to_its_own_results(mnist_dir, cli_invoke, tiny_options):
+def test_a_second_model_keeps_to_its_own_results(mnist_dir, cli_invoke, tiny_options, one_line_error):
     """The design card's run lives in checkpoints/ and results/; another in checkpoints/small writes
     results/small, and nothing of the first run's changes."""
     assert cli_invoke("train", "--epochs", "2", *tiny_options).exit_code == 0
@@ -417,3 +417,11 @@ def test_a_second_model_keeps_to_its_own_results(mnist_dir, cli_invoke, tiny_opt
     assert [r.epoch for r in read_history(Path("results/small/metrics/history.csv"))] == [1]
     assert [r.epoch for r in read_history(Path("results/metrics/history.csv"))] == [1, 2]
     assert Path("results/small/random_samples.png").is_file()
+    # Pointed at the first run's results by hand, a third model is refused before it writes anything.
+    refused = cli_invoke("train", "--epochs", "1", *tiny_options, "--checkpoint-dir", "checkpoints/third",
+                         "--results-dir", "results")
+    one_line_error(refused, "results holds the results of the run in", "give this run its own --results-dir",
+                   "(results/third)")
+    refused = cli_invoke("generate", "--checkpoint-dir", "checkpoints/small", "--results-dir", "results")
+    one_line_error(refused, "results holds the results of the run in")
+    assert {p: p.read_bytes() for p in Path("results").rglob("*") if p.is_file() and "small" not in p.parts} == first

@@ -43,8 +43,8 @@ def _final_state(paths):
 
 
 def test_resume_is_exact(tmp_path, paths, tiny_model, tiny_train):
-    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight")
-    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split")
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=None)
+    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split", results_dir=None)
     train(dataclasses.replace(tiny_train, epochs=4), model_config=tiny_model, paths=straight)
     train(dataclasses.replace(tiny_train, epochs=2), model_config=tiny_model, paths=split)
     # Scramble the global RNG: a resumed run must restore it from the checkpoint, not inherit it.
@@ -126,7 +126,7 @@ def test_bf16_trains_close_to_fp32(tmp_path, paths, tiny_model, tiny_train, monk
     monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # emulated where not native: fine for a test
     bounds = {}
     for precision in ("fp32", "bf16"):
-        run_paths = dataclasses.replace(paths, checkpoint_dir=tmp_path / precision)
+        run_paths = dataclasses.replace(paths, checkpoint_dir=tmp_path / precision, results_dir=None)
         config = dataclasses.replace(tiny_train, epochs=6, lr=1e-2, precision=precision)
         bounds[precision] = train(config, model_config=tiny_model, paths=run_paths).metrics[-1].lower_bound
     state = checkpoint.load(checkpoint.latest(tmp_path / "bf16"))
@@ -263,8 +263,8 @@ def test_generator_states_that_come_back_on_another_device_resume_exactly(tmp_pa
     # Before, `train` loaded checkpoints onto its device: on a GPU the generator states came back
     # there and NumPy and torch refused them with a traceback. Wherever they come back, they are
     # put back on the CPU, and the run continues exactly.
-    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight")
-    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split")
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=None)
+    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split", results_dir=None)
     train(tiny_train, model_config=tiny_model, paths=straight)
     train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=split)
     real_load = torch.load

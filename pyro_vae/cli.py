@@ -8,6 +8,7 @@ libraries load inside the commands, so `--help` stays fast.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shlex
@@ -458,8 +459,7 @@ def tune(
         columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
         typer.echo("  ".join(f"{c:>10}" for c in columns))
         for row in rows:
-            typer.echo("  ".join(f"{search.format_value(v) if c == 'value' else _cell(v):>10}"
-                                 for c, v in ((c, row.get(c)) for c in columns)))
+            typer.echo("  ".join(f"{_cell(c, row.get(c)):>10}" for c in columns))
         for path in written:
             typer.echo(f"{'replaced' if path in there else 'wrote'} {path}")
         for note in notes:
@@ -478,7 +478,10 @@ def tune(
         typer.echo(f"wrote {search.study_dir(paths, config.study) / search.BEST}")
 
 
-def _cell(value: Any) -> str:
+def _cell(column: str, value: Any) -> str:
+    """A report cell: the objective's value to two decimals (a pruned or failed trial's as -), other floats to 3 digits."""
+    if column == "value":
+        return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
     return f"{value:.3g}" if isinstance(value, float) else "-" if value is None else str(value)
 
 

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -395,6 +394,3 @@ def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], l
                          f"settings that vary (has {len(completed)}, varying: {', '.join(varied) or 'none'})")
     return rows, written, notes
 
-
-def format_value(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"

@@ -144,11 +144,10 @@ def load(path: str | Path = Paths.checkpoint_dir, *, device: str | torch.device 
     """
     path = Path(path)
     file, folder = (None, path) if path.is_dir() or not path.suffix else (path, path.parent)
-    vae, file = checkpoint.load_vae(file, checkpoint_dir=folder, device=_device(device), z_dim=z_dim,
-                                    hidden_dim=hidden_dim)
-    entries = checkpoint.small_entries(file)
-    return Model(vae=vae, path=file, epoch=int(entries["epoch"]), data=entries["dataset"],
-                 train_config=checkpoint.configs_of(entries)[1])
+    vae, file, state = checkpoint.read_vae(file, checkpoint_dir=folder, device=_device(device), z_dim=z_dim,
+                                           hidden_dim=hidden_dim)
+    return Model(vae=vae, path=file, epoch=int(state["epoch"]), data=state["dataset"],
+                 train_config=checkpoint.configs_of(state)[1])
 
 
 def _device(device: str | torch.device) -> torch.device:

@@ -331,13 +331,20 @@ def model_config_of(state: dict[str, Any], *, path: Path, z_dim: int | None = No
 
 def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z_dim: int | None = None,
              hidden_dim: int | None = None) -> tuple[VAE, Path]:
-    """Build the VAE a checkpoint records and load its weights.
+    """`read_vae`'s VAE and the checkpoint's path."""
+    vae, path, _ = read_vae(path, checkpoint_dir=checkpoint_dir, device=device, z_dim=z_dim, hidden_dim=hidden_dim)
+    return vae, path
+
+
+def read_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z_dim: int | None = None,
+             hidden_dim: int | None = None) -> tuple[VAE, Path, dict[str, Any]]:
+    """Build the VAE a checkpoint records and load its weights, reading the file once.
 
     Args:
         path: the checkpoint, or None for the newest readable one in `checkpoint_dir`.
         z_dim, hidden_dim: sizes the user gave explicitly, checked against the checkpoint.
     Returns:
-        (the VAE in eval mode on `device`, the checkpoint's path).
+        (the VAE in eval mode on `device`, the checkpoint's path, its state as `load` returns it).
     """
     path, state = load_resolved(path, checkpoint_dir=checkpoint_dir)
     config = model_config_of(state, path=path, z_dim=z_dim, hidden_dim=hidden_dim)
@@ -347,23 +354,16 @@ def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
     vae.eval()
-    return vae, path
+    return vae, path, state
 
 
-def small_entries(path: Path) -> dict[str, Any]:
+def _small_entries(path: Path) -> dict[str, Any]:
     """A checkpoint's entries read memory-mapped (the weights are not read), with the keys older
     checkpoints lack filled in as `load` fills them."""
     return {**_ADDED_KEYS, **torch.load(path, map_location="cpu", weights_only=True, mmap=True)}
 
 
-def describe(path: Path) -> dict[str, Any]:
-    """What a picture or a record says of the checkpoint that made it: the data set it was trained
-    on, its path and the epochs it had trained (a caption's and evaluation.json's fields)."""
-    state = small_entries(path)
-    return {"dataset": state["dataset"]["name"], "checkpoint": str(path), "epoch": int(state["epoch"])}
-
-
 def dataset_of(path: Path) -> dict[str, Any]:
     """The data the checkpoint at `path` was trained on (`data.record`; MNIST for checkpoints
     written before there were data sets to choose)."""
-    return small_entries(path)["dataset"]
+    return _small_entries(path)["dataset"]

@@ -503,13 +503,13 @@ def latent_map(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png."""
-    from pyro_vae import checkpoint as ckpt, data, explore as ex
+    from pyro_vae import checkpoint as ckpt, data, latent, plots
 
     vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     about = ckpt.describe(path)
-    _saved(results_dir / ex.LATENT_MAP, lambda out: ex.latent_map(
-        vae, images, labels, out, classes=ex.Classes.of(paths.dataset, paths.data_dir),
+    _saved(results_dir / plots.LATENT_MAP, lambda out: plots.latent_map(
+        latent.views_of(vae, images, labels), labels, out, classes=latent.Classes.of(paths.dataset, paths.data_dir),
         about=f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"))
 
 

@@ -1,4 +1,4 @@
-"""Every matplotlib figure of the project: the training curves and the latent map,
+"""Every matplotlib figure of the project: the training curves, the latent map and tune's study plots,
 drawn without a display (Agg, selected in `_pyplot`) and written through one helper, `_save`.
 (Grids of digits are PNGs of their own pixels: `images.py`.) What is drawn is computed elsewhere.
 """
@@ -176,3 +176,37 @@ def latent_map(views: Map, labels: torch.Tensor, path: Path, *, classes: Classes
     fig.tight_layout()
     return _save(fig, path, dpi=90)
 
+
+def study_history(study: Any, path: Path, *, target: str) -> Path:
+    """An Optuna study's trials (each one's `target` value, and the best so far) as a PNG at `path`."""
+    _pyplot()
+    import optuna.visualization.matplotlib as optuna_plots
+    from matplotlib.ticker import MaxNLocator
+
+    axes = optuna_plots.plot_optimization_history(study, target_name=target)
+    axes.set(title=f"study {study.study_name}: each trial's {target} (higher is better)", xlabel="trial")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole
+    handles, labels = axes.get_legend_handles_labels()
+    # Inside the plot: Optuna's legend, beside it, squeezes the plot to a strip.
+    axes.legend(handles, ["best so far" if label == "Best Value" else "trial" for label in labels],
+                loc="lower right")
+    axes.figure.set_size_inches(9, 5)
+    return _save(axes.figure, path, dpi=110, tight=True)
+
+
+def study_importances(study: Any, path: Path, *, params: list[str], target: str, completed: int) -> Path:
+    """Which of `params` explains an Optuna study's `target` (fANOVA importances) as a PNG at `path`.
+
+    Args:
+        completed: how many trials completed, for the title.
+    """
+    _pyplot()
+    import optuna.visualization.matplotlib as optuna_plots
+
+    axes = optuna_plots.plot_param_importances(study, params=params, target_name=target)
+    axes.set_title("", loc="left")  # Optuna's "Hyperparameter Importances"
+    axes.set(title=f"study {study.study_name}: which searched setting explains the {target}\n"
+             f"({completed} completed trials; fANOVA importances, summing to 1)",
+             ylabel="searched setting", xlabel="importance")
+    axes.get_legend().remove()
+    return _save(axes.figure, path, dpi=110, tight=True)

@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import pyro_vae.explore as ex
-from pyro_vae import data
+from pyro_vae import data, latent
 from pyro_vae.config import ModelConfig
+from pyro_vae.plots import LATENT_MAP
 from pyro_vae.model import VAE
 
 PAGE = Path(ex.__file__).parent / "page"
@@ -63,7 +64,7 @@ def test_export_reads_back_as_written(exported):
     assert np.array_equal(arrays["images"], images.numpy()) and np.array_equal(arrays["labels"], labels.numpy())
     # The bits are exactly what every command's guide sees.
     assert np.array_equal(np.unpackbits(arrays["bits"], axis=1), data.binarize_once(images).numpy())
-    codes = ex.test_codes(vae, data.binarize_once(images))
+    codes = latent.test_codes(vae, data.binarize_once(images))
     for plane in manifest["map"]["planes"]:
         assert arrays[f"{plane}_coords"].shape == (len(images), 2) and arrays[f"{plane}_lift"].shape == (2, 5)
     assert np.allclose(arrays["mean"], codes.mean(0).numpy(), atol=1e-6)
@@ -75,7 +76,7 @@ def test_export_reads_back_as_written(exported):
 
 def test_every_point_of_a_plane_lifts_to_a_code_that_lands_there(mnist_dir):
     images, labels = data.load_split(mnist_dir, "test")
-    views = ex.latent_views(ex.test_codes(_vae(ModelConfig(z_dim=6, hidden_dim=32)), data.binarize_once(images)), labels)
+    views = latent.latent_views(latent.test_codes(_vae(ModelConfig(z_dim=6, hidden_dim=32)), data.binarize_once(images)), labels)
     assert [p.name for p in views.planes] == ["lda", "pca"]
     for plane in views.planes:
         assert torch.allclose(plane.axes @ plane.lift.T, torch.eye(2), atol=1e-4), plane.name
@@ -95,7 +96,7 @@ def test_lda_separates_the_classes_better_than_pca():
         within = sum(((coords[labels == c] - centres[c]) ** 2).sum() for c in range(3))
         return float(((centres - coords.mean(0)) ** 2).sum() * 200 / within)
 
-    lda, pca = ex.latent_views(codes, labels).planes
+    lda, pca = latent.latent_views(codes, labels).planes
     assert separation(lda.coords) > 10 * separation(pca.coords)
 
 
@@ -258,8 +259,8 @@ def test_latent_map_writes_a_picture(cli_invoke, trained, tmp_path):
 
     result = cli_invoke("latent-map")
     assert result.exit_code == 0, result.output
-    path = tmp_path / "results" / ex.LATENT_MAP
-    assert f"wrote {Path('results') / ex.LATENT_MAP}" in result.stdout
+    path = tmp_path / "results" / LATENT_MAP
+    assert f"wrote {Path('results') / LATENT_MAP}" in result.stdout
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
     assert image.width > 1.8 * image.height  # the two planes side by side

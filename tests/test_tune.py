@@ -133,11 +133,11 @@ def test_report_plots_say_what_they_measure_and_draw_importances_only_when_meani
     import optuna
     from matplotlib.ticker import MaxNLocator
 
-    from pyro_vae import tune
+    from pyro_vae import plots, tune
 
     paths = Paths(checkpoint_dir=tmp_path / "ck", results_dir=tmp_path / "res")
     drawn = {}
-    monkeypatch.setattr(tune, "_save_plot", lambda axes, path: drawn.setdefault(path.name, axes) and path)
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **_: drawn.setdefault(path.name, fig.axes[0]) and path)
     distributions = {"lr": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True),
                      "z_dim": optuna.distributions.IntDistribution(10, 100, step=10),
                      "particles": optuna.distributions.IntDistribution(1, 10)}

@@ -1,7 +1,7 @@
 """Views of a model's latent space computed from its codes: the guide's means of the test images,
 their PCA and LDA planes (each point of which lifts back to a z), and the classes they are coloured by.
 
-The page (`page.py`) exports these views, and `plots.latent_map` draws them; neither computes them.
+The page (`explore.py`) exports these views, and `plots.latent_map` draws them; neither computes them.
 """
 
 from __future__ import annotations
@@ -61,11 +61,35 @@ class Map:
 
 
 @torch.no_grad()
+def guide_params(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """q(z | x)'s parameters for each image: binarized (n, 784) -> (z_loc, z_scale), each (n, z_dim)
+    float32 on the CPU."""
+    device = next(vae.parameters()).device
+    parts = [vae.encoder(binarized[i : i + batch_size].to(device)) for i in range(0, len(binarized), batch_size)]
+    return (torch.cat([loc.float().cpu() for loc, _ in parts]),
+            torch.cat([logstd.float().exp().cpu() for _, logstd in parts]))
+
+
 def test_codes(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
     """The guide's means of the test images: binarized (n, 784) -> z_loc (n, z_dim) float32 on the CPU."""
-    device = next(vae.parameters()).device
-    return torch.cat([vae.encoder(binarized[i : i + batch_size].to(device))[0].float().cpu()
-                      for i in range(0, len(binarized), batch_size)])
+    return guide_params(vae, binarized, batch_size=batch_size)[0]
+
+
+# Burda et al. 2015 (IWAE), section 5.2: dimension u is active when Cov_x(E_q[u | x]) > 0.01.
+ACTIVE_THRESHOLD = 0.01
+
+
+def active_units(z_loc: torch.Tensor, *, threshold: float = ACTIVE_THRESHOLD) -> torch.Tensor:
+    """Which latent dimensions the model uses: the variance over images of the guide's mean,
+    z_loc (n, z_dim) -> (z_dim,) bool, above `threshold` (Burda et al.'s definition)."""
+    return z_loc.double().var(dim=0, unbiased=True) > threshold
+
+
+def kl_per_dimension(z_loc: torch.Tensor, z_scale: torch.Tensor) -> torch.Tensor:
+    """KL(q(z_u | x) || N(0, 1)) for each dimension u, averaged over the images, in nats: (z_dim,)
+    float64. Closed form for the standard normal prior; the dimensions sum to the KL term of the ELBO."""
+    loc, scale = z_loc.double(), z_scale.double()
+    return (0.5 * (loc.square() + scale.square() - 1.0) - scale.log()).mean(dim=0)
 
 
 def _plane(name: str, label: str, axes: torch.Tensor, centred: torch.Tensor, covariance: torch.Tensor) -> Plane:

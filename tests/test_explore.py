@@ -265,3 +265,16 @@ def test_latent_map_writes_a_picture(cli_invoke, trained, tmp_path):
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
     assert image.width > 1.8 * image.height  # the two planes side by side
     assert len(np.unique(pixels, axis=0)) > 20  # points in many colours, not a blank figure
+
+
+def test_active_units_and_kl_per_dimension_follow_their_definitions():
+    from pyro_vae import latent
+
+    torch.manual_seed(0)
+    z_loc = torch.randn(500, 3) * torch.tensor([1.0, 0.05, 0.2])  # variances ~1, ~0.0025, ~0.04
+    assert latent.active_units(z_loc).tolist() == [True, False, True]
+    z_scale = torch.rand(500, 3) + 0.1
+    direct = torch.distributions.kl_divergence(torch.distributions.Normal(z_loc, z_scale),
+                                               torch.distributions.Normal(0.0, 1.0)).mean(0)
+    assert torch.allclose(latent.kl_per_dimension(z_loc, z_scale), direct.double(), atol=1e-6)
+    assert torch.equal(latent.kl_per_dimension(torch.zeros(4, 2), torch.ones(4, 2)), torch.zeros(2, dtype=torch.float64))

@@ -28,7 +28,7 @@ from pyro_vae.config import ModelConfig, TrainConfig, default_data_dir
 from pyro_vae.model import VAE
 from pyro_vae.objectives import PARTICLES_PLATE, iwae_bound, loss_fn
 from pyro_vae.runtime import flush_denormals
-from pyro_vae.train import Position, build, run_epoch
+from pyro_vae.trainer import Position, build, run_epoch
 
 
 def _old_log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ from pyro_vae.evaluate import evaluate
 from pyro_vae.model import VAE
 from pyro_vae.objectives import loss_fn
 from pyro_vae.runtime import native_bf16
-from pyro_vae.train import build, run_epoch, train
+from pyro_vae.trainer import build, run_epoch, train
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: cli.py, and where results/ go
 

@@ -28,7 +28,7 @@ import torch
 
 from pyro_vae import __version__, commands, data, kernels
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
-from pyro_vae.errors import CheckpointError, DamagedCheckpoint
+from pyro_vae.errors import HINT, CheckpointError, CheckpointNotFound, DamagedCheckpoint
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import EpochRecord
 from pyro_vae.model import VAE
@@ -130,7 +130,7 @@ def newest_valid(checkpoint_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     silently could bury a long run).
     """
     if Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
-        raise CheckpointError(f"the checkpoint folder {checkpoint_dir} is a file; pass --checkpoint-dir a folder")
+        raise CheckpointError(f"the checkpoint folder {checkpoint_dir} is a file; pass ⟨checkpoint_dir⟩ a folder")
     damaged, found, warnings = [], [], []
     last = Path(checkpoint_dir) / LAST
     candidates = [path for _, path in reversed(list_checkpoints(checkpoint_dir))]
@@ -151,7 +151,7 @@ def newest_valid(checkpoint_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     if damaged:
         raise CheckpointError(
             f"no readable checkpoint in {checkpoint_dir} ({', '.join(damaged)} damaged); "
-            "move them away, or pass --fresh to start over"
+            "move them away, or pass ⟨fresh⟩ to start over"
         )
     return None
 
@@ -170,7 +170,7 @@ def lock(checkpoint_dir: Path) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CheckpointError(f"cannot use checkpoint folder {folder} ({exc.strerror or exc}); "
-                              "pick another --checkpoint-dir") from None
+                              "pick another ⟨checkpoint_dir⟩") from None
     with warnings.catch_warnings():
         # Where the OS lock is missing filelock falls back to a lock file and says so on import.
         warnings.simplefilter("ignore")
@@ -184,10 +184,10 @@ def lock(checkpoint_dir: Path) -> Iterator[None]:
         except OSError:
             holder = "unknown"
         raise CheckpointError(f"another training run (pid {holder}) is using {folder}; wait for it to finish "
-                              "or pick another --checkpoint-dir") from None
+                              "or pick another ⟨checkpoint_dir⟩") from None
     except OSError as exc:
         raise CheckpointError(f"cannot use checkpoint folder {folder} ({exc.strerror or exc}); "
-                              "pick another --checkpoint-dir") from None
+                              "pick another ⟨checkpoint_dir⟩") from None
     try:
         (folder / LOCK_PID).write_text(str(os.getpid()))
         yield
@@ -201,8 +201,8 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dic
         return Path(path), load(path)
     found = newest_valid(checkpoint_dir)
     if found is None:
-        train = commands.command("train", **commands.folders(Paths(checkpoint_dir=Path(checkpoint_dir))))
-        raise CheckpointError(f"no checkpoint in {checkpoint_dir}; train first: {train}")
+        raise CheckpointNotFound(f"no checkpoint in {checkpoint_dir}; train first: {HINT}", folder=checkpoint_dir,
+                                 hint=commands.first_training(Paths(checkpoint_dir=Path(checkpoint_dir))))
     return found
 
 
@@ -273,6 +273,12 @@ def _first_sentence(exc: BaseException) -> str:
     return (text.splitlines()[0].split(". ")[0] if text else type(exc).__name__)[:160]
 
 
+def require_file(path: Path) -> None:
+    """Refuse a folder where a checkpoint file is asked for (`load`'s message)."""
+    if Path(path).is_dir():
+        load(path)
+
+
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU, refusing anything that is not a whole pyro-vae checkpoint.
 
@@ -285,8 +291,8 @@ def load(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder; give --checkpoint a file such as {path}/last.pt, "
-                              "or pass the folder as --checkpoint-dir")
+        raise CheckpointError(f"checkpoint {path} is a folder; give ⟨checkpoint⟩ a file such as {path}/last.pt, "
+                              "or pass the folder as ⟨checkpoint_dir⟩")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; list {path.parent} for the ones there are")
     try:
@@ -294,7 +300,7 @@ def load(path: Path) -> dict[str, Any]:
     except OSError as exc:
         if exc.errno not in _NOT_DAMAGE_ERRNOS:  # e.g. EINVAL: torch's reader ran past a truncated file's end
             raise DamagedCheckpoint(f"checkpoint {path} is unreadable ({exc.strerror or _first_sentence(exc)}); "
-                                    "delete it or pick another with --checkpoint") from None
+                                    "delete it or pick another with ⟨checkpoint⟩") from None
         raise CheckpointError(f"cannot read checkpoint {path} ({exc.strerror or _first_sentence(exc)}); "
                               "check its permissions and the disk, then run again") from None
     except RuntimeError as exc:
@@ -302,12 +308,12 @@ def load(path: Path) -> dict[str, Any]:
             raise CheckpointError(f"loading checkpoint {path} failed ({_first_sentence(exc)}); nothing says the "
                                   "file is damaged: fix that cause (free memory, say) and run again") from None
         raise DamagedCheckpoint(f"checkpoint {path} is unreadable ({_first_sentence(exc)}); delete it or pick "
-                                "another with --checkpoint") from None
+                                "another with ⟨checkpoint⟩") from None
     except _DAMAGE_ERRORS as exc:
         raise DamagedCheckpoint(f"checkpoint {path} is unreadable ({_first_sentence(exc)}); delete it or pick "
-                                "another with --checkpoint") from None
+                                "another with ⟨checkpoint⟩") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
-        raise DamagedCheckpoint(f"{path} is not a pyro-vae checkpoint; pick another with --checkpoint")
+        raise DamagedCheckpoint(f"{path} is not a pyro-vae checkpoint; pick another with ⟨checkpoint⟩")
     if state["format"] != FORMAT_VERSION:
         raise DamagedCheckpoint(
             f"{path} has checkpoint format {state['format']}, this pyro-vae reads {FORMAT_VERSION}"
@@ -325,13 +331,20 @@ def model_config_of(state: dict[str, Any], *, path: Path, z_dim: int | None = No
 
 def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z_dim: int | None = None,
              hidden_dim: int | None = None) -> tuple[VAE, Path]:
-    """Build the VAE a checkpoint records and load its weights.
+    """`read_vae`'s VAE and the checkpoint's path."""
+    vae, path, _ = read_vae(path, checkpoint_dir=checkpoint_dir, device=device, z_dim=z_dim, hidden_dim=hidden_dim)
+    return vae, path
+
+
+def read_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z_dim: int | None = None,
+             hidden_dim: int | None = None) -> tuple[VAE, Path, dict[str, Any]]:
+    """Build the VAE a checkpoint records and load its weights, reading the file once.
 
     Args:
         path: the checkpoint, or None for the newest readable one in `checkpoint_dir`.
         z_dim, hidden_dim: sizes the user gave explicitly, checked against the checkpoint.
     Returns:
-        (the VAE in eval mode on `device`, the checkpoint's path).
+        (the VAE in eval mode on `device`, the checkpoint's path, its state as `load` returns it).
     """
     path, state = load_resolved(path, checkpoint_dir=checkpoint_dir)
     config = model_config_of(state, path=path, z_dim=z_dim, hidden_dim=hidden_dim)
@@ -341,20 +354,13 @@ def load_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
     except RuntimeError:
         raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
     vae.eval()
-    return vae, path
+    return vae, path, state
 
 
 def _small_entries(path: Path) -> dict[str, Any]:
     """A checkpoint's entries read memory-mapped (the weights are not read), with the keys older
     checkpoints lack filled in as `load` fills them."""
     return {**_ADDED_KEYS, **torch.load(path, map_location="cpu", weights_only=True, mmap=True)}
-
-
-def describe(path: Path) -> dict[str, Any]:
-    """What a picture or a record says of the checkpoint that made it: the data set it was trained
-    on, its path and the epochs it had trained (a caption's and evaluation.json's fields)."""
-    state = _small_entries(path)
-    return {"dataset": state["dataset"]["name"], "checkpoint": str(path), "epoch": int(state["epoch"])}
 
 
 def dataset_of(path: Path) -> dict[str, Any]:

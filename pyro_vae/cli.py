@@ -8,10 +8,13 @@ libraries load inside the commands, so `--help` stays fast.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import re
+import shlex
+import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -23,7 +26,7 @@ from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INT
                              MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
                              RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective,
                              Paths, Precision, QuizConfig, TrainConfig, TuneConfig, check_mode_options, either)
-from pyro_vae.errors import Interrupted, PyroVAEError
+from pyro_vae.errors import Hint, Hinted, Interrupted, PyroVAEError, render
 
 
 class _OneLineErrors(TyperGroup):
@@ -40,11 +43,11 @@ class _OneLineErrors(TyperGroup):
             typer.echo("error: aborted", err=True)
             code = 130
         except Interrupted as exc:  # not a mistake: says where it stopped and how to continue
-            typer.echo(str(exc), err=True)
+            typer.echo(_spelled(exc.template, exc.hint), err=True)
             code = exc.exit_code
         except PyroVAEError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            code = 1
+            typer.echo(f"error: {_spelled(exc.template, exc.hint)}", err=True)
+            code = getattr(exc, "exit_code", 1)
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
@@ -64,6 +67,46 @@ def _usage_error(exc: typer.TyperException) -> str:
     return f"{param.opts[0]} must be {either(choices)}, got {choice[1]}"
 
 
+def _flag(name: str) -> str:
+    """A setting's option: z_dim -> --z-dim."""
+    return "--" + name.replace("_", "-")
+
+
+def program() -> list[str]:
+    """The words that start this program again in the user's shell, however it was started:
+    `pyro-vae` (the console script, as found on PATH, else its path), `python -m pyro_vae`, or
+    `python cli.py` in the clone. `python` is spelled as this interpreter's path when PATH's
+    `python` is another one (e.g. `make run` uses .venv/bin/python without activating the venv)."""
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("pyro-vae")
+    if started.name == "cli.py" or (started.name == "__main__.py" and started.parent.name == "pyro_vae"):
+        python = sys.executable
+        if shutil.which("python") == python:
+            python = "python"
+        elif Path(python).is_absolute() and Path(python).is_relative_to(Path.cwd()):
+            python = os.path.relpath(python)
+        return [python, "-m", "pyro_vae"] if started.name == "__main__.py" else [python, str(started)]
+    on_path = shutil.which("pyro-vae")
+    if started.stem == "pyro-vae" and (on_path is None or Path(on_path).resolve() != started.resolve()):
+        return [str(started)]  # run by a path that PATH does not lead to
+    return ["pyro-vae"]
+
+
+def command_line(hint: Hint) -> str:
+    """`hint` as a shell-quoted command line: `pyro-vae train --epochs 10 --fresh`. True is a bare
+    flag; floats keep every digit (`repr`), so a pasted learning rate is the same number."""
+    words = [*program(), hint.command]
+    for key, value in hint.given().items():
+        words.append(_flag(key))
+        if value is not True:
+            words.append(repr(value) if isinstance(value, float) else str(value))
+    return shlex.join(words)
+
+
+def _spelled(text: str, hint: Hint | None) -> str:
+    """A library message with its settings as options and its hint as a command line."""
+    return render(text, hint, name=_flag, call=command_line)
+
+
 app = typer.Typer(cls=_OneLineErrors, add_completion=False, rich_markup_mode=None,
                   pretty_exceptions_enable=False, help="Train a Pyro VAE on MNIST and generate handwritten digits.")
 
@@ -76,6 +119,8 @@ class _EchoHandler(logging.Handler):
     """
 
     def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, Hinted):
+            record.msg = _spelled(record.msg.text, record.msg.hint)
         print(self.format(record), file=sys.stderr if record.levelno >= logging.WARNING else sys.stdout, flush=True)
 
 
@@ -98,7 +143,9 @@ DatasetOpt = Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, o
                                                    "--data-dir); evaluate takes several, comma-separated [default: "
                                                    "mnist; for a command that reads a checkpoint, its data set].")]
 CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written and found.")]
-ResultsDir = Annotated[Path, typer.Option(help="Where images and metrics/history.csv are written.")]
+ResultsDir = Annotated[Optional[Path], typer.Option(help="Where images and metrics/history.csv are written "
+                                                   "[default: from --checkpoint-dir: checkpoints -> results, "
+                                                   "checkpoints/small -> results/small].")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]
 CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [default: the furthest in --checkpoint-dir].")]
 Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
@@ -111,8 +158,8 @@ def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
 
 
 def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir,
-           results_dir: Path = Paths.results_dir, dataset: Optional[str] = None) -> Paths:
-    """The folders; `Paths` supplies the data folder's default (data/<dataset>)."""
+           results_dir: Optional[Path] = None, dataset: Optional[str] = None) -> Paths:
+    """The folders; `Paths` supplies the defaults (data/<dataset>, the results of `checkpoint_dir`)."""
     from pyro_vae.data import dataset_names
 
     return Paths(data_dir=data_dir, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
@@ -120,16 +167,17 @@ def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir
 
 
 def _load(checkpoint: Optional[Path], device: Device, dataset: Optional[str], data_dir: Optional[Path],
-          checkpoint_dir: Path, results_dir: Path, **sizes: Optional[int]) -> tuple[Any, Path, Paths]:
-    """The VAE of `checkpoint` (default: the furthest readable one) on the chosen device, and the
-    folders, with the data set to read: `dataset` when given, else the one it was trained on."""
-    from pyro_vae import checkpoint as ckpt, data
-    from pyro_vae.runtime import resolve_device
+          checkpoint_dir: Path, results_dir: Optional[Path], *, writes: bool = True,
+          **sizes: Optional[int]) -> tuple[Any, Paths]:
+    """`pyro_vae.load` of `checkpoint` (default: the furthest readable one in `checkpoint_dir`), checked
+    against the sizes given, and the folders to read and write (`data.reading`)."""
+    import pyro_vae
+    from pyro_vae.checkpoint import require_file
 
-    chosen = data.dataset_names(dataset)  # a bad name fails before anything loads
-    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device), **sizes)
-    name, folder = data.reading(ckpt.dataset_of(path), dataset=chosen[0] if chosen else None, data_dir=data_dir)
-    return vae, path, Paths(data_dir=folder, checkpoint_dir=checkpoint_dir, results_dir=results_dir, dataset=name)
+    if checkpoint is not None:
+        require_file(checkpoint)  # --checkpoint names a file; a folder is --checkpoint-dir
+    model = pyro_vae.load(checkpoint if checkpoint is not None else checkpoint_dir, device=device.value, **sizes)
+    return model, model.paths(dataset=dataset, data_dir=data_dir, results_dir=results_dir, writes=writes)
 
 
 def _saved(path: Path, write: Callable[[Path], Path], note: str = "") -> None:
@@ -175,30 +223,26 @@ def train(
     valid_size: Given(int, "Hold out the last N training images; keep best.pt by their log p(x) [default: 0].") = None,
     eval_every: Given(int, "Score the test (and validation) images every N epochs; 0: never [default: 0].") = None,
     eval_particles: Given(int, f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}].") = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
-    """Train the VAE, resuming from the newest checkpoint by itself."""
-    from pyro_vae import commands
-    from pyro_vae.runtime import resolve_device
-    from pyro_vae.train import train as run_training
+    """Train the VAE, resuming from the newest checkpoint by itself.
+
+    The lower bound printed and recorded is the ELBO (or with --objective iwae the IWAE bound), per image in nats."""
+    import pyro_vae
 
     given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective, particles=particles,
                                    lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
-                                   eval_particles=eval_particles).items() if v is not None}
-    sizes = {k: v for k, v in dict(z_dim=z_dim, hidden_dim=hidden_dim).items() if v is not None}
-    config = TrainConfig(epochs=epochs, save_every=save_every, keep=keep, precision=precision.value,
-                         **{k: v.value if isinstance(v, Objective) else v for k, v in given.items()})
-    paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
-    model_config, on = ModelConfig(**sizes), resolve_device(device)
-    try:
-        result = run_training(config, model_config=model_config, paths=paths, device=on, fresh=fresh,
-                              progress=sys.stdout.isatty(), explicit=frozenset(given) | frozenset(sizes))
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without saving the position
-        again = commands.train(config, paths=paths, model_config=model_config, device=on)
-        typer.echo(f"error: interrupted twice; checkpoints on disk are whole; to resume from the newest, run: {again}",
-                   err=True)
-        raise typer.Exit(130) from None
+                                   eval_particles=eval_particles, z_dim=z_dim, hidden_dim=hidden_dim).items()
+             if v is not None}
+    _paths(data_dir, checkpoint_dir, results_dir, dataset)  # a bad --dataset fails before anything is read
+    result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
+                            dataset=dataset or Paths.dataset, data_dir=data_dir, device=device.value, fresh=fresh,
+                            progress=sys.stdout.isatty(), save_every=save_every, keep=keep,
+                            precision=precision.value, **given)
+    if result.further is not None:
+        typer.echo(f"to train on, e.g. to epoch {result.further.options['epochs']}, run: "
+                   f"{command_line(result.further)}")
     if result.saved:
         typer.echo(f"Done. Newest checkpoint: {result.saved[-1]}")
 
@@ -221,30 +265,23 @@ def generate(
     checkpoint: CheckpointFile = None,
     z_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
     hidden_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Generate grids of digits from a trained checkpoint (other settings than the seed's get other names)."""
-    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+    from pyro_vae import generate as gen, images
 
     check_mode_options(mode.value, frozenset(k for k, v in dict(noise=noise, digits=digits, index=index).items()
                                               if v is not None))
     config = GenerateConfig(n=n, noise=GenerateConfig.noise if noise is None else noise, seed=seed, scale=scale,
                             indices=_int_list(index, "--index"))
-    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, z_dim=z_dim,
-                             hidden_dim=hidden_dim)
-    chosen, classes = {}, data.class_names(paths.dataset, paths.data_dir)
-    if mode == Mode.digit:
-        if digits is not None:
-            config = replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
-        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
-    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
-    about = {**ckpt.describe(path), "mode": mode.value, **({"noise": config.noise} if mode == Mode.digit else {}),
+    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, z_dim=z_dim,
+                         hidden_dim=hidden_dim)
+    about = {**model.about(), "mode": mode.value, **({"noise": config.noise} if mode == Mode.digit else {}),
              "seed": seed}
-    titles = gen.titles(mode.value, config, chosen=chosen, classes=classes)
-    for name, x_probs in gen.samples(vae, mode.value, config, x=x, names=list(titles)).items():
-        _saved(results_dir / f"{name}.png", lambda out: images.save_grid(
-            x_probs, out, scale=config.scale, caption=images.Caption(titles[name], about)))
+    for name, (title, x_probs) in gen.grids(model.vae, mode.value, config, paths=paths, digits=digits).items():
+        _saved(paths.results_dir / f"{name}.png", lambda out: images.save_grid(
+            x_probs, out, scale=config.scale, caption=images.Caption(title, about)))
 
 
 @app.command()
@@ -253,50 +290,53 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(min=1, help="Test images per batch (memory: particles x batch x 784 "
                                             "floats).")] = EvaluateConfig.batch_size,
     seed: Seed = EvaluateConfig.seed, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Test-set ELBO and importance-sampled log-likelihood, per image in nats, on one or several data sets
     (one record per checkpoint, data set and setting in results/metrics/evaluation.json)."""
-    from pyro_vae import checkpoint as ckpt, data, evaluate as ev
-    from pyro_vae.metrics import EVALUATION, add_evaluation, read_evaluations
+    from pyro_vae import data, evaluate as ev
     from pyro_vae.progress import Bars
-    from pyro_vae.runtime import resolve_device
 
     names = data.dataset_names(dataset, several=True)
-    read_evaluations(results_dir / EVALUATION)  # a damaged record file fails now, not after the work
-    vae, path = ckpt.load_vae(checkpoint, checkpoint_dir=checkpoint_dir, device=resolve_device(device))
-    about, trained = ckpt.describe(path), ckpt.dataset_of(path)
-    sets = ev.test_sets(trained, names, data_dir=data_dir)
-    for test in sets:
-        if test.foreign:
-            typer.echo(f"note: {path} {test.foreign}; {data.get(test.dataset).title}'s test images are scored with "
-                       "the same estimator")
-    typer.echo(f"scoring {path} (epoch {about['epoch']}) on "
+    model, paths = _load(checkpoint, device, None, None, checkpoint_dir, results_dir)
+    sets = ev.test_sets(model.data, names, data_dir=data_dir)
+    for test in (test for test in sets if test.foreign):
+        typer.echo(f"note: {model.path} {test.foreign}; {data.get(test.dataset).title}'s test images are scored "
+                   "with the same estimator")
+    typer.echo(f"scoring {model.path} (epoch {model.epoch}) on "
                f"{' and '.join(f'{len(test.x)} {test.dataset}' for test in sets)} test images with {particles} "
                "particles...")
     with Bars(sys.stdout.isatty()) as bars:
         for test in sets:
             bars.add(f"{test.dataset} test images", total=len(test.x))
-        results = ev.score(vae, sets, particles=particles, seed=seed, batch_size=batch_size,
-                           on_batch=lambda name, done: bars.update(f"{name} test images", completed=done))
-    if len(sets) == 1:
-        result = results[0]
-        typer.echo(f"checkpoint {path}: {result.images} test images, {particles} particles")
+        scored = ev.score_and_record(model, sets, results_dir=paths.results_dir, particles=particles, seed=seed,
+                                     batch_size=batch_size,
+                                     on_batch=lambda name, done: bars.update(f"{name} test images", completed=done))
+    _print_scores(model, scored, particles=particles)
+    for one in scored:
+        typer.echo(f"replaced this checkpoint's record on {one.test.dataset} with K={particles}, seed {seed} in "
+                   f"{one.record_file}" if one.replaced else f"wrote {one.record_file} (a record of its own for this "
+                   f"checkpoint on {one.test.dataset}, K={particles}, seed {seed})")
+
+
+def _print_scores(model: Any, scored: list[Any], *, particles: int) -> None:
+    """One data set: a line a figure; several: a table, a row a data set."""
+    from pyro_vae import data
+
+    if len(scored) == 1:
+        result = scored[0].result
+        typer.echo(f"checkpoint {model.path}: {result.images} test images, {particles} particles")
         typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
         typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
-    else:
-        typer.echo(f"checkpoint {path} (trained on {data.describe(trained)}): {particles} particles, nats per image")
-        typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}")
-        for test, result in zip(sets, results):
-            typer.echo(f"  {test.dataset:<15} {result.images:>6}  {result.elbo:9.2f} +- {result.elbo_se:<4.2f}  "
-                       f"{result.log_likelihood:9.2f} +- {result.log_likelihood_se:<4.2f}")
-    for test, result in zip(sets, results):
-        record = {**about, "trained_on": trained["name"], "dataset": test.dataset, "seed": seed, **vars(result)}
-        out, replaced = add_evaluation(record, results_dir / EVALUATION)
-        typer.echo(f"replaced this checkpoint's record on {test.dataset} with K={particles}, seed {seed} in {out}"
-                   if replaced else f"wrote {out} (a record of its own for this checkpoint on {test.dataset}, "
-                   f"K={particles}, seed {seed})")
+        return
+    typer.echo(f"checkpoint {model.path} (trained on {data.describe(model.data)}): {particles} particles, nats per "
+               "image")
+    typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}")
+    for one in scored:
+        r = one.result
+        typer.echo(f"  {one.test.dataset:<15} {r.images:>6}  {r.elbo:9.2f} +- {r.elbo_se:<4.2f}  "
+                   f"{r.log_likelihood:9.2f} +- {r.log_likelihood_se:<4.2f}")
 
 
 @app.command()
@@ -304,19 +344,19 @@ def reconstruct(
     n: Annotated[int, typer.Option(min=1, max=MAX_RECONSTRUCT_IMAGES, help="Test images to reconstruct (the first "
                                    "n).")] = RECONSTRUCT_IMAGES,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
-    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+    from pyro_vae import data, generate as gen, images
 
-    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
-    x = data.test_images(paths.data_dir, indices=range(n), dataset=paths.dataset)[0].to(next(vae.parameters()).device)
-    pairs = gen.reconstructions(vae, x)
+    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    x = data.test_images(paths.data_dir, indices=range(n), dataset=paths.dataset)[0].to(model.device)
+    pairs = gen.reconstructions(model.vae, x)
     caption = images.Caption(f"test images 0 to {n - 1} and their reconstructions (decoded guide means)",
-                             ckpt.describe(path))
+                             model.about())
     labels = ["original", "reconstruction"] * -(-n // GRID_COLS)
-    _saved(results_dir / "reconstructions.png", lambda out: images.save_grid(
+    _saved(paths.results_dir / "reconstructions.png", lambda out: images.save_grid(
         pairs, out, scale=scale, cols=GRID_COLS, caption=caption, row_labels=labels))
 
 
@@ -327,19 +367,19 @@ def interpolate(
     steps: Annotated[int, typer.Option(min=2, max=MAX_INTERPOLATE_STEPS, help="Points on the line, ends "
                                        "included.")] = INTERPOLATE_STEPS,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
-    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+    from pyro_vae import data, generate as gen, images
 
-    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
     x = data.test_images(paths.data_dir, indices=[from_index, to_index],
-                         dataset=paths.dataset)[0].to(next(vae.parameters()).device)
-    line = gen.interpolation(vae, x[0], x[1], steps=steps)
-    stem = results_dir / f"interpolation_{from_index}_{to_index}"
+                         dataset=paths.dataset)[0].to(model.device)
+    line = gen.interpolation(model.vae, x[0], x[1], steps=steps)
+    stem = paths.results_dir / f"interpolation_{from_index}_{to_index}"
     caption = images.Caption(f"from test image {from_index} to test image {to_index}: {steps} points on the "
-                             "line between their encodings", ckpt.describe(path))
+                             "line between their encodings", model.about())
     ends = (f"test image {from_index}", f"test image {to_index}")
     _saved(stem.with_suffix(".png"), lambda out: images.save_grid(line, out, scale=scale, cols=steps, caption=caption,
                                                                   end_labels=ends))
@@ -354,19 +394,19 @@ def quiz(
                                          "0.7).")] = QuizConfig.noise,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same quiz.")] = QuizConfig.seed,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
-    from pyro_vae import checkpoint as ckpt, data, generate as gen, images
+    from pyro_vae import data, generate as gen, images
     from pyro_vae.metrics import write_json
 
     config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
-    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
     binarized, intensities = data.test_images(paths.data_dir, dataset=paths.dataset)
-    shown, answers = gen.quiz(vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
+    shown, answers = gen.quiz(model.vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
                               noise=config.noise, seed=config.seed)
-    folder, about = results_dir / "quiz", {**ckpt.describe(path), "noise": noise, "seed": seed}
+    folder, about = paths.results_dir / "quiz", {**model.about(), "noise": noise, "seed": seed}
     marked = [not answer["real"] for answer in answers]
     ask = images.Caption("Human or machine? Some digits are real test images, the others generated", about)
     tell = images.Caption(f"The answers: the {sum(marked)} generated digits are framed in red", about)
@@ -402,7 +442,7 @@ def tune(
     heartbeat: Annotated[int, typer.Option(help="Seconds between a worker's heartbeats.")] = TuneConfig.heartbeat_s,
     grace_period: Annotated[int, typer.Option(help="Seconds without a heartbeat before a trial is retried "
                                               "elsewhere.")] = TuneConfig.grace_s,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = Paths.results_dir,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
@@ -419,8 +459,7 @@ def tune(
         columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
         typer.echo("  ".join(f"{c:>10}" for c in columns))
         for row in rows:
-            typer.echo("  ".join(f"{search.format_value(v) if c == 'value' else _cell(v):>10}"
-                                 for c, v in ((c, row.get(c)) for c in columns)))
+            typer.echo("  ".join(f"{_cell(c, row.get(c)):>10}" for c in columns))
         for path in written:
             typer.echo(f"{'replaced' if path in there else 'wrote'} {path}")
         for note in notes:
@@ -435,24 +474,29 @@ def tune(
         typer.echo(f"best trial {best['trial']}: validation log p(x) {best['valid_log_likelihood']:.2f}, test "
                    f"log p(x) {best['test_log_likelihood']:.2f} +- {best['test_log_likelihood_se']:.2f} "
                    f"(K={best['test_particles']})")
-        typer.echo(f"reproduce it with: {best['command']}")
+        typer.echo(f"reproduce it with: {command_line(Hint.from_json(best['reproduce']))}")
         typer.echo(f"wrote {search.study_dir(paths, config.study) / search.BEST}")
 
 
-def _cell(value: Any) -> str:
+def _cell(column: str, value: Any) -> str:
+    """A report cell: the objective's value to two decimals (a pruned or failed trial's as -), other floats to 3 digits."""
+    if column == "value":
+        return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
     return f"{value:.3g}" if isinstance(value, float) else "-" if value is None else str(value)
 
 
 @app.command()
-def plot(results_dir: ResultsDir = Paths.results_dir) -> None:
-    """Draw the training curves of results/metrics/history.csv (and evaluate's figures) to results/metrics/curves.png."""
+def plot(checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None) -> None:
+    """Draw one run's training curves (its metrics/history.csv, and evaluate's figures) to its metrics/curves.png."""
     from pyro_vae.metrics import EVALUATION, HISTORY, read_evaluations, read_history
     from pyro_vae.plots import CURVES, plot_history
 
-    records, evaluations = read_history(results_dir / HISTORY), read_evaluations(results_dir / EVALUATION)
+    paths = _paths(None, checkpoint_dir, results_dir)
+    records, evaluations = read_history(paths.results_dir / HISTORY), read_evaluations(paths.results_dir / EVALUATION)
     counted = f", {len(evaluations)} evaluation{'s' * (len(evaluations) != 1)}" if evaluations else ""
     note = f" ({len(records)} epoch{'s' * (len(records) != 1)}{counted})"
-    _saved(results_dir / CURVES, lambda out: plot_history(records, out, evaluations=evaluations), note)
+    _saved(paths.results_dir / CURVES, lambda out: plot_history(records, out, evaluations=evaluations,
+                                                                    run=str(paths.results_dir)), note)
 
 
 @app.command()
@@ -467,12 +511,12 @@ def explore(
     dataset: DatasetOpt = None, data_dir: DataDir = None,
 ) -> None:
     """Play with a trained model in the browser: digits, drawing, the latent map, walks, the quiz."""
-    from pyro_vae import checkpoint as ckpt, data, explore as ex
+    from pyro_vae import data, explore as ex
 
     # The page computes; the CPU only exports.
-    vae, path, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, Paths.results_dir)
+    model, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, None, writes=False)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
-    files = ex.bundle(vae, images, labels, checkpoint=path, epoch=ckpt.describe(path)["epoch"],
+    files = ex.bundle(model.vae, images, labels, checkpoint=model.path, epoch=model.epoch,
                       classes=ex.Classes.of(paths.dataset, paths.data_dir))
     if export is not None:
         ex.export(files, export)
@@ -499,17 +543,17 @@ def explore(
 @app.command("latent-map")
 def latent_map(
     checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
-    results_dir: ResultsDir = Paths.results_dir, dataset: DatasetOpt = None, data_dir: DataDir = None,
+    results_dir: ResultsDir = None, dataset: DatasetOpt = None, data_dir: DataDir = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
     """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png."""
-    from pyro_vae import checkpoint as ckpt, data, explore as ex
+    from pyro_vae import data, explore as ex
 
-    vae, path, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
+    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
-    about = ckpt.describe(path)
-    _saved(results_dir / ex.LATENT_MAP, lambda out: ex.latent_map(
-        vae, images, labels, out, classes=ex.Classes.of(paths.dataset, paths.data_dir),
+    about = model.about()
+    _saved(paths.results_dir / ex.LATENT_MAP, lambda out: ex.latent_map(
+        model.vae, images, labels, out, classes=ex.Classes.of(paths.dataset, paths.data_dir),
         about=f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"))
 
 

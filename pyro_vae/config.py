@@ -147,9 +147,9 @@ class ModelConfig:
     hidden_dim: int = field(default=500, metadata=FIXED)
 
     def __post_init__(self) -> None:
-        _require(1 <= self.z_dim <= MAX_Z_DIM, f"--z-dim must be between 1 and {MAX_Z_DIM}, got {self.z_dim}")
+        _require(1 <= self.z_dim <= MAX_Z_DIM, f"⟨z_dim⟩ must be between 1 and {MAX_Z_DIM}, got {self.z_dim}")
         _require(1 <= self.hidden_dim <= MAX_HIDDEN_DIM,
-                 f"--hidden-dim must be between 1 and {MAX_HIDDEN_DIM}, got {self.hidden_dim}")
+                 f"⟨hidden_dim⟩ must be between 1 and {MAX_HIDDEN_DIM}, got {self.hidden_dim}")
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,10 @@ class TrainConfig:
     def check_held_out(self, n_images: int) -> None:
         """What needs the data and the settings a resumed run ends up with: a validation split
         leaves training images, and is scored (every `eval_every` epochs) to pick the best."""
-        _require(self.valid_size < n_images, f"--valid-size {self.valid_size} leaves no training images: there "
-                 f"are {n_images}; pass a smaller --valid-size")
+        _require(self.valid_size < n_images, f"⟨valid_size⟩ {self.valid_size} leaves no training images: there "
+                 f"are {n_images}; pass a smaller ⟨valid_size⟩")
         _require(self.valid_size == 0 or self.eval_every > 0,
-                 "--valid-size needs --eval-every N: the validation images are scored every N epochs "
+                 "⟨valid_size⟩ needs ⟨eval_every⟩ N: the validation images are scored every N epochs "
                  "to keep the best checkpoint")
 
     def lr_at(self, epoch: int) -> float:
@@ -188,35 +188,35 @@ class TrainConfig:
         return self.lr * self.lr_decay ** (epoch - 1)
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
-        _require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        _require(self.epochs >= 1, f"⟨epochs⟩ must be at least 1, got {self.epochs}")
+        _require(self.batch_size >= 1, f"⟨batch_size⟩ must be at least 1, got {self.batch_size}")
         _require(
-            math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"
+            math.isfinite(self.lr) and self.lr > 0, f"⟨lr⟩ must be a positive number, got {self.lr}"
         )
-        _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
-        _require(self.save_every >= 1, f"--save-every must be at least 1, got {self.save_every}")
-        _require(self.keep >= 1, f"--keep must be at least 1, got {self.keep}")
-        _require_choice(Precision, self.precision, "--precision")
-        _require_choice(Objective, self.objective, "--objective")
+        _require(0 <= self.seed <= MAX_SEED, f"⟨seed⟩ must be between 0 and {MAX_SEED}, got {self.seed}")
+        _require(self.save_every >= 1, f"⟨save_every⟩ must be at least 1, got {self.save_every}")
+        _require(self.keep >= 1, f"⟨keep⟩ must be at least 1, got {self.keep}")
+        _require_choice(Precision, self.precision, "⟨precision⟩")
+        _require_choice(Objective, self.objective, "⟨objective⟩")
         _require(1 <= self.particles <= MAX_TRAIN_PARTICLES,
-                 f"--particles must be between 1 and {MAX_TRAIN_PARTICLES}, got {self.particles}")
+                 f"⟨particles⟩ must be between 1 and {MAX_TRAIN_PARTICLES}, got {self.particles}")
         _require(self.particles * self.batch_size <= MAX_TRAIN_SAMPLES,
-                 f"--particles {self.particles} with --batch-size {self.batch_size} keeps "
+                 f"⟨particles⟩ {self.particles} with ⟨batch_size⟩ {self.batch_size} keeps "
                  f"{self.particles * self.batch_size} samples' activations for the backward pass; keep particles "
                  f"x batch size at most {MAX_TRAIN_SAMPLES}")
         _require(math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1,
-                 f"--lr-decay must be above 0 and at most 1 (1: constant), got {self.lr_decay}")
+                 f"⟨lr_decay⟩ must be above 0 and at most 1 (1: constant), got {self.lr_decay}")
         _require(0 <= self.valid_size < TRAIN_IMAGES,
-                 f"--valid-size must be between 0 and {TRAIN_IMAGES - 1}, got {self.valid_size}")
-        _require(self.eval_every >= 0, f"--eval-every must be 0 (never) or more, got {self.eval_every}")
+                 f"⟨valid_size⟩ must be between 0 and {TRAIN_IMAGES - 1}, got {self.valid_size}")
+        _require(self.eval_every >= 0, f"⟨eval_every⟩ must be 0 (never) or more, got {self.eval_every}")
         _require(1 <= self.eval_particles <= MAX_PARTICLES,
-                 f"--eval-particles must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
+                 f"⟨eval_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
 
 
 # What fits each goal after a mismatch: resume the run that is there, train the other model in
 # folders of its own (checkpoints and history), or archive the run and start over.
-RESUME_HINT = ("drop {flag} to resume that run; to train this other model beside it, add --checkpoint-dir {beside} "
-               "--results-dir results/{slug} (folders of its own); or add --fresh to start over in this folder "
+RESUME_HINT = ("drop {flag} to resume that run; to train this other model beside it, add ⟨checkpoint_dir⟩ {beside} "
+               "(a folder of its own; its results go to {results}); or add ⟨fresh⟩ to start over in this folder "
                "(its checkpoints are archived)")
 
 
@@ -224,7 +224,7 @@ def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path
     """The config (ModelConfig or TrainConfig) a run continuing from `source` uses, by each field's
     FIXED/CARRIED metadata: `recorded` is the checkpoint's, `given` this call's, `explicit` the
     names the user gave. A FIXED setting given explicitly with another value is an error, whose
-    `hint` may name `{flag}`, `{slug}` (e.g. z-dim-4) and `{beside}` (a folder next to `source`'s)."""
+    `hint` may name `{flag}`, `{beside}` (a folder next to `source`'s, e.g. z-dim-4) and `{results}` (its results)."""
     kept = {}
     for f in fields(given):
         rule = f.metadata.get("on_resume")
@@ -232,10 +232,9 @@ def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path
             continue
         old, new = getattr(recorded, f.name), getattr(given, f.name)
         if rule == FIXED["on_resume"] and f.name in explicit and new != old:
-            flag = "--" + f.name.replace("_", "-")
-            slug = f"{flag[2:]}-{new}"
+            flag, beside = f"⟨{f.name}⟩", Path(source).parent / f"{f.name.replace('_', '-')}-{new}"
             raise CheckpointError(f"{source} was trained with {flag} {old}, not {new}; "
-                                  + hint.format(flag=flag, slug=slug, beside=Path(source).parent / slug))
+                                  + hint.format(flag=flag, beside=beside, results=results_dir_for(beside)))
         if rule == FIXED["on_resume"] or f.name not in explicit:
             kept[f.name] = old
     return replace(given, **kept)
@@ -247,13 +246,29 @@ class Paths:
 
     data_dir: Path = None  # type: ignore[assignment]  # None: default_data_dir(dataset)
     checkpoint_dir: Path = Path("checkpoints")
-    results_dir: Path = Path("results")
+    results_dir: Path = None  # type: ignore[assignment]  # None: results_dir_for(checkpoint_dir)
     dataset: str = DatasetName.mnist.value
 
     def __post_init__(self) -> None:
-        _require_choice(DatasetName, self.dataset, "--dataset")
+        _require_choice(DatasetName, self.dataset, "⟨dataset⟩")
         if self.data_dir is None:  # read at construction, so $PYRO_VAE_DATA set later still counts
             object.__setattr__(self, "data_dir", default_data_dir(self.dataset))
+        if self.results_dir is None:
+            object.__setattr__(self, "results_dir", results_dir_for(self.checkpoint_dir))
+
+
+def results_dir_for(checkpoint_dir: Path) -> Path:
+    """Where the results of the run in `checkpoint_dir` go by default, so that two runs never share
+    a results folder: `checkpoints` -> `results` (the design card's pair), `checkpoints/small` ->
+    `results/small`; another relative folder `runs/a` -> `results/runs/a`; an absolute one
+    `/x/ck` -> `/x/results/ck` (the last `checkpoints` in a path is always swapped for `results`)."""
+    parts = Path(checkpoint_dir).parts
+    if "checkpoints" in parts:
+        last = len(parts) - 1 - parts[::-1].index("checkpoints")
+        return Path(*parts[:last], "results", *parts[last + 1:])
+    if not Path(checkpoint_dir).is_absolute():
+        return Path("results", *parts)
+    return Path(checkpoint_dir).parent / "results" / Path(checkpoint_dir).name
 
 
 @dataclass(frozen=True)
@@ -275,19 +290,19 @@ class TuneConfig:
 
     def __post_init__(self) -> None:
         _require(bool(STUDY_NAME.fullmatch(self.study)),
-                 f"--study must be letters, digits, '.', '_' or '-' (it names folders), got {self.study!r}")
-        _require(self.trials >= 1, f"--trials must be at least 1, got {self.trials}")
-        _require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+                 f"⟨study⟩ must be letters, digits, '.', '_' or '-' (it names folders), got {self.study!r}")
+        _require(self.trials >= 1, f"⟨trials⟩ must be at least 1, got {self.trials}")
+        _require(self.epochs >= 1, f"⟨epochs⟩ must be at least 1, got {self.epochs}")
         _require(1 <= self.eval_every <= self.epochs,
-                 f"--eval-every must be between 1 and --epochs ({self.epochs}): trials are scored when "
+                 f"⟨eval_every⟩ must be between 1 and ⟨epochs⟩ ({self.epochs}): trials are scored when "
                  f"they are evaluated, got {self.eval_every}")
         _require(1 <= self.valid_size < TRAIN_IMAGES,
-                 f"--valid-size must be between 1 and {TRAIN_IMAGES - 1}: trials are chosen on held-out "
+                 f"⟨valid_size⟩ must be between 1 and {TRAIN_IMAGES - 1}: trials are chosen on held-out "
                  f"training images, never on the test set, got {self.valid_size}")
         _require(1 <= self.eval_particles <= MAX_PARTICLES,
-                 f"--eval-particles must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
+                 f"⟨eval_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
         _require(1 <= self.test_particles <= MAX_PARTICLES,
-                 f"--test-particles must be between 1 and {MAX_PARTICLES}, got {self.test_particles}")
+                 f"⟨test_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.test_particles}")
         _require(1 <= self.heartbeat_s < self.grace_s,
                  f"the heartbeat ({self.heartbeat_s} s) must be at least 1 s and shorter than the grace "
                  f"period ({self.grace_s} s)")
@@ -320,11 +335,11 @@ DIGIT_ONLY = {"noise": "it widens the guide around real digits", "digits": "it p
 def check_mode_options(mode: str, given: frozenset[str]) -> None:
     """Refuse, in one line, an option that `mode` would ignore: the digit-mode options in prior
     mode, and --digits beside --index (the test images given replace the digits' exemplars)."""
-    _require_choice(Mode, mode, "--mode")
+    _require_choice(Mode, mode, "⟨mode⟩")
     for name, does in DIGIT_ONLY.items():
         _require(mode == Mode.digit or name not in given,
-                 f"--{name} does nothing in prior mode ({does}); drop it, or pass --mode digit")
-    _require(not {"digits", "index"} <= given, "--digits and --index both choose the images to encode; give one")
+                 f"⟨{name}⟩ does nothing in prior mode ({does}); drop it, or pass ⟨mode⟩ digit")
+    _require(not {"digits", "index"} <= given, "⟨digits⟩ and ⟨index⟩ both choose the images to encode; give one")
 
 
 @dataclass(frozen=True)
@@ -340,19 +355,19 @@ class GenerateConfig:
     indices: tuple[int, ...] = ()  # test images to encode instead of the digit exemplars
 
     def __post_init__(self) -> None:
-        _require(1 <= self.n <= MAX_N, f"--n must be between 1 and {MAX_N}, got {self.n}")
-        _require(math.isfinite(self.noise), f"--noise must be a finite number, got {self.noise}")
+        _require(1 <= self.n <= MAX_N, f"⟨n⟩ must be between 1 and {MAX_N}, got {self.n}")
+        _require(math.isfinite(self.noise), f"⟨noise⟩ must be a finite number, got {self.noise}")
         _require(MIN_NOISE <= self.noise <= MAX_NOISE,
-                 f"--noise must be between {MIN_NOISE:g} and {MAX_NOISE:g}, got {self.noise:g}: it multiplies the "
+                 f"⟨noise⟩ must be between {MIN_NOISE:g} and {MAX_NOISE:g}, got {self.noise:g}: it multiplies the "
                  f"guide's spread by exp(noise), and below {MIN_NOISE:g} the draws are copies of one digit, above "
                  f"{MAX_NOISE:g} noise")
-        _require(0 <= self.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
-        _require(1 <= self.scale <= MAX_SCALE, f"--scale must be between 1 and {MAX_SCALE}, got {self.scale}")
-        _require(len(self.digits) > 0, "--digits must name at least one digit, e.g. --digits 3,8")
+        _require(0 <= self.seed <= MAX_SEED, f"⟨seed⟩ must be between 0 and {MAX_SEED}, got {self.seed}")
+        _require(1 <= self.scale <= MAX_SCALE, f"⟨scale⟩ must be between 1 and {MAX_SCALE}, got {self.scale}")
+        _require(len(self.digits) > 0, "⟨digits⟩ must name at least one digit, e.g. ⟨digits⟩ 3,8")
         for d in self.digits:  # the upper bound is the data set's (data.class_numbers)
-            _require(d >= 0, f"--digits takes class numbers from 0, got {d}")
+            _require(d >= 0, f"⟨digits⟩ takes class numbers from 0, got {d}")
         for i in self.indices:
-            _require(i >= 0, f"--index must be 0 or more, got {i}")
+            _require(i >= 0, f"⟨index⟩ must be 0 or more, got {i}")
 
     def suffix(self, mode: str) -> str:
         """What an output name adds for the settings that differ from the seed program's pictures
@@ -371,5 +386,5 @@ class GenerateConfig:
             return {f"index_{i}": i for i in self.indices}
         for d in self.digits:
             _require(d < len(exemplars) and exemplars[d] >= 0, f"class {d} has no test image to encode; "
-                     "pass --index to pick test images yourself")
+                     "pass ⟨index⟩ to pick test images yourself")
         return {str(d): exemplars[d] for d in self.digits}

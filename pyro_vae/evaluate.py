@@ -45,7 +45,21 @@ class Stopped(Exception):
 def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = EvaluateConfig.batch_size,
              chunk: int | None = None, on_batch: Callable[[int], None] | None = None,
              stop: Callable[[], bool] | None = None) -> Evaluation:
-    """ELBO (mean of the log weights) and log-likelihood (their log-mean-exp) over all images.
+    """ELBO and log-likelihood over all images (`per_image`'s), with their standard errors."""
+    elbo, ll = per_image(vae, x, particles=particles, seed=seed, batch_size=batch_size, chunk=chunk,
+                         on_batch=on_batch, stop=stop)
+    n = len(elbo)
+    se = lambda values: (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
+    return Evaluation(images=n, particles=particles, elbo=elbo.mean().item(), elbo_se=se(elbo),
+                      log_likelihood=ll.mean().item(), log_likelihood_se=se(ll))
+
+
+def per_image(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
+              batch_size: int = EvaluateConfig.batch_size, chunk: int | None = None,
+              on_batch: Callable[[int], None] | None = None,
+              stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's ELBO (mean of its log weights) and log-likelihood (their log-mean-exp), in nats:
+    two (n,) float64 tensors.
 
     Particles are drawn in chunks so memory stays bounded: (chunk, batch_size, 784) at a time.
 
@@ -77,11 +91,13 @@ def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_
                     raise Stopped
     finally:
         vae.train(was_training)
-    elbo, ll = torch.cat(elbos).double(), torch.cat(lls).double()
-    n = len(elbo)
-    se = lambda values: (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
-    return Evaluation(images=n, particles=particles, elbo=elbo.mean().item(), elbo_se=se(elbo),
-                      log_likelihood=ll.mean().item(), log_likelihood_se=se(ll))
+    return torch.cat(elbos).double(), torch.cat(lls).double()
+
+
+def log_likelihoods(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
+                    batch_size: int = EvaluateConfig.batch_size) -> torch.Tensor:
+    """Each image's importance-sampled log p(x) with `particles` draws, in nats: (n,) float64."""
+    return per_image(vae, x, particles=particles, seed=seed, batch_size=batch_size)[1]
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,7 @@ def test_sets(trained: dict[str, Any], names: Sequence[str] = (), *, data_dir: P
         data_dir: the folder of the one data set named; several are each read from their own default.
     """
     if len(names) > 1 and data_dir is not None:
-        raise ConfigError("--data-dir names one data set's folder; with several --dataset each is read from its "
+        raise ConfigError("⟨data_dir⟩ names one data set's folder; with several ⟨dataset⟩ each is read from its "
                           "default folder (data/<dataset>, $PYRO_VAE_DATA for mnist)")
     sets = []
     for name in names or (None,):
@@ -127,3 +143,30 @@ def score(vae: VAE, sets: Sequence[TestSet], *, particles: int, seed: int = 0,
     return [evaluate(vae, test.x.to(device), particles=particles, seed=seed, batch_size=batch_size,
                      on_batch=None if on_batch is None else functools.partial(on_batch, test.dataset))
             for test in sets]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One test set's scores for a checkpoint, and where its record went."""
+
+    test: TestSet
+    result: Evaluation
+    record_file: Path
+    replaced: bool  # a record with the same checkpoint, data set, K and seed was there before
+
+
+def score_and_record(model: Any, sets: Sequence[TestSet], *, results_dir: Path, particles: int, seed: int = 0,
+                     batch_size: int = EvaluateConfig.batch_size,
+                     on_batch: Callable[[str, int], None] | None = None) -> list[Scored]:
+    """`score` a loaded model (`pyro_vae.Model`) on `sets`, and keep one record per checkpoint,
+    data set and setting in `results_dir/metrics/evaluation.json` (a damaged record file fails
+    before the work)."""
+    from pyro_vae.metrics import EVALUATION, add_evaluation, read_evaluations
+
+    read_evaluations(results_dir / EVALUATION)
+    results = score(model.vae, sets, particles=particles, seed=seed, batch_size=batch_size, on_batch=on_batch)
+    scored = []
+    for test, result in zip(sets, results):
+        record = {**model.about(), "trained_on": model.dataset, "dataset": test.dataset, "seed": seed, **vars(result)}
+        scored.append(Scored(test, result, *add_evaluation(record, results_dir / EVALUATION)))
+    return scored

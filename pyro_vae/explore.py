@@ -303,10 +303,10 @@ def open_server(files: dict[str, bytes], *, host: str = EXPLORE_HOST, port: int 
         return _Server((host, port), handler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise PyroVAEError(f"port {port} on {host} is already in use (another explore?); pass --port with "
-                               "another number, e.g. --port 0 for any free one") from None
-        raise PyroVAEError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another --host or "
-                           "--port") from None
+            raise PyroVAEError(f"port {port} on {host} is already in use (another explore?); pass ⟨port⟩ with "
+                               "another number, e.g. ⟨port⟩ 0 for any free one") from None
+        raise PyroVAEError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another ⟨host⟩ or "
+                           "⟨port⟩") from None
 
 
 def url_of(server: _Server) -> str:

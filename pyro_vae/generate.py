@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
 import torch
 from pyro.infer import Predictive
 
-from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, check_mode_options
+from pyro_vae import data
+from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, check_mode_options
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import Z, VAE
 from pyro_vae.runtime import seed_all
@@ -86,6 +88,22 @@ def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | No
     return {name: drawn[k] for k, name in enumerate(names)}
 
 
+def grids(vae: VAE, mode: str, config: GenerateConfig, *, paths: Paths, digits: str | None = None
+          ) -> dict[str, tuple[str, torch.Tensor]]:
+    """What a `generate` call draws, by output name: (what the picture shows, (config.n, 784) pixel
+    probabilities). Digit mode encodes the test exemplars of `digits` (numbers or class names of
+    `paths.dataset`, e.g. "3,8"; None: every class), or `config.indices` when given."""
+    chosen: dict[str, int] = {}
+    if mode == Mode.digit:
+        if digits is not None:
+            config = dataclasses.replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
+        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
+    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
+    shown = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir))
+    drawn = samples(vae, mode, config, x=x, names=list(shown))
+    return {name: (shown[name], x_probs) for name, x_probs in drawn.items()}
+
+
 @torch.no_grad()
 def reconstructions(vae: VAE, x: torch.Tensor, *, cols: int = GRID_COLS) -> torch.Tensor:
     """Images and their reconstructions (decoded guide means), arranged for a grid of `cols`:
@@ -130,7 +148,7 @@ def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, *, cells:
         (cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
     """
     if not 0.0 <= real_fraction <= 1.0:
-        raise ConfigError(f"--real-fraction must be between 0 and 1, got {real_fraction}")
+        raise ConfigError(f"⟨real_fraction⟩ must be between 0 and 1, got {real_fraction}")
     seed_all(seed)
     generator = torch.Generator().manual_seed(seed)
     n_real = round(cells * real_fraction)

@@ -29,7 +29,7 @@ _MIN_WIDTH = 320  # pixels: room for a caption of a few words a line
 @dataclass(frozen=True)
 class Caption:
     """What made a picture: a title, and the settings that produced it (dataset, checkpoint, epoch,
-    mode, noise, seed, ...; `checkpoint.describe` gives the first three), drawn above the grid and
+    mode, noise, seed, ...; `pyro_vae.Model.about` gives the first three), drawn above the grid and
     kept in the PNG's metadata."""
 
     title: str

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pyro_vae import commands
-from pyro_vae.config import Paths
-from pyro_vae.errors import HistoryError
+from pyro_vae.config import Paths, results_dir_for
+from pyro_vae.errors import HINT, ConfigError, HistoryError
 from pyro_vae.fsutil import atomic_write
 
 HISTORY = Path("metrics") / "history.csv"  # under the results folder
@@ -64,9 +64,9 @@ def read_history(path: Path) -> list[EpochRecord]:
 
     path = Path(path)
     if not path.is_file():
-        train = commands.command("train", **commands.folders(Paths(results_dir=path.parent.parent)))
-        raise HistoryError(f"no training history at {path}; train first ({train}), "
-                           "or point --results-dir at the folder a run wrote")
+        raise HistoryError(f"no training history at {path}; train first ({HINT}), "
+                           "or point ⟨results_dir⟩ at the folder a run wrote",
+                           hint=commands.first_training(Paths(results_dir=path.parent.parent)))
     try:
         with open(path, newline="") as handle:
             records = [
@@ -83,6 +83,27 @@ def read_history(path: Path) -> list[EpochRecord]:
         raise HistoryError(f"{path} lacks the seconds or lower_bound of some epoch; delete it and the next "
                            "epoch of training rewrites it whole")
     return records
+
+
+RUN = Path("metrics") / "run.json"  # whose results these are: {"checkpoint_dir": ...}
+
+
+def claim(results_dir: Path, checkpoint_dir: Path) -> None:
+    """Mark `results_dir` as the results of the run in `checkpoint_dir` (first use), or refuse it when it
+    holds another run's: a second model must never replace the first's history, pictures or records.
+    A folder written before runs were marked is taken as it is."""
+    path, mine = Path(results_dir) / RUN, str(Path(checkpoint_dir).resolve())
+    if path.is_file():
+        try:
+            owner = json.loads(path.read_text()).get("checkpoint_dir")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            owner = None
+        if owner is not None and owner != mine:
+            raise ConfigError(f"{results_dir} holds the results of the run in {owner} ({path}); give this run its "
+                              f"own ⟨results_dir⟩, or leave it out: it follows ⟨checkpoint_dir⟩ "
+                              f"({results_dir_for(Path(checkpoint_dir))})")
+        return
+    write_json({"checkpoint_dir": mine}, path)
 
 
 def write_json(record: dict[str, Any] | list[dict[str, Any]], path: Path) -> Path:

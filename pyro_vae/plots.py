@@ -35,11 +35,12 @@ def series(records: list[EpochRecord]) -> dict[str, tuple[list[int], list[float]
     return found
 
 
-def plot_history(records: list[EpochRecord], path: Path, *, evaluations: Sequence[dict[str, Any]] = ()) -> Path:
-    """Draw `figure(records, evaluations=...)` to a PNG at `path`, atomically."""
+def plot_history(records: list[EpochRecord], path: Path, *, evaluations: Sequence[dict[str, Any]] = (),
+                 run: str = "") -> Path:
+    """Draw `figure(records, evaluations=..., run=...)` to a PNG at `path`, atomically."""
     import matplotlib.pyplot as plt
 
-    fig = figure(records, evaluations=evaluations)
+    fig = figure(records, evaluations=evaluations, run=run)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
@@ -48,10 +49,11 @@ def plot_history(records: list[EpochRecord], path: Path, *, evaluations: Sequenc
     return Path(path)
 
 
-def figure(records: list[EpochRecord], *, evaluations: Sequence[dict[str, Any]] = ()) -> Any:
+def figure(records: list[EpochRecord], *, evaluations: Sequence[dict[str, Any]] = (), run: str = "") -> Any:
     """The bounds (left) and seconds per epoch (right) against whole epochs, as a matplotlib figure.
 
     Args:
+        run: the run's name (its results folder), in the title: one figure draws one run.
         evaluations: `evaluate`'s records (metrics.read_evaluations), drawn as points with error
             bars at their checkpoint's epoch.
     """
@@ -81,6 +83,8 @@ def figure(records: list[EpochRecord], *, evaluations: Sequence[dict[str, Any]] 
     seconds.plot([r.epoch for r in records], [r.seconds for r in records], color="gray",
                  marker="o" if len(records) < 30 else None, markersize=3)
     seconds.set(xlabel="epoch", ylabel="seconds", title="training time per epoch", ylim=(0, None))
+    if run:
+        fig.suptitle(f"run: {run}", fontsize="medium")
     seconds.grid(alpha=0.3)
     for axes in (bounds, seconds):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole

@@ -17,11 +17,11 @@ from pyro_vae.errors import ConfigError
 def resolve_device(name: str) -> torch.device:
     """Turn `auto|cpu|cuda` into a torch device; `auto` picks CUDA when present."""
     if name not in Device.values():
-        raise ConfigError(f"--device must be one of {', '.join(Device.values())}, got {name!r}")
+        raise ConfigError(f"⟨device⟩ must be one of {', '.join(Device.values())}, got {name!r}")
     if name == Device.auto:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+        raise ConfigError("⟨device⟩ cuda was asked for but no CUDA GPU is visible; use ⟨device⟩ cpu")
     return torch.device(name)
 
 
@@ -42,9 +42,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == Precision.fp32:
         return contextlib.nullcontext()
     if precision != Precision.bf16:
-        raise ConfigError(f"--precision must be one of {', '.join(Precision.values())}, got {precision!r}")
+        raise ConfigError(f"⟨precision⟩ must be one of {', '.join(Precision.values())}, got {precision!r}")
     if not native_bf16(device):
-        raise ConfigError(f"--precision bf16 needs native bf16 support, which this {device.type} lacks; use fp32")
+        raise ConfigError(f"⟨precision⟩ bf16 needs native bf16 support, which this {device.type} lacks; use fp32")
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 

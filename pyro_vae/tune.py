@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -29,13 +28,13 @@ import torch
 
 from pyro_vae import checkpoint, commands, data
 from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig
-from pyro_vae.errors import ConfigError, DeviceMismatch, Interrupted
+from pyro_vae.errors import HINT, ConfigError, DeviceMismatch, Hint, Hinted, Interrupted
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.runtime import resolve_device
 from pyro_vae.progress import Bars
-from pyro_vae.train import train
+from pyro_vae.trainer import train
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def opened_study(config: TuneConfig, *, paths: Paths, resume: bool = False, crea
     try:
         shown = make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 (any malformed URL is the user's to fix)
-        raise ConfigError(f"--storage {url!r} is not a database URL; use e.g. sqlite:///results/tune/optuna.db "
+        raise ConfigError(f"⟨storage⟩ {url!r} is not a database URL; use e.g. sqlite:///results/tune/optuna.db "
                           "or postgresql://user:password@host/db") from None
     for attempt in range(_OPEN_ATTEMPTS):
         try:
@@ -138,8 +137,8 @@ def opened_study(config: TuneConfig, *, paths: Paths, resume: bool = False, crea
             try:
                 study = optuna.load_study(study_name=config.study, storage=storage, pruner=pruner(config))
             except KeyError:
-                raise ConfigError(f"there is no study {config.study!r} in {shown}; drop --resume to create it, "
-                                  "or check --study and --storage") from None
+                raise ConfigError(f"there is no study {config.study!r} in {shown}; drop ⟨resume⟩ to create it, "
+                                  "or check ⟨study⟩ and ⟨storage⟩") from None
         else:
             study = optuna.create_study(study_name=config.study, storage=storage, direction="maximize",
                                         load_if_exists=True, pruner=pruner(config))
@@ -207,9 +206,9 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
                 if recorded is None:
                     command = commands.train(train_config, paths=where, model_config=model_config,
                                              device=torch.device(exc.recorded))
-                    log.warning("Trial %d (%s) was trained on %s, which this worker lacks; it is marked failed and "
-                                "this worker goes on (`%s` continues it outside the study)", trial.number, run,
-                                exc.recorded, command)
+                    log.warning(Hinted(f"Trial {trial.number} ({run}) was trained on {exc.recorded}, which this "
+                                       f"worker lacks; it is marked failed and this worker goes on (`{HINT}` "
+                                       "continues it outside the study)", command))
                     raise _TrialSkipped from None
                 log.info("Trial %d (%s): resuming on %s, where it was trained", trial.number, run, recorded)
                 train_on(recorded)
@@ -217,7 +216,8 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
             study.enqueue_trial(trial.params, user_attrs={RUN_ATTR: run})  # the next worker resumes it
             again = commands.tune(config, paths=paths, fixed=fixed, device=device)
             raise Interrupted(f"{exc.stopped}; trial {trial.number} is queued again; to continue the study, run: "
-                              f"{again}", exit_code=exc.exit_code, stopped=exc.stopped) from None
+                              f"{HINT}", exit_code=exc.exit_code, stopped=exc.stopped, hint=again,
+                              checkpoint=exc.checkpoint) from None
         records = read_history(where.results_dir / HISTORY)
         scores = [r.valid_log_likelihood for r in records if r.valid_log_likelihood is not None]
         trial.set_user_attr("epochs", records[-1].epoch)
@@ -277,8 +277,8 @@ def reproduce_paths(paths: Paths, study: str, run: str) -> Paths:
                    results_dir=paths.results_dir / REPRODUCE_DIR / name)
 
 
-def train_command(config: TuneConfig, settings: dict[str, Any], *, paths: Paths, run: str) -> str:
-    """The `python cli.py train ...` line that reproduces a trial outside the study, every setting
+def train_command(config: TuneConfig, settings: dict[str, Any], *, paths: Paths, run: str) -> Hint:
+    """The `train` call that reproduces a trial outside the study, every setting
     spelled out, in folders of its own (`reproduce_paths`): pasted where the main run lives, it
     starts the trial's run rather than resuming (or colliding with) the main one."""
     model, training = _configs(config, settings)
@@ -297,7 +297,8 @@ def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.de
     out = study_dir(paths, config.study) / BEST
     if out.is_file():
         earlier = json.loads(out.read_text())
-        if earlier.get("trial") == best.number and earlier.get("test_particles") == config.test_particles:
+        if (earlier.get("trial"), earlier.get("test_particles"), "reproduce" in earlier) == (
+                best.number, config.test_particles, True):
             return earlier
     where = trial_paths(paths, config.study, best.user_attrs[RUN_ATTR])
     path = where.checkpoint_dir / checkpoint.BEST
@@ -315,7 +316,7 @@ def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.de
               "valid_log_likelihood": best.value, "checkpoint": str(path), "test_particles": config.test_particles,
               "test_elbo": result.elbo, "test_elbo_se": result.elbo_se, "test_log_likelihood": result.log_likelihood,
               "test_log_likelihood_se": result.log_likelihood_se, "settings": settings,
-              "command": train_command(config, settings, paths=paths, run=best.user_attrs[RUN_ATTR])}
+              "reproduce": train_command(config, settings, paths=paths, run=best.user_attrs[RUN_ATTR]).to_json()}
     with atomic_write(out) as handle:
         handle.write((json.dumps(record, indent=2) + "\n").encode())
     return record
@@ -393,6 +394,3 @@ def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], l
                          f"settings that vary (has {len(completed)}, varying: {', '.join(varied) or 'none'})")
     return rows, written, notes
 
-
-def format_value(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"

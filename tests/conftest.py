@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pyro
@@ -185,8 +186,12 @@ def _write_synthetic_mnist() -> Callable[..., dict[str, str]]:
 # The command line, in process
 
 def invoke(*args: object):
-    """Run `python cli.py ARGS...` in this process (each argument passed through `str`); returns click's Result."""
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
+    """Run `python cli.py ARGS...` in this process (each argument passed through `str`); returns click's Result.
+
+    Its hints start `python cli.py`, as in a shell with the venv active; how the program is spelled
+    however it was started is tested by running it for real (tests/test_commands.py)."""
+    with mock.patch.object(cli, "program", return_value=["python", "cli.py"]):
+        return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
 def assert_one_line_error(result, *fragments: str | re.Pattern[str], code: int | None = None) -> str:

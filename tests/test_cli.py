@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from pyro_vae.metrics import read_history
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def test_generate_prior_writes_a_ten_by_ten_grid(trained, cli_invoke):
 def test_generate_digit_writes_one_grid_per_digit_deterministically(trained, cli_invoke):
     result = cli_invoke("generate", "--mode", "digit", "--noise", "0.7", *opts(trained))
     assert result.exit_code == 0, result.output
-    names = sorted(p.name for p in trained["--results-dir"].iterdir())
+    names = sorted(p.name for p in trained["--results-dir"].glob("*.png"))
     assert names == [f"{d}.png" for d in range(10)]
     assert result.stdout.count("wrote ") == 10
     first = digest(trained["--results-dir"])
@@ -64,7 +67,7 @@ def test_generate_digit_writes_one_grid_per_digit_deterministically(trained, cli
 def test_generate_subset_of_digits_and_scale(trained, cli_invoke):
     result = cli_invoke("generate", "--mode", "digit", "--digits", "3,8", "--n", "4", "--scale", "3", *opts(trained))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in trained["--results-dir"].iterdir()) == ["3_n4.png", "8_n4.png"]
+    assert sorted(p.name for p in trained["--results-dir"].glob("*.png")) == ["3_n4.png", "8_n4.png"]
     with Image.open(trained["--results-dir"] / "3_n4.png") as image:
         assert image.width >= 2 * 28 * 3 and image.height > 2 * 28 * 3  # the grid and its caption above
 
@@ -392,3 +395,33 @@ def test_each_epoch_line_comes_before_its_evaluation(dirs, cli_invoke, tiny_opti
     lines = [line.split(" (")[0].split(":")[0].strip() for line in result.stdout.splitlines()
              if line.startswith(("Epoch", "  valid", "  test"))]
     assert lines == ["Epoch 1", "valid", "test", "Epoch 2", "valid", "test"]
+
+
+def test_a_second_model_keeps_to_its_own_results(mnist_dir, cli_invoke, tiny_options, one_line_error):
+    """The design card's run lives in checkpoints/ and results/; another in checkpoints/small writes
+    results/small, and nothing of the first run's changes."""
+    assert cli_invoke("train", "--epochs", "2", *tiny_options).exit_code == 0
+    assert cli_invoke("generate", "--mode", "prior").exit_code == 0
+    assert cli_invoke("evaluate", "--particles", "2").exit_code == 0
+    first = {p: p.read_bytes() for p in Path("results").rglob("*") if p.is_file()}
+    assert {Path("results/metrics/history.csv"), Path("results/random_samples.png"),
+            Path("results/metrics/evaluation.json")} <= set(first)
+    small = ["--checkpoint-dir", "checkpoints/small"]
+    assert cli_invoke("train", "--epochs", "1", "--z-dim", "3", "--hidden-dim", "8", "--batch-size", "16",
+                      *small).exit_code == 0
+    assert cli_invoke("generate", "--mode", "prior", *small).exit_code == 0
+    assert cli_invoke("evaluate", "--particles", "2", *small).exit_code == 0
+    plotted = cli_invoke("plot", *small)
+    assert plotted.exit_code == 0 and "results/small/metrics/curves.png" in plotted.stdout, plotted.output
+    assert {p: p.read_bytes() for p in Path("results").rglob("*") if p.is_file() and "small" not in p.parts} == first
+    assert [r.epoch for r in read_history(Path("results/small/metrics/history.csv"))] == [1]
+    assert [r.epoch for r in read_history(Path("results/metrics/history.csv"))] == [1, 2]
+    assert Path("results/small/random_samples.png").is_file()
+    # Pointed at the first run's results by hand, a third model is refused before it writes anything.
+    refused = cli_invoke("train", "--epochs", "1", *tiny_options, "--checkpoint-dir", "checkpoints/third",
+                         "--results-dir", "results")
+    one_line_error(refused, "results holds the results of the run in", "give this run its own --results-dir",
+                   "(results/third)")
+    refused = cli_invoke("generate", "--checkpoint-dir", "checkpoints/small", "--results-dir", "results")
+    one_line_error(refused, "results holds the results of the run in")
+    assert {p: p.read_bytes() for p in Path("results").rglob("*") if p.is_file() and "small" not in p.parts} == first

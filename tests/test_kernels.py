@@ -16,7 +16,7 @@ from pyro.infer import Trace_ELBO
 from pyro_vae import checkpoint, data, kernels
 from pyro_vae.config import ModelConfig
 from pyro_vae.model import Z, VAE
-from pyro_vae.train import train
+from pyro_vae.trainer import train
 
 CPU = torch.device("cpu")
 needs_onednn = pytest.mark.skipif(not kernels.onednn_available(CPU), reason="this torch build has no oneDNN")
@@ -100,7 +100,7 @@ def test_used_restores_the_previous_plan():
 
 @needs_onednn
 def test_a_resumed_run_keeps_the_kernels_of_its_checkpoint(tmp_path, paths, tiny_model, tiny_train, monkeypatch):
-    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight")
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=None)
     monkeypatch.setenv(kernels.KERNELS_ENV, kernels.ONEDNN)
     train(dataclasses.replace(tiny_train, epochs=3), model_config=tiny_model, paths=straight)
     train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)

@@ -59,7 +59,7 @@ def test_the_lock_refuses_a_second_run_without_fcntl(tmp_path, mnist_dir, python
 def test_a_platform_without_sigterm_still_stops_on_ctrl_c(paths, tiny_model, tiny_train, monkeypatch,
                                                             signal_during_loss):
     from pyro_vae.errors import Interrupted
-    from pyro_vae.train import train
+    from pyro_vae.trainer import train
 
     monkeypatch.delattr(signal, "SIGTERM")
     with signal_during_loss(3, signal.SIGINT), pytest.raises(Interrupted, match="SIGINT: stopped at epoch 1"):

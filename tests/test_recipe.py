@@ -12,7 +12,7 @@ import torch
 from pyro_vae import checkpoint, data
 from pyro_vae.errors import CheckpointError, ConfigError
 from pyro_vae.metrics import HISTORY, read_history
-from pyro_vae.train import train
+from pyro_vae.trainer import train
 
 
 def _params(path):
@@ -44,7 +44,7 @@ def test_eval_every_records_test_figures_and_leaves_training_alone(tmp_path, pat
 
 def _scripted_validation(monkeypatch, scores):
     """evaluate() as a script: the validation images (16 of them) get `scores` in turn."""
-    from pyro_vae import train as train_module
+    from pyro_vae import trainer as train_module
     from pyro_vae.evaluate import Evaluation
 
     scores = iter(scores)
@@ -96,9 +96,9 @@ def test_validation_split_trains_on_the_rest(tmp_path, paths, tiny_model, tiny_t
 
 
 def test_validation_needs_images_left_and_an_evaluation_cadence(paths, tiny_model, tiny_train, n_train):
-    with pytest.raises(ConfigError, match="--valid-size 80 leaves no training images: there are 80"):
+    with pytest.raises(ConfigError, match="valid_size 80 leaves no training images: there are 80"):
         train(dataclasses.replace(tiny_train, valid_size=n_train, eval_every=1), model_config=tiny_model, paths=paths)
-    with pytest.raises(ConfigError, match="--valid-size needs --eval-every N"):
+    with pytest.raises(ConfigError, match="valid_size needs eval_every N"):
         train(dataclasses.replace(tiny_train, valid_size=10), model_config=tiny_model, paths=paths)
     assert not paths.checkpoint_dir.exists() or not list(paths.checkpoint_dir.glob("*.pt"))
 
@@ -139,7 +139,7 @@ def test_iwae_trains_and_the_checkpoint_records_it(paths, tiny_model, tiny_train
     assert bounds[-1] > bounds[0] + 30
     state = checkpoint.load(paths.checkpoint_dir / "last.pt")
     assert state["train_config"]["objective"] == "iwae" and state["train_config"]["particles"] == 5
-    with pytest.raises(CheckpointError, match="trained with --objective iwae, not elbo"):
+    with pytest.raises(CheckpointError, match="trained with objective iwae, not elbo"):
         train(dataclasses.replace(tiny_train, epochs=7), model_config=tiny_model, paths=paths,
               explicit=frozenset({"objective"}))
 
@@ -234,6 +234,6 @@ def test_an_interrupt_during_the_evaluation_resumes_into_it(tmp_path, paths, tin
 def test_eval_particles_are_fixed_on_resume(paths, tiny_model, tiny_train):
     train(dataclasses.replace(tiny_train, epochs=1, eval_every=1, eval_particles=4), model_config=tiny_model,
           paths=paths)
-    with pytest.raises(CheckpointError, match="trained with --eval-particles 4, not 8"):
+    with pytest.raises(CheckpointError, match="trained with eval_particles 4, not 8"):
         train(dataclasses.replace(tiny_train, epochs=2, eval_every=1, eval_particles=8), model_config=tiny_model,
               paths=paths, explicit=frozenset({"eval_particles"}))

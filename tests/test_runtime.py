@@ -17,7 +17,7 @@ def test_auto_device_is_cpu_without_cuda(monkeypatch):
     assert runtime.resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         runtime.resolve_device("cuda")
-    with pytest.raises(ConfigError, match="--device must be one of"):
+    with pytest.raises(ConfigError, match="device must be one of"):
         runtime.resolve_device("tpu")
 
 
@@ -41,7 +41,7 @@ def test_bf16_autocasts_matrix_products_when_native(monkeypatch):
 
 def test_bf16_without_native_support_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
-    with pytest.raises(ConfigError, match="--precision bf16 needs native bf16 support"):
+    with pytest.raises(ConfigError, match="precision bf16 needs native bf16 support"):
         runtime.autocast(torch.device("cpu"), "bf16")
 
 

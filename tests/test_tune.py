@@ -15,11 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from unittest import mock
+
 import pytest
 import torch
 
-from pyro_vae import checkpoint
+from pyro_vae import checkpoint, cli
 from pyro_vae.config import Paths, TuneConfig
+from pyro_vae.errors import Hint
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.tune import BEST, HISTORY_PNG, IMPORTANCE_PNG, TRIALS_CSV, default_storage, opened_study
 
@@ -46,6 +49,12 @@ def final_weights(tmp_path: Path, name: str, run: str, study: str = "recipe") ->
     return state["model"]
 
 
+
+def spelled(reproduce: dict) -> str:
+    """best.json's reproducing call as the command line prints it in the clone."""
+    with mock.patch.object(cli, "program", return_value=["python", "cli.py"]):
+        return cli.command_line(Hint.from_json(reproduce))
+
 def test_trials_are_training_runs_in_their_own_folders(tmp_path, mnist_dir, cli_invoke):
     result = cli_invoke("tune", "--trials", "2", *QUICK, "--objective", "elbo", *folders(tmp_path, "a"))
     assert result.exit_code == 0, result.output
@@ -66,7 +75,8 @@ def test_trials_are_training_runs_in_their_own_folders(tmp_path, mnist_dir, cli_
     best = json.loads((tmp_path / "a" / "res" / "tune" / "recipe" / BEST).read_text())
     assert best["trial"] == max(trials, key=lambda t: t.value).number
     assert best["test_particles"] == 3 and best["test_log_likelihood"] > best["test_elbo"] - 1e-6
-    assert f"reproduce it with: {best['command']}" in result.stdout
+    assert f"reproduce it with: {spelled(best['reproduce'])}" in result.stdout
+    assert best["reproduce"]["command"] == "train" and best["reproduce"]["options"]["z_dim"] == 2  # the call, as data
 
 
 def test_the_best_trials_command_reproduces_it_beside_the_main_run(tmp_path, mnist_dir, cli_invoke):
@@ -78,7 +88,7 @@ def test_the_best_trials_command_reproduces_it_beside_the_main_run(tmp_path, mni
     assert tuned.exit_code == 0, tuned.output
     best = json.loads((Path("results") / "tune" / "recipe" / BEST).read_text())
     line = tuned.stdout.split("reproduce it with: ", 1)[1].splitlines()[0]
-    assert line == best["command"]
+    assert line == spelled(best["reproduce"])
     words = shlex.split(line)
     assert words[:3] == ["python", "cli.py", "train"]
     result = cli_invoke(*words[2:])  # pasted as printed

@@ -13,12 +13,12 @@ import torch
 from torch.utils._pytree import tree_map
 
 from pyro_vae import checkpoint, data
-from pyro_vae import train as train_module
+from pyro_vae import trainer as train_module
 from pyro_vae.config import TrainConfig
 from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged, WriteError
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.objectives import loss_fn
-from pyro_vae.train import NonFiniteLoss, build, run_epoch, train
+from pyro_vae.trainer import NonFiniteLoss, build, run_epoch, train
 
 
 def test_checkpoints_at_cadence_and_last_epoch_and_prunes(paths, tiny_model, tiny_train):
@@ -43,8 +43,8 @@ def _final_state(paths):
 
 
 def test_resume_is_exact(tmp_path, paths, tiny_model, tiny_train):
-    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight")
-    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split")
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=None)
+    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split", results_dir=None)
     train(dataclasses.replace(tiny_train, epochs=4), model_config=tiny_model, paths=straight)
     train(dataclasses.replace(tiny_train, epochs=2), model_config=tiny_model, paths=split)
     # Scramble the global RNG: a resumed run must restore it from the checkpoint, not inherit it.
@@ -86,10 +86,10 @@ def test_resume_says_so_and_uses_the_checkpoint_settings(paths, tiny_model, tiny
 def test_resume_refuses_explicit_mismatch(paths, tiny_model, tiny_train):
     train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)
     before = checkpoint.latest(paths.checkpoint_dir).read_bytes()
-    with pytest.raises(CheckpointError, match="--z-dim 2, not 3"):
+    with pytest.raises(CheckpointError, match="z_dim 2, not 3"):
         train(tiny_train, model_config=dataclasses.replace(tiny_model, z_dim=3), paths=paths,
               explicit=frozenset({"z_dim"}))
-    with pytest.raises(CheckpointError, match="--batch-size 16, not 8.*--fresh"):
+    with pytest.raises(CheckpointError, match="batch_size 16, not 8.*fresh"):
         train(dataclasses.replace(tiny_train, batch_size=8), model_config=tiny_model, paths=paths,
               explicit=frozenset({"batch_size"}))
     assert checkpoint.latest(paths.checkpoint_dir).read_bytes() == before
@@ -100,7 +100,7 @@ def test_resume_on_another_device_is_refused(paths, tiny_model, tiny_train):
     state = checkpoint.load(path)
     state["device"] = "cuda"
     checkpoint.save(state, path)
-    with pytest.raises(CheckpointError, match="trained on cuda; resume it with --device cuda"):
+    with pytest.raises(CheckpointError, match="trained on cuda; resume it with device cuda"):
         train(tiny_train, model_config=tiny_model, paths=paths)
 
 
@@ -126,7 +126,7 @@ def test_bf16_trains_close_to_fp32(tmp_path, paths, tiny_model, tiny_train, monk
     monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # emulated where not native: fine for a test
     bounds = {}
     for precision in ("fp32", "bf16"):
-        run_paths = dataclasses.replace(paths, checkpoint_dir=tmp_path / precision)
+        run_paths = dataclasses.replace(paths, checkpoint_dir=tmp_path / precision, results_dir=None)
         config = dataclasses.replace(tiny_train, epochs=6, lr=1e-2, precision=precision)
         bounds[precision] = train(config, model_config=tiny_model, paths=run_paths).metrics[-1].lower_bound
     state = checkpoint.load(checkpoint.latest(tmp_path / "bf16"))
@@ -145,7 +145,7 @@ def test_non_finite_loss_stops_with_epoch_and_batch_and_keeps_the_checkpoint(pat
         state["train_config"]["lr"] = 1e10
         checkpoint.save(state, path)
     before = {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")}
-    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, batch 2.*vae.epoch.1.pt, is untouched.*--lr"):
+    with pytest.raises(TrainingDiverged, match=r"became nan at epoch 2, batch 2.*vae.epoch.1.pt, is untouched.*lr"):
         train(dataclasses.replace(tiny_train, epochs=3), model_config=tiny_model, paths=paths)
     assert [e for e, _ in checkpoint.list_checkpoints(paths.checkpoint_dir)] == [1]
     assert {p.name: p.read_bytes() for p in paths.checkpoint_dir.glob("*.pt")} == before
@@ -263,8 +263,8 @@ def test_generator_states_that_come_back_on_another_device_resume_exactly(tmp_pa
     # Before, `train` loaded checkpoints onto its device: on a GPU the generator states came back
     # there and NumPy and torch refused them with a traceback. Wherever they come back, they are
     # put back on the CPU, and the run continues exactly.
-    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight")
-    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split")
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=None)
+    split = dataclasses.replace(paths, checkpoint_dir=tmp_path / "split", results_dir=None)
     train(tiny_train, model_config=tiny_model, paths=straight)
     train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=split)
     real_load = torch.load

@@ -19,10 +19,11 @@ import torch
 
 from pyro_vae import checkpoint, commands, data, kernels
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
-from pyro_vae.errors import CheckpointError, DeviceMismatch, Interrupted, TrainingDiverged
+from pyro_vae.errors import (HINT, CheckpointError, DeviceMismatch, Hint, Interrupted, InterruptedTwice,
+                             TrainingDiverged)
 from pyro_vae.evaluate import Stopped, evaluate
 from pyro_vae.fsutil import remove_temporaries
-from pyro_vae.metrics import HISTORY, EpochRecord, write_history
+from pyro_vae.metrics import HISTORY, EpochRecord, claim, write_history
 from pyro_vae.model import VAE
 from pyro_vae.objectives import Loss, loss_fn
 from pyro_vae.progress import Bars
@@ -43,6 +44,7 @@ class TrainResult:
     archived_to: Path | None = None
     metrics: list[EpochRecord] = field(default_factory=list)
     saved: list[Path] = field(default_factory=list)
+    further: Hint | None = None  # already trained to `epochs`: the call that trains on
 
 
 class NonFiniteLoss(Exception):
@@ -186,11 +188,11 @@ class StopRequest:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
-    def interrupted(self, where: str, path: Path, *, again: str) -> Interrupted:
-        """The exception that ends a stopped run; `again` is the command line that continues it."""
+    def interrupted(self, where: str, path: Path, *, again: Hint) -> Interrupted:
+        """The exception that ends a stopped run; `again` is the call that continues it."""
         stopped = f"{signal.Signals(self.signum).name}: stopped {where} and saved {path}"
-        return Interrupted(f"{stopped}; to continue from there, run: {again}", exit_code=128 + self.signum,
-                           stopped=stopped)
+        return Interrupted(f"{stopped}; to continue from there, run: {HINT}", exit_code=128 + self.signum,
+                           stopped=stopped, hint=again, checkpoint=path)
 
 
 @dataclass
@@ -251,6 +253,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     test, _ = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     trained_on = data.record(paths.dataset, paths.data_dir)
     with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request, flush_denormals(device):
+        claim(paths.results_dir, paths.checkpoint_dir)  # another run's results folder is refused, untouched
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
         result = TrainResult(model_config=model_config, train_config=train_config)
@@ -260,15 +263,14 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         config = run.config
         if first_epoch > config.epochs:
             further = replace(config, epochs=2 * (first_epoch - 1))
-            log.info("Already trained to epoch %d; to train on, e.g. to epoch %d, run: %s", first_epoch - 1,
-                     further.epochs, commands.train(further, paths=paths, model_config=result.model_config,
-                                                    device=device))
+            log.info("Already trained to epoch %d", first_epoch - 1)
+            result.further = commands.train(further, paths=paths, model_config=result.model_config, device=device)
             return result
         again = commands.train(config, paths=paths, model_config=result.model_config, device=device)
         images, held_out = _split(images, test, config, device=device)
         loss = loss_fn(config.objective, particles=config.particles)
         n_batches = -(-len(images) // config.batch_size)
-        with Bars(progress) as bars:
+        with Bars(progress) as bars, _second_interrupt(again):
             # A resumed run starts mid-way; without a terminal the epoch lines say how far it is.
             bars.add("epochs ", total=config.epochs, completed=first_epoch - 1, lines=False)
             bars.add("batches", total=n_batches)
@@ -322,11 +324,11 @@ def _start(result: TrainResult, *, paths: Paths, n_images: int, device: torch.de
         if state["device"] != device.type:
             # The data order's generator state belongs to the device it ran on.
             raise DeviceMismatch(f"{result.restored_from} was trained on {state['device']}; resume it with "
-                                 f"--device {state['device']}, or pass --fresh to start over here",
+                                 f"⟨device⟩ {state['device']}, or pass ⟨fresh⟩ to start over here",
                                  recorded=state["device"])
         if (why := data.mismatch(state["dataset"], dataset)) is not None:
-            raise CheckpointError(f"{result.restored_from} {why}; resume it with --dataset {state['dataset']['name']} "
-                                  "and its data, pass --fresh to start over, or pick another --checkpoint-dir")
+            raise CheckpointError(f"{result.restored_from} {why}; resume it with ⟨dataset⟩ {state['dataset']['name']} "
+                                  "and its data, pass ⟨fresh⟩ to start over, or pick another ⟨checkpoint_dir⟩")
         recorded_model, recorded_train = checkpoint.configs_of(state)
         result.model_config = resumed(recorded_model, result.model_config, explicit=explicit,
                                       source=result.restored_from)
@@ -418,6 +420,16 @@ def _end_epoch(run: _Run, *, epoch: int, reached: Position, n_images: int, figur
     return [numbered]
 
 
+@contextlib.contextmanager
+def _second_interrupt(again: Hint) -> Iterator[None]:
+    """A second Ctrl-C stops at once, without saving the position: say that the files are whole."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise InterruptedTwice(f"interrupted twice; checkpoints on disk are whole; to resume from the newest, run: "
+                               f"{HINT}", hint=again) from None
+
+
 def _lower_bound(reached: Position, n_images: int) -> float:
     """The epoch's mean bound per training image, in nats."""
     return -reached.loss_sum.item() / n_images
@@ -430,6 +442,6 @@ def _diverged(exc: NonFiniteLoss, *, epoch: int, run: _Run) -> TrainingDiverged:
     return TrainingDiverged(
         f"the loss became {exc.value} at epoch {epoch}, batch {exc.batch}; training stopped and "
         f"{f'the last checkpoint, {kept}, is untouched' if kept else 'no checkpoint was written'}; "
-        f"to start over with a lower --lr (earlier checkpoints are archived), run: "
-        f"{commands.train(slower, paths=run.paths, model_config=run.vae.config, device=device, every=True, fresh=True)}"
+        f"to start over with a lower ⟨lr⟩ (earlier checkpoints are archived), run: {HINT}",
+        hint=commands.train(slower, paths=run.paths, model_config=run.vae.config, device=device, every=True, fresh=True),
     )

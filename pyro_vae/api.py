@@ -1,0 +1,228 @@
+"""The public Python API: load a trained model and use it, train one, read the data sets.
+
+`import pyro_vae` re-exports these names; the command line, the page's export and the tutorial
+notebook all come in through here. Images are (n, 28, 28) tensors (or (n, 784)) of values in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from pyro_vae import checkpoint, data, evaluate as ev, generate as gen
+from pyro_vae.config import EvaluateConfig, GenerateConfig, ModelConfig, Paths, TrainConfig, results_dir_for
+from pyro_vae.errors import ConfigError, Hint
+from pyro_vae.metrics import HISTORY, EpochRecord, claim, read_history
+from pyro_vae.model import VAE
+from pyro_vae.runtime import isolated_rng, resolve_device
+
+
+def _pixels(images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
+    """(n, 28, 28), (n, 784), (28, 28) or (784,) values in [0, 1] -> (n, 784) float32 in {0, 1} on `device`.
+
+    The networks were trained on binarized images (x ~ Bernoulli(intensity)): images that are not
+    already 0/1 are binarized once, with the fixed seed the test sets use, so a call is repeatable.
+    """
+    x = torch.as_tensor(images)
+    if x.dtype == torch.uint8:  # raw IDX pixels, 0 to 255
+        x = x.to(torch.float32).div_(255.0)
+    x = x.to(torch.float32).reshape(-1, data.IMAGE_PIXELS) if x.numel() % data.IMAGE_PIXELS == 0 else None
+    if x is None or not bool(((x >= 0) & (x <= 1)).all()):
+        raise ConfigError(f"images must be (n, {data.IMAGE_SIZE}, {data.IMAGE_SIZE}) or (n, {data.IMAGE_PIXELS}) "
+                          "values in [0, 1]")
+    if not bool(((x == 0) | (x == 1)).all()):
+        x = data.binarize_once(x.mul(255.0).round_().to(torch.uint8))
+    return x.to(device)
+
+
+def _square(x_probs: torch.Tensor) -> torch.Tensor:
+    """(..., 784) -> (..., 28, 28), on the CPU."""
+    return x_probs.reshape(*x_probs.shape[:-1], data.IMAGE_SIZE, data.IMAGE_SIZE).cpu()
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A trained VAE loaded from a checkpoint, with what it was trained with.
+
+    Every method is deterministic given its `seed`, and leaves the global random generators as they were.
+    """
+
+    vae: VAE
+    path: Path  # the checkpoint file
+    epoch: int  # epochs it had trained
+    data: dict[str, Any]  # what it was trained on (`data.record`); `data["name"]` is the data set
+    train_config: TrainConfig
+
+    @property
+    def dataset(self) -> str:
+        """The data set it was trained on: "mnist", "fashion-mnist" or "idx"."""
+        return self.data["name"]
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.vae.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    def about(self) -> dict[str, Any]:
+        """What a picture or a record says of this checkpoint: data set, file and epoch."""
+        return {"dataset": self.dataset, "checkpoint": str(self.path), "epoch": self.epoch}
+
+    def paths(self, *, dataset: str | None = None, data_dir: str | Path | None = None,
+              results_dir: str | Path | None = None, writes: bool = True) -> Paths:
+        """The folders a command reading this model uses: `dataset` when given, else the one it was
+        trained on (`data.reading`), and its run's results folder (from the checkpoint's folder),
+        claimed for this run when the command `writes` there (`metrics.claim`)."""
+        chosen = data.dataset_names(dataset)
+        name, folder = data.reading(self.data, dataset=chosen[0] if chosen else None,
+                                    data_dir=None if data_dir is None else Path(data_dir))
+        paths = Paths(data_dir=folder, checkpoint_dir=self.path.parent, dataset=name,
+                      results_dir=None if results_dir is None else Path(results_dir))
+        if writes:
+            claim(paths.results_dir, paths.checkpoint_dir)
+        return paths
+
+    def sample(self, n: int = GenerateConfig.n, *, seed: int = GenerateConfig.seed) -> torch.Tensor:
+        """Decode `n` draws of z ~ p(z): (n, 28, 28) pixel probabilities (`generate --mode prior`'s grid)."""
+        GenerateConfig(n=n, seed=seed)  # the same ranges as the command line's
+        with isolated_rng(seed, device=self.device):
+            return _square(gen.prior_samples(self.vae, n=n))
+
+    def more_like(self, images: torch.Tensor, *, n: int = GenerateConfig.n, noise: float = GenerateConfig.noise,
+                  seed: int = GenerateConfig.seed) -> torch.Tensor:
+        """Encode each image and decode `n` draws of z ~ Normal(z_loc, exp(z_logstd + noise)).
+
+        Args:
+            images: (m, 28, 28) in [0, 1]; noise: added to the guide's log-std (the blog's 0.7; 1.4 varies more).
+        Returns:
+            (m, n, 28, 28) pixel probabilities (`generate --mode digit`'s grids).
+        """
+        GenerateConfig(n=n, noise=noise, seed=seed)
+        x = _pixels(images, device=self.device)
+        with isolated_rng(seed, device=self.device):
+            return _square(gen.guide_samples(self.vae, x, n=n, noise=noise))
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x)'s parameters: images (m, 28, 28) -> (z_loc, z_scale), each (m, z_dim)."""
+        z_loc, z_logstd = self.vae.encoder(_pixels(images, device=self.device))
+        return z_loc.cpu(), z_logstd.exp().cpu()
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """p(x | z)'s pixel probabilities: z (m, z_dim) -> (m, 28, 28)."""
+        z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+        if z.shape[-1] != self.model_config.z_dim:
+            raise ConfigError(f"z must be (m, {self.model_config.z_dim}) for this model, got {tuple(z.shape)}")
+        return _square(self.vae.x_probs(z))
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Each image through the guide's mean and back: (m, 28, 28) -> (m, 28, 28) probabilities."""
+        return self.decode(self.encode(images)[0])
+
+    def log_likelihood(self, images: torch.Tensor, *, particles: int = EvaluateConfig.particles,
+                       seed: int = EvaluateConfig.seed, batch_size: int = EvaluateConfig.batch_size) -> torch.Tensor:
+        """Importance-sampled log p(x) per image, in nats, with `particles` draws from the guide: (m,)."""
+        x = _pixels(images, device=self.device)
+        return ev.log_likelihoods(self.vae, x, particles=particles, seed=seed, batch_size=batch_size).cpu()
+
+
+def load(path: str | Path = Paths.checkpoint_dir, *, device: str | torch.device = "cpu", z_dim: int | None = None,
+         hidden_dim: int | None = None) -> Model:
+    """The model of a checkpoint file, or of a folder's furthest readable checkpoint.
+
+    Args:
+        device: "cpu", "cuda" or "auto"; z_dim, hidden_dim: checked against the checkpoint's when given.
+    Raises:
+        CheckpointNotFound: a folder with no checkpoint in it (its `folder` field says which).
+        CheckpointError: a file that is missing, damaged or not a pyro-vae checkpoint.
+    """
+    path = Path(path)
+    file, folder = (None, path) if path.is_dir() or not path.suffix else (path, path.parent)
+    vae, file, state = checkpoint.read_vae(file, checkpoint_dir=folder, device=_device(device), z_dim=z_dim,
+                                           hidden_dim=hidden_dim)
+    return Model(vae=vae, path=file, epoch=int(state["epoch"]), data=state["dataset"],
+                 train_config=checkpoint.configs_of(state)[1])
+
+
+def _device(device: str | torch.device) -> torch.device:
+    return device if isinstance(device, torch.device) else resolve_device(str(device))
+
+
+_SETTINGS = frozenset(f.name for config in (TrainConfig, ModelConfig) for f in fields(config)) - {"epochs"}
+
+
+@dataclass
+class TrainResult:
+    """What `train` did: the run's history (every epoch so far, resumed ones included) and its newest checkpoint."""
+
+    history: list[EpochRecord]
+    checkpoint: Path | None
+    model_config: ModelConfig
+    train_config: TrainConfig
+    saved: list[Path]  # the checkpoints this call wrote
+    restored_from: Path | None = None
+    archived_to: Path | None = None
+    further: Hint | None = None  # already trained to `epochs`: the call that trains on
+
+
+def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Paths.checkpoint_dir,
+          results_dir: str | Path | None = None, dataset: str = Paths.dataset, data_dir: str | Path | None = None,
+          device: str | torch.device = "auto", fresh: bool = False, progress: bool = False,
+          on_evaluation: Callable[[int, dict[str, float]], None] | None = None, **settings: Any) -> TrainResult:
+    """Train a VAE, resuming from `checkpoint_dir`'s furthest checkpoint by itself.
+
+    Args:
+        epochs: train up to this epoch (a resumed run continues to it).
+        results_dir: where metrics/history.csv goes [default: from `checkpoint_dir`, see `config.results_dir_for`].
+        dataset, data_dir: what to train on [default: MNIST in data/mnist, or $PYRO_VAE_DATA].
+        fresh: archive the folder's checkpoints and start from epoch 1.
+        settings: any `TrainConfig` or `ModelConfig` field (lr=3e-4, z_dim=20, objective="iwae", ...).
+            The settings given are checked against a resumed run's checkpoint; the others are its own.
+    Returns:
+        TrainResult. An interrupt (Ctrl-C, or a notebook's stop button) ends the current step, saves the
+        position and raises `Interrupted`; calling `train` again continues from that batch.
+    """
+    from pyro_vae.trainer import train as run
+
+    unknown = sorted(set(settings) - _SETTINGS)
+    if unknown:
+        raise ConfigError(f"train() got unknown settings {', '.join(unknown)}; it takes {', '.join(sorted(_SETTINGS))}")
+    model_names = {f.name for f in fields(ModelConfig)}
+    model_config = ModelConfig(**{k: v for k, v in settings.items() if k in model_names})
+    train_config = TrainConfig(epochs=epochs, **{str(k): getattr(v, "value", v) for k, v in settings.items()
+                                                 if k not in model_names})
+    paths = Paths(data_dir=None if data_dir is None else Path(data_dir), checkpoint_dir=Path(checkpoint_dir),
+                  results_dir=results_dir_for(Path(checkpoint_dir)) if results_dir is None else Path(results_dir),
+                  dataset=dataset)
+    done = run(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
+               progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
+    newest = checkpoint.newest_valid(paths.checkpoint_dir)
+    history_file = paths.results_dir / HISTORY
+    return TrainResult(history=read_history(history_file) if history_file.exists() else list(done.metrics),
+                       checkpoint=newest[0] if newest else None, model_config=done.model_config,
+                       train_config=done.train_config, saved=done.saved, restored_from=done.restored_from,
+                       archived_to=done.archived_to, further=done.further)
+
+
+def load_dataset(name: str = Paths.dataset, *, split: str = "train", data_dir: str | Path | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A data set's images and labels, fetched first where it can be and a file is missing.
+
+    Returns:
+        images (n, 28, 28) float32 intensities in [0, 1]; labels (n,) int64.
+    """
+    folder = Paths(dataset=name, data_dir=None if data_dir is None else Path(data_dir)).data_dir
+    images, labels = data.ensure_split(folder, split, dataset=name)
+    return images.reshape(-1, data.IMAGE_SIZE, data.IMAGE_SIZE).to(torch.float32).div_(255.0), labels
+
+
+def download(name: str = Paths.dataset, *, data_dir: str | Path | None = None) -> list[Path]:
+    """Fetch the data set's files missing from its folder, verifying each; returns the files written."""
+    folder = Paths(dataset=name, data_dir=None if data_dir is None else Path(data_dir)).data_dir
+    return data.download(folder, dataset=name)

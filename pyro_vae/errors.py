@@ -49,3 +49,11 @@ class Interrupted(PyroVAEError):
     def __init__(self, message: str, *, exit_code: int, stopped: str = "") -> None:
         super().__init__(message)
         self.exit_code, self.stopped = exit_code, stopped or message
+
+
+class MissingExtra(PyroVAEError):
+    """A feature needs `package`, an optional dependency that comes with pyro-vae's `extra`."""
+
+    def __init__(self, *, extra: str, package: str) -> None:
+        super().__init__(f"{extra} needs {package}, which is not installed: pip install 'pyro-vae[{extra}]'")
+        self.extra, self.package = extra, package

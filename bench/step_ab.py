@@ -25,7 +25,7 @@ sys.path.insert(0, {tree!r})
 try:
     from pyro_vae.trainer import build, run_epoch
 except ImportError:
-    from pyro_vae.train import build, run_epoch
+    from pyro_vae.train import build, run_epoch  # noqa: F401 (a tree from before the rename)
 from pyro_vae.config import ModelConfig, TrainConfig
 from pyro_vae.objectives import loss_fn
 import pyro_vae

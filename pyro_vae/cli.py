@@ -511,13 +511,13 @@ def explore(
     dataset: DatasetOpt = None, data_dir: DataDir = None,
 ) -> None:
     """Play with a trained model in the browser: digits, drawing, the latent map, walks, the quiz."""
-    from pyro_vae import data, explore as ex
+    from pyro_vae import data, explore as ex, latent
 
     # The page computes; the CPU only exports.
     model, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, None, writes=False)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     files = ex.bundle(model.vae, images, labels, checkpoint=model.path, epoch=model.epoch,
-                      classes=ex.Classes.of(paths.dataset, paths.data_dir))
+                      classes=latent.Classes.of(paths.dataset, paths.data_dir))
     if export is not None:
         ex.export(files, export)
         typer.echo(f"wrote {export}/ ({len(files)} files): serve it with any static web server, e.g. "
@@ -547,13 +547,14 @@ def latent_map(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png."""
-    from pyro_vae import data, explore as ex
+    from pyro_vae import data, latent, plots
 
     model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     about = model.about()
-    _saved(paths.results_dir / ex.LATENT_MAP, lambda out: ex.latent_map(
-        model.vae, images, labels, out, classes=ex.Classes.of(paths.dataset, paths.data_dir),
+    _saved(paths.results_dir / plots.LATENT_MAP, lambda out: plots.latent_map(
+        latent.views_of(model.vae, images, labels), labels, out,
+        classes=latent.Classes.of(paths.dataset, paths.data_dir),
         about=f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vae import data, kernels
+from pyro_vae import data
 from pyro_vae.config import EVAL_CHUNK, EVAL_CHUNK_CUDA, EvaluateConfig
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import VAE
@@ -74,10 +74,8 @@ def per_image(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
     was_training = vae.training
     vae.eval()
     elbos, lls = [], []
-    plan = kernels.calibrate(vae, rows=min(chunk, particles) * batch_size, backward=False, device=x.device)
     try:
-        with (pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed, device=x.device),
-              kernels.used(vae, plan)):
+        with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed, device=x.device):
             for first in range(0, len(x), batch_size):
                 batch = x[first : first + batch_size]
                 parts = [log_weights(vae, batch, particles=min(chunk, particles - done))

@@ -7,7 +7,9 @@ IEEE fp32: no reduced-precision mode is switched on anywhere here.
 
 A `Plan` maps a layer shape to the kernel of each of its three products (forward, grad-input,
 grad-weight). `calibrate` times the candidates at the model's shapes; `use` installs a plan on a
-model's `Linear` layers; the trainer records the plan in the checkpoint so a resumed run keeps it.
+model's `nn.Linear` layers. Only the trainer does both (`train.build`), and records the plan in
+the checkpoint so a resumed run keeps it: `model.py` builds plain `nn.Linear` layers, and a model
+loaded to evaluate, sample or explore runs on torch's default without reading the cache.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ class _Linear(torch.autograd.Function):
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` (same parameters, same state dict) whose products run on the kernels of `choice`.
+    """`nn.Linear` (same parameters, same state dict) whose products run on the kernels of `choice`;
+    `use` turns a model's `nn.Linear` layers into these where a plan puts a product on oneDNN.
 
     With the default choice, under autocast, or off the CPU it is exactly `nn.Linear`.
     """
@@ -134,8 +137,8 @@ def shape_key(shape: Shape) -> str:
 
 
 def layer_shapes(model: nn.Module) -> list[Shape]:
-    """The distinct (in, out) shapes of `model`'s `Linear` layers, in order of first appearance."""
-    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, Linear)]
+    """The distinct (in, out) shapes of `model`'s linear layers, in order of first appearance."""
+    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
     return list(dict.fromkeys(shapes))
 
 
@@ -239,20 +242,27 @@ def measure(model: nn.Module, *, rows: int, backward: bool, budget_s: float = 0.
 
 
 def use(model: nn.Module, plan: Plan) -> None:
-    """Install `plan` on `model`'s `Linear` layers; shapes the plan lacks (or kernels this machine
-    lacks) fall back to the default."""
+    """Install `plan` on `model`'s linear layers; shapes the plan lacks (or kernels this machine
+    lacks) keep the default. A layer only becomes this module's `Linear` where some product of
+    it runs on oneDNN: with the default plan the model stays plain `nn.Linear`."""
     onednn = onednn_available(next(model.parameters()).device)
     for layer in model.modules():
-        if isinstance(layer, Linear):
+        if isinstance(layer, nn.Linear):
             kernels = dict(plan.get(shape_key((layer.in_features, layer.out_features)), {}))
-            kernels = {p: kernels.get(p, DEFAULT) if onednn else DEFAULT for p in PRODUCTS}
-            layer.choice = Choice(**kernels)
+            choice = Choice(**{p: kernels.get(p, DEFAULT) if onednn else DEFAULT for p in PRODUCTS})
+            if type(layer) is nn.Linear and not choice.is_default:
+                # The class swap torch.nn.utils.parametrize makes too: the module, its parameters
+                # (which an optimizer may already hold) and its state-dict keys stay; `forward` changes.
+                layer.__class__ = Linear
+            if isinstance(layer, Linear):
+                layer.choice = choice
 
 
 def plan_of(model: nn.Module) -> Plan:
-    """The plan installed on `model` (what a checkpoint records)."""
-    return {shape_key((m.in_features, m.out_features)): {p: getattr(m.choice, p) for p in PRODUCTS}
-            for m in model.modules() if isinstance(m, Linear)}
+    """The plan installed on `model` (what a checkpoint records); plain `nn.Linear` runs the default."""
+    return {shape_key((m.in_features, m.out_features)): {p: getattr(getattr(m, "choice", Choice()), p)
+                                                         for p in PRODUCTS}
+            for m in model.modules() if isinstance(m, nn.Linear)}
 
 
 @contextmanager

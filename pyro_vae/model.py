@@ -14,7 +14,6 @@ from torch import nn
 
 from pyro_vae.config import ModelConfig
 from pyro_vae.data import IMAGE_PIXELS
-from pyro_vae.kernels import Linear
 
 # Sample-site names, shared by training, generation and tests.
 Z = "z"
@@ -28,11 +27,11 @@ class Encoder(nn.Module):
     def __init__(self, *, z_dim: int, hidden_dim: int, x_dim: int = IMAGE_PIXELS) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            Linear(x_dim, hidden_dim), nn.ReLU(),
-            Linear(hidden_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(x_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
         )
-        self.loc = Linear(hidden_dim, z_dim)
-        self.logstd = Linear(hidden_dim, z_dim)
+        self.loc = nn.Linear(hidden_dim, z_dim)
+        self.logstd = nn.Linear(hidden_dim, z_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (..., 784) -> z_loc, z_logstd: (..., z_dim)."""
@@ -46,9 +45,9 @@ class Decoder(nn.Module):
     def __init__(self, *, z_dim: int, hidden_dim: int, x_dim: int = IMAGE_PIXELS) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            Linear(z_dim, hidden_dim), nn.ReLU(),
-            Linear(hidden_dim, hidden_dim), nn.ReLU(),
-            Linear(hidden_dim, x_dim),
+            nn.Linear(z_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, x_dim),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

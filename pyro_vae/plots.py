@@ -1,16 +1,51 @@
-"""Training curves from `results/metrics/history.csv`, drawn with matplotlib (Agg, no display)."""
+"""Every matplotlib figure of the project: the training curves, the latent map and tune's study plots,
+drawn without a display (Agg, selected in `_pyplot`) and written through one helper, `_save`.
+(Grids of digits are PNGs of their own pixels: `images.py`.) What is drawn is computed elsewhere.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import EpochRecord
 
+if TYPE_CHECKING:  # latent.py brings torch; `plot` draws without it
+    import torch
+
+    from pyro_vae.latent import Classes, Map
+
 CURVES = Path("metrics") / "curves.png"  # under the results folder
+LATENT_MAP = "latent_map.png"  # under the results folder
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (PNGs only, no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path, *, dpi: int = 100, tight: bool = False) -> Path:
+    """Write `fig` as a PNG at `path` atomically (fsutil.atomic_write), then close it, even on error.
+
+    Args:
+        tight: crop to what is drawn (bbox_inches="tight"), for Optuna's plots.
+    """
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
+        with atomic_write(Path(path)) as handle:
+            handle.write(buffer.getvalue())
+    finally:
+        _pyplot().close(fig)
+    return Path(path)
 
 # (field, label): the bounds drawn against the epoch, all per image in nats.
 _BOUNDS = (
@@ -38,15 +73,7 @@ def series(records: list[EpochRecord]) -> dict[str, tuple[list[int], list[float]
 def plot_history(records: list[EpochRecord], path: Path, *, evaluations: Sequence[dict[str, Any]] = (),
                  run: str = "") -> Path:
     """Draw `figure(records, evaluations=..., run=...)` to a PNG at `path`, atomically."""
-    import matplotlib.pyplot as plt
-
-    fig = figure(records, evaluations=evaluations, run=run)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_write(Path(path)) as handle:
-        handle.write(buffer.getvalue())
-    return Path(path)
+    return _save(figure(records, evaluations=evaluations, run=run), path, dpi=100)
 
 
 def figure(records: list[EpochRecord], *, evaluations: Sequence[dict[str, Any]] = (), run: str = "") -> Any:
@@ -57,10 +84,7 @@ def figure(records: list[EpochRecord], *, evaluations: Sequence[dict[str, Any]] 
         evaluations: `evaluate`'s records (metrics.read_evaluations), drawn as points with error
             bars at their checkpoint's epoch.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     curves = series(records)
@@ -127,3 +151,66 @@ def _limit(axes: Any, curves: dict[str, tuple[list[int], list[float]]], colours:
     axes.annotate(f"\u25bc {len(below)} point{'s' * (len(below) > 1)} below the axis; lowest {v:.1f} "
                   f"({label}, epoch {e})", xy=(0.99, 0.02), xycoords="axes fraction", ha="right", va="bottom",
                   fontsize="small", color="dimgray")
+
+
+def latent_map(views: Map, labels: torch.Tensor, path: Path, *, classes: Classes, about: str = "") -> Path:
+    """The map of `latent.views_of` as a PNG at `path` (atomically): each plane's coords coloured
+    by `labels` (n,), side by side.
+
+    Args:
+        classes: the data set's title and class names (`latent.Classes.of`).
+        about: the checkpoint in words (its epoch and path), for the caption.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(views.planes), figsize=(7 * len(views.planes), 7))
+    colours = plt.get_cmap("tab10")
+    axis_names = {"lda": ("LDA direction 1", "LDA direction 2"),
+                  "pca": (f"PCA direction 1 ({100 * views.share[0]:.0f}% of the codes' variance)",
+                          f"PCA direction 2 ({100 * views.share[-1 if len(views.share) < 2 else 1]:.0f}%)")}
+    for ax, plane in zip(axes, views.planes):
+        xy = plane.coords.numpy()
+        for k, name in enumerate(classes.names):
+            chosen = labels.numpy() == k
+            ax.scatter(xy[chosen, 0], xy[chosen, 1], s=3, color=colours(k), label=name, alpha=0.6, linewidths=0)
+        ax.set(xlabel=axis_names[plane.name][0], ylabel=axis_names[plane.name][1], title=plane.label)
+        ax.legend(title="class", markerscale=4, loc="best", fontsize=9)
+        ax.grid(alpha=0.2)
+    fig.suptitle(f"The guide's means (z_loc) of {len(labels)} {classes.title} test images, coloured by class"
+                 + (f"\n{about}" if about else ""))
+    fig.tight_layout()
+    return _save(fig, path, dpi=90)
+
+
+def study_history(study: Any, path: Path, *, target: str) -> Path:
+    """An Optuna study's trials (each one's `target` value, and the best so far) as a PNG at `path`."""
+    _pyplot()
+    import optuna.visualization.matplotlib as optuna_plots
+    from matplotlib.ticker import MaxNLocator
+
+    axes = optuna_plots.plot_optimization_history(study, target_name=target)
+    axes.set(title=f"study {study.study_name}: each trial's {target} (higher is better)", xlabel="trial")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole
+    handles, labels = axes.get_legend_handles_labels()
+    # Inside the plot: Optuna's legend, beside it, squeezes the plot to a strip.
+    axes.legend(handles, ["best so far" if label == "Best Value" else "trial" for label in labels],
+                loc="lower right")
+    axes.figure.set_size_inches(9, 5)
+    return _save(axes.figure, path, dpi=110, tight=True)
+
+
+def study_importances(study: Any, path: Path, *, params: list[str], target: str, completed: int) -> Path:
+    """Which of `params` explains an Optuna study's `target` (fANOVA importances) as a PNG at `path`.
+
+    Args:
+        completed: how many trials completed, for the title.
+    """
+    _pyplot()
+    import optuna.visualization.matplotlib as optuna_plots
+
+    axes = optuna_plots.plot_param_importances(study, params=params, target_name=target)
+    axes.set_title("", loc="left")  # Optuna's "Hyperparameter Importances"
+    axes.set(title=f"study {study.study_name}: which searched setting explains the {target}\n"
+             f"({completed} completed trials; fANOVA importances, summing to 1)",
+             ylabel="searched setting", xlabel="importance")
+    axes.get_legend().remove()
+    return _save(axes.figure, path, dpi=110, tight=True)

@@ -59,6 +59,9 @@ def build(model_config: ModelConfig, train_config: TrainConfig, *, device: torch
           plan: kernels.Plan | None = None) -> tuple[VAE, torch.optim.Optimizer, torch.Generator]:
     """A new run's seeded model, optimizer and data generator (shuffling and binarization).
 
+    The one place a model gets the measured kernels (`kernels.use`): its training steps, and the
+    evaluations inside the run, use them; a model loaded for anything else runs on torch's default.
+
     Args:
         plan: the matrix kernels (a resumed run's, from its checkpoint); None times them here.
     """

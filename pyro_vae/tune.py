@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from pyro_vae import checkpoint, commands, data
+from pyro_vae import checkpoint, commands, data, plots
 from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig
-from pyro_vae.errors import HINT, ConfigError, DeviceMismatch, Hint, Hinted, Interrupted
+from pyro_vae.errors import HINT, ConfigError, DeviceMismatch, Hint, Hinted, Interrupted, MissingExtra
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import HISTORY, read_history
@@ -76,8 +76,14 @@ _MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 
 
 def _optuna() -> Any:
-    """Optuna, quiet: its own log lines and experimental-feature warnings would drown ours."""
-    import optuna
+    """Optuna, quiet: its own log lines and experimental-feature warnings would drown ours.
+    Raises MissingExtra where it is not installed (it comes with the `tune` extra)."""
+    try:
+        import optuna
+    except ModuleNotFoundError as exc:
+        if exc.name != "optuna":  # Optuna is there but something it needs is not: its own error says what
+            raise
+        raise MissingExtra(extra="tune", package="optuna") from None
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # e.g. its traceback for a trial stopped by Ctrl-C
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -322,21 +328,6 @@ def score_best(study: Any, config: TuneConfig, *, paths: Paths, device: torch.de
     return record
 
 
-def _save_plot(axes: Any, path: Path) -> Path:
-    """Save the figure an Optuna matplotlib plot drew on, atomically, and close it."""
-    import matplotlib.pyplot as plt
-
-    figure = axes.figure
-    try:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        with atomic_write(path) as handle:
-            handle.write(buffer.getvalue())
-    finally:
-        plt.close(figure)
-    return path
-
-
 def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], list[Path], list[str]]:
     """The study's trials as rows (number, state, run, worker, epochs, value, settings) and the files
     written: results/tune/<study>/trials.csv and PNGs of the optimisation history and, once
@@ -360,35 +351,15 @@ def report(config: TuneConfig, *, paths: Paths) -> tuple[list[dict[str, Any]], l
     with atomic_write(folder / TRIALS_CSV) as handle:
         handle.write(text.getvalue().encode())
     written.append(folder / TRIALS_CSV)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import optuna.visualization.matplotlib as plots
-
-    from matplotlib.ticker import MaxNLocator
-
     completed = [t for t in trials if t.state.name == "COMPLETE"]
     varied = [name for name in SEARCH_SPACE if len({t.params.get(name) for t in completed} - {None}) > 1]
     target = f"validation log p(x), nats (K={config.eval_particles})"
     with opened_study(config, paths=paths, create=False) as study:
         if completed:
-            axes = plots.plot_optimization_history(study, target_name=target)
-            axes.set(title=f"study {config.study}: each trial's {target} (higher is better)", xlabel="trial")
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole
-            handles, labels = axes.get_legend_handles_labels()
-            # Inside the plot: Optuna's legend, beside it, squeezes the plot to a strip.
-            axes.legend(handles, ["best so far" if label == "Best Value" else "trial" for label in labels],
-                        loc="lower right")
-            axes.figure.set_size_inches(9, 5)
-            written.append(_save_plot(axes, folder / HISTORY_PNG))
+            written.append(plots.study_history(study, folder / HISTORY_PNG, target=target))
         if len(completed) >= MIN_IMPORTANCE_TRIALS and len(varied) >= 2:
-            axes = plots.plot_param_importances(study, params=varied, target_name=target)
-            axes.set_title("", loc="left")  # Optuna's "Hyperparameter Importances"
-            axes.set(title=f"study {config.study}: which searched setting explains the {target}\n"
-                     f"({len(completed)} completed trials; fANOVA importances, summing to 1)",
-                     ylabel="searched setting", xlabel="importance")
-            axes.get_legend().remove()
-            written.append(_save_plot(axes, folder / IMPORTANCE_PNG))
+            written.append(plots.study_importances(study, folder / IMPORTANCE_PNG, params=varied, target=target,
+                                                   completed=len(completed)))
         else:
             notes.append(f"no {IMPORTANCE_PNG}: it needs {MIN_IMPORTANCE_TRIALS} completed trials with at least 2 "
                          f"settings that vary (has {len(completed)}, varying: {', '.join(varied) or 'none'})")

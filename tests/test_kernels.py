@@ -1,15 +1,17 @@
-"""The oneDNN path of the linear layers: exact fp32 against F.linear, the calibration's choices, and
-the plan a checkpoint keeps so a resumed run stays exact."""
+"""The oneDNN path of the linear layers: exact fp32 against F.linear, the calibration's choices, the
+plan a checkpoint keeps so a resumed run stays exact, and that only training measures kernels."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 import pyro.poutine as poutine
 from pyro.infer import Trace_ELBO
 
@@ -151,3 +153,34 @@ def test_a_damaged_cache_is_measured_over(tmp_path):
     path.write_text("{not json")
     plan = kernels.calibrate(VAE(ModelConfig()), rows=128, backward=True, device=CPU)
     assert list(json.loads(path.read_text()).values()) == [plan]
+
+
+def test_the_model_is_plain_torch_until_a_plan_puts_a_product_on_onednn():
+    vae = VAE(ModelConfig(z_dim=2, hidden_dim=16))
+    keys = list(vae.state_dict())
+    assert all(type(m) is nn.Linear for m in vae.modules() if isinstance(m, nn.Linear))
+    kernels.use(vae, kernels.default_plan(vae))
+    assert all(type(m) is nn.Linear for m in vae.modules() if isinstance(m, nn.Linear))
+    parameters = list(vae.parameters())
+    kernels.use(vae, {"784x16": dataclasses.asdict(ALL_ONEDNN)})
+    swapped = [m for m in vae.modules() if isinstance(m, kernels.Linear)]
+    assert len(swapped) == (1 if kernels.onednn_available(CPU) else 0)
+    # The same parameters (an optimizer built before keeps training them) under the same names.
+    assert all(a is b for a, b in zip(parameters, vae.parameters())) and list(vae.state_dict()) == keys
+
+
+def test_only_training_measures_kernels_and_a_loaded_model_never_touches_the_cache(
+        tmp_path, mnist_dir, cli_invoke, tiny_run_options, monkeypatch):
+    cache = tmp_path / "cache"  # conftest's $PYRO_VAE_CACHE
+    assert cli_invoke("train", *tiny_run_options).exit_code == 0
+    # Where oneDNN exists, training measured the kernels and kept them there.
+    assert (cache / kernels.KERNELS_CACHE).is_file() == kernels.onednn_available(CPU)
+    shutil.rmtree(cache, ignore_errors=True)
+    asked = []
+    monkeypatch.setattr(kernels, "cache_dir", lambda: asked.append(True) or cache)
+    for args in (("evaluate", "--particles", "3"), ("generate", "--mode", "prior"),
+                 ("generate", "--mode", "digit", "--noise", "0.7"), ("explore", "--export", tmp_path / "site"),
+                 ("latent-map",)):
+        result = cli_invoke(*args)
+        assert result.exit_code == 0, (args, result.output)
+    assert not asked and not cache.exists()

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -133,11 +134,11 @@ def test_report_plots_say_what_they_measure_and_draw_importances_only_when_meani
     import optuna
     from matplotlib.ticker import MaxNLocator
 
-    from pyro_vae import tune
+    from pyro_vae import plots, tune
 
     paths = Paths(checkpoint_dir=tmp_path / "ck", results_dir=tmp_path / "res")
     drawn = {}
-    monkeypatch.setattr(tune, "_save_plot", lambda axes, path: drawn.setdefault(path.name, axes) and path)
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **_: drawn.setdefault(path.name, fig.axes[0]) and path)
     distributions = {"lr": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True),
                      "z_dim": optuna.distributions.IntDistribution(10, 100, step=10),
                      "particles": optuna.distributions.IntDistribution(1, 10)}
@@ -182,6 +183,16 @@ def test_bad_tune_input_is_one_line(tmp_path, mnist_dir, cli_invoke, one_line_er
 
 def test_report_of_a_missing_study_is_one_line(tmp_path, mnist_dir, cli_invoke, one_line_error):
     one_line_error(cli_invoke("tune", "--report", "--study", "never", *folders(tmp_path, "a")), "no study 'never'")
+
+
+@pytest.mark.parametrize("args", [["--trials", "1", *QUICK], ["--report"]], ids=["search", "report"])
+def test_tune_without_optuna_names_the_extra_in_one_line(tmp_path, mnist_dir, cli_invoke, one_line_error,
+                                                         monkeypatch, args):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails, as where it is not installed
+    result = cli_invoke("tune", *args, *folders(tmp_path, "a"))
+    line = one_line_error(result, code=1)
+    assert line == "error: tune needs optuna, which is not installed: pip install 'pyro-vae[tune]'"
+    assert not (tmp_path / "a").exists()  # nothing started, no study database made
 
 
 def test_ctrl_c_stops_a_worker_and_the_next_tune_resumes_the_trial_exactly(tmp_path, mnist_dir, cli_invoke,

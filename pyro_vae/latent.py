@@ -1,0 +1,150 @@
+"""Views of a model's latent space computed from its codes: the guide's means of the test images,
+their PCA and LDA planes (each point of which lifts back to a z), and the classes they are coloured by.
+
+The page (`explore.py`) exports these views, and `plots.latent_map` draws them; neither computes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pyro_vae import data
+from pyro_vae.data import binarize_once
+from pyro_vae.model import VAE
+
+WALK_DIRECTIONS = 6  # principal directions exported for the Walk panel (fewer when z is smaller)
+
+
+@dataclass(frozen=True)
+class Classes:
+    """What the page and the map say of the data: its title, the class names in label order, and
+    the test image `generate --mode digit` encodes for each class (data.py's registry)."""
+
+    title: str = "MNIST"
+    names: tuple[str, ...] = tuple(str(d) for d in range(10))
+    exemplars: tuple[int, ...] = data.DIGIT_EXEMPLARS
+
+    @classmethod
+    def of(cls, dataset: str, data_dir: Path | None = None) -> Classes:
+        return cls(title=data.get(dataset).title, names=tuple(data.class_names(dataset, data_dir)),
+                   exemplars=tuple(data.exemplars(dataset, data_dir)))
+
+
+@dataclass(frozen=True)
+class Plane:
+    """A linear view of the codes in two dimensions: `coords` (n, 2) = (codes - mean) @ axes.T.
+
+    A point c of the plane lifts back to the latent vector mean + c @ lift: the average code
+    that lands on c, for a normal fit of the codes (for PCA, lift = axes). So every point of the
+    map, not only the codes drawn on it, is a z the page can decode. `axes`, `lift`: (2, z_dim).
+    """
+
+    name: str
+    label: str  # what the axes are, for a picture or the page
+    axes: torch.Tensor
+    lift: torch.Tensor
+    coords: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Map:
+    """The test codes' views: `planes` (LDA, then PCA), and the principal directions for walking."""
+
+    mean: torch.Tensor  # (z_dim,)
+    directions: torch.Tensor  # (k, z_dim) orthonormal rows, largest spread first
+    variance: torch.Tensor  # (k,) the codes' variance along each
+    share: list[float]  # each direction's share of the codes' total variance
+    planes: tuple[Plane, ...]
+
+
+@torch.no_grad()
+def guide_params(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """q(z | x)'s parameters for each image: binarized (n, 784) -> (z_loc, z_scale), each (n, z_dim)
+    float32 on the CPU."""
+    device = next(vae.parameters()).device
+    parts = [vae.encoder(binarized[i : i + batch_size].to(device)) for i in range(0, len(binarized), batch_size)]
+    return (torch.cat([loc.float().cpu() for loc, _ in parts]),
+            torch.cat([logstd.float().exp().cpu() for _, logstd in parts]))
+
+
+def test_codes(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    """The guide's means of the test images: binarized (n, 784) -> z_loc (n, z_dim) float32 on the CPU."""
+    return guide_params(vae, binarized, batch_size=batch_size)[0]
+
+
+# Burda et al. 2015 (IWAE), section 5.2: dimension u is active when Cov_x(E_q[u | x]) > 0.01.
+ACTIVE_THRESHOLD = 0.01
+
+
+def active_units(z_loc: torch.Tensor, *, threshold: float = ACTIVE_THRESHOLD) -> torch.Tensor:
+    """Which latent dimensions the model uses: the variance over images of the guide's mean,
+    z_loc (n, z_dim) -> (z_dim,) bool, above `threshold` (Burda et al.'s definition)."""
+    return z_loc.double().var(dim=0, unbiased=True) > threshold
+
+
+def kl_per_dimension(z_loc: torch.Tensor, z_scale: torch.Tensor) -> torch.Tensor:
+    """KL(q(z_u | x) || N(0, 1)) for each dimension u, averaged over the images, in nats: (z_dim,)
+    float64. Closed form for the standard normal prior; the dimensions sum to the KL term of the ELBO."""
+    loc, scale = z_loc.double(), z_scale.double()
+    return (0.5 * (loc.square() + scale.square() - 1.0) - scale.log()).mean(dim=0)
+
+
+def _plane(name: str, label: str, axes: torch.Tensor, centred: torch.Tensor, covariance: torch.Tensor) -> Plane:
+    # E[z | axes (z - mean) = c] = mean + cov axes^T (axes cov axes^T)^+ c, for z normal.
+    lift = (covariance @ axes.T @ torch.linalg.pinv(axes @ covariance @ axes.T)).T
+    return Plane(name, label, axes.float(), lift.float(), (centred @ axes.T).float())
+
+
+def latent_views(codes: torch.Tensor, labels: torch.Tensor, *, k: int = WALK_DIRECTIONS) -> Map:
+    """PCA and LDA of the codes (n, z_dim) with their labels (n,), in float64 through torch.linalg.
+
+    Both are linear, so a click anywhere on either plane decodes a well-defined z (see `Plane`):
+    t-SNE and UMAP have no such inverse, and need libraries this project does not carry (see the
+    README). PCA shows the codes' own largest spread, where classes overlap because the model
+    spreads them over all z_dim directions; LDA (Fisher's) picks the two directions that best
+    separate the classes, using the labels the model never saw.
+    """
+    codes = codes.double()
+    mean = codes.mean(0)
+    centred = codes - mean
+    n, z_dim = codes.shape
+    covariance = centred.T @ centred / max(n - 1, 1)
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    # Each direction's sign is fixed (largest entry positive) so re-exports draw the same map.
+    vh = vh * torch.sign(vh.gather(1, vh.abs().argmax(1, keepdim=True)))
+    variance = s**2 / max(n - 1, 1)
+    pca = _two(vh)
+    within, between = torch.zeros_like(covariance), torch.zeros_like(covariance)
+    for c in labels.unique():
+        members = centred[labels == c]
+        centre = members.mean(0)
+        within += (members - centre).T @ (members - centre)
+        between += len(members) * torch.outer(centre, centre)
+    within += 1e-6 * within.trace() / z_dim * torch.eye(z_dim, dtype=within.dtype)  # one-image classes
+    # Fisher's directions: eigenvectors of within^-1 between, through the whitening of `within`.
+    whiten = torch.linalg.inv(torch.linalg.cholesky(within))
+    _, vectors = torch.linalg.eigh(whiten @ between @ whiten.T)
+    lda = (whiten.T @ vectors.flip(1)).T
+    lda = lda / lda.norm(dim=1, keepdim=True)
+    lda = _two(lda * torch.sign(lda.gather(1, lda.abs().argmax(1, keepdim=True))))
+    k = min(k, z_dim)
+    return Map(mean=mean.float(), directions=vh[:k].float(), variance=variance[:k].float(),
+               share=(variance[:k] / variance.sum()).tolist(),
+               planes=(_plane("lda", "LDA: the two directions that best separate the classes", lda, centred,
+                              covariance),
+                       _plane("pca", "PCA: the two directions of largest spread", pca, centred, covariance)))
+
+
+def _two(rows: torch.Tensor) -> torch.Tensor:
+    """The first two rows, with a zero row added for a 1-d latent (its map is a line)."""
+    rows = rows[:2]
+    return torch.cat([rows, torch.zeros(2 - len(rows), rows.shape[1], dtype=rows.dtype)]) if len(rows) < 2 else rows
+
+
+def views_of(vae: VAE, images: torch.Tensor, labels: torch.Tensor) -> Map:
+    """`latent_views` of the codes of test images (n, 784) uint8 with their labels (n,), binarized
+    as every evaluation binarizes them (`data.binarize_once`)."""
+    return latent_views(test_codes(vae, binarize_once(images)), labels)

@@ -1,5 +1,5 @@
 # The two set-up commands, on a fresh machine: `make test` and `make run`.
-# Both create .venv once (idempotent) and install the pinned dependencies into it.
+# Both create .venv once (idempotent) and install the dependencies into it at constraints.txt's exact versions.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,10 +11,10 @@ CHROMIUM ?= /usr/lib/chromium/chromium
 
 .PHONY: install test test-slow browser run bench bench-explore clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -23,7 +23,7 @@ _API = {
     "PyroVAEError": "errors", "CheckpointError": "errors", "CheckpointNotFound": "errors",
     "DamagedCheckpoint": "errors", "ConfigError": "errors", "DataError": "errors", "HistoryError": "errors",
     "Interrupted": "errors", "InterruptedTwice": "errors", "TrainingDiverged": "errors", "WriteError": "errors",
-    "Hint": "errors",
+    "Hint": "errors", "MissingExtra": "errors",
 }
 __all__ = sorted(_API)
 
@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from pyro_vae.api import Model, TrainResult, download, load, load_dataset, train  # noqa: F401
     from pyro_vae.config import ModelConfig, Paths, TrainConfig  # noqa: F401
     from pyro_vae.errors import (CheckpointError, CheckpointNotFound, ConfigError, DamagedCheckpoint,  # noqa: F401
-                                 DataError, Hint, HistoryError, Interrupted, InterruptedTwice, PyroVAEError,
+                                 DataError, Hint, HistoryError, Interrupted, InterruptedTwice, MissingExtra,
+                                 PyroVAEError,
                                  TrainingDiverged, WriteError)
     from pyro_vae.metrics import EpochRecord  # noqa: F401
 

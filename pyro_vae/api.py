@@ -210,19 +210,23 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
                        archived_to=done.archived_to, further=done.further)
 
 
-def load_dataset(name: str = Paths.dataset, *, split: str = "train", data_dir: str | Path | None = None,
+def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir: str | Path | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A data set's images and labels, fetched first where it can be and a file is missing.
+    """A data set's images and labels ("mnist", "fashion-mnist", or "idx": your own files in `data_dir`),
+    fetched first where it can be and a file is missing.
 
     Returns:
         images (n, 28, 28) float32 intensities in [0, 1]; labels (n,) int64.
     """
-    folder = Paths(dataset=name, data_dir=None if data_dir is None else Path(data_dir)).data_dir
-    images, labels = data.ensure_split(folder, split, dataset=name)
+    images, labels = data.ensure_split(_folder(dataset, data_dir), split, dataset=dataset)
     return images.reshape(-1, data.IMAGE_SIZE, data.IMAGE_SIZE).to(torch.float32).div_(255.0), labels
 
 
-def download(name: str = Paths.dataset, *, data_dir: str | Path | None = None) -> list[Path]:
+def download(dataset: str = Paths.dataset, *, data_dir: str | Path | None = None) -> list[Path]:
     """Fetch the data set's files missing from its folder, verifying each; returns the files written."""
-    folder = Paths(dataset=name, data_dir=None if data_dir is None else Path(data_dir)).data_dir
-    return data.download(folder, dataset=name)
+    return data.download(_folder(dataset, data_dir), dataset=dataset)
+
+
+def _folder(dataset: str, data_dir: str | Path | None) -> Path:
+    """`data_dir`, else the data set's default folder (data/<dataset>; $PYRO_VAE_DATA for MNIST)."""
+    return Paths(dataset=dataset, data_dir=None if data_dir is None else Path(data_dir)).data_dir

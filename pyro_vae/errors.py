@@ -155,3 +155,11 @@ class Interrupted(PyroVAEError):
                  checkpoint: Path | None = None) -> None:
         super().__init__(message, hint=hint)
         self.exit_code, self.stopped, self.checkpoint = exit_code, stopped or message, checkpoint
+
+
+class MissingExtra(PyroVAEError):
+    """A feature needs `package`, an optional dependency that comes with pyro-vae's `extra`."""
+
+    def __init__(self, *, extra: str, package: str) -> None:
+        super().__init__(f"{extra} needs {package}, which is not installed: pip install 'pyro-vae[{extra}]'")
+        self.extra, self.package = extra, package

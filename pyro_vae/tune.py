@@ -28,7 +28,7 @@ import torch
 
 from pyro_vae import checkpoint, commands, data, plots
 from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig
-from pyro_vae.errors import HINT, ConfigError, DeviceMismatch, Hint, Hinted, Interrupted
+from pyro_vae.errors import HINT, ConfigError, DeviceMismatch, Hint, Hinted, Interrupted, MissingExtra
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import HISTORY, read_history
@@ -76,8 +76,14 @@ _MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 
 
 def _optuna() -> Any:
-    """Optuna, quiet: its own log lines and experimental-feature warnings would drown ours."""
-    import optuna
+    """Optuna, quiet: its own log lines and experimental-feature warnings would drown ours.
+    Raises MissingExtra where it is not installed (it comes with the `tune` extra)."""
+    try:
+        import optuna
+    except ModuleNotFoundError as exc:
+        if exc.name != "optuna":  # Optuna is there but something it needs is not: its own error says what
+            raise
+        raise MissingExtra(extra="tune", package="optuna") from None
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # e.g. its traceback for a trial stopped by Ctrl-C
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -182,6 +183,16 @@ def test_bad_tune_input_is_one_line(tmp_path, mnist_dir, cli_invoke, one_line_er
 
 def test_report_of_a_missing_study_is_one_line(tmp_path, mnist_dir, cli_invoke, one_line_error):
     one_line_error(cli_invoke("tune", "--report", "--study", "never", *folders(tmp_path, "a")), "no study 'never'")
+
+
+@pytest.mark.parametrize("args", [["--trials", "1", *QUICK], ["--report"]], ids=["search", "report"])
+def test_tune_without_optuna_names_the_extra_in_one_line(tmp_path, mnist_dir, cli_invoke, one_line_error,
+                                                         monkeypatch, args):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails, as where it is not installed
+    result = cli_invoke("tune", *args, *folders(tmp_path, "a"))
+    line = one_line_error(result, code=1)
+    assert line == "error: tune needs optuna, which is not installed: pip install 'pyro-vae[tune]'"
+    assert not (tmp_path / "a").exists()  # nothing started, no study database made
 
 
 def test_ctrl_c_stops_a_worker_and_the_next_tune_resumes_the_trial_exactly(tmp_path, mnist_dir, cli_invoke,

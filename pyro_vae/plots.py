@@ -157,7 +157,7 @@ def _terms(panels: Any, terms: tuple[dict[str, tuple[list[int], list[float]]], .
         axes.grid(alpha=0.3)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if curves:
-            axes.legend(fontsize="small", loc="lower right" if axes is panels[0] else "best")
+            axes.legend(fontsize="small", loc="best")
     betas = [(r.epoch, r.beta) for r in records if r.beta is not None]
     if any(beta != 1 for _, beta in betas):
         weight = panels[1].twinx()

@@ -5,7 +5,8 @@ in Debian's chromium through Playwright, and times what the issue sets targets f
 machine: a slider move redrawing one digit (< 30 ms), one redrawing a 10x10 grid (< 150 ms), and
 the page usable after opening (< 2 s). A move is timed from the slider's input event to the end of
 its redraw (the work on the page's one thread), and again to the next animation frame (when the
-browser can show it). With --screenshots DIR it also plays each panel a little and photographs it.
+browser can show it). With --screenshots DIR it also plays each panel a little and photographs it
+(DIR/explore_<panel>.png; --name explore_fashion for the Fashion-MNIST model's).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ _SPEC.loader.exec_module(browser)
 
 TARGETS_MS = {"one digit (walk slider)": 30, "one digit (interpolation slider)": 30, "10x10 grid (noise slider)": 150,
               "page usable after opening": 2000}
-PANELS = ("more", "draw", "map", "walk", "quiz")
+PANELS = ("more", "draw", "map", "dims", "walk", "quiz")
+# What the screenshots draw on the 280x280 pad, by what the page asks for: a 2, or a pair of trousers.
+STROKES = {
+    "a digit": [[(70, 95), (110, 55), (170, 50), (205, 90), (190, 140), (130, 185), (80, 230), (150, 228), (215, 230)]],
+    "a garment": [[(100, 40), (180, 40)], [(105, 45), (92, 250)], [(175, 45), (188, 250)], [(125, 45), (110, 245)],
+                  [(155, 45), (170, 245)], [(115, 60), (165, 60)]],
+}
 
 # Move a slider through `values` in turn; per move, the ms to the end of the input handler's redraw
 # and to the next animation frame after it.
@@ -68,35 +75,38 @@ def measure(page: Page, url: str, *, moves: int, opens: int) -> dict[str, dict[s
     return figures
 
 
-def screenshots(page: Page, folder: Path) -> list[Path]:
-    """Play each panel a little, as a learner would, and photograph it: folder/explore_<panel>.png."""
+def screenshots(page: Page, folder: Path, *, name: str = "explore") -> list[Path]:
+    """Play each panel a little, as a learner would, and photograph it: folder/<name>_<panel>.png."""
     folder.mkdir(parents=True, exist_ok=True)
-    page.locator("#more-noise").fill("0.7")  # the seed's spread, where the timing left it elsewhere
-    page.locator("#more-digits button").nth(3).click()  # class 3: a 3 on MNIST, a Dress on Fashion-MNIST
+    page.locator("#more-noise").fill("0.7")  # the blog's spread, where the timing left it elsewhere
+    page.locator("#more-classes button").nth(3).click()  # class 3: a 3 on MNIST, a Dress on Fashion-MNIST
     pad = page.locator("#draw-pad")
     pad.scroll_into_view_if_needed()
     box = pad.bounding_box()
-    stroke = [(70, 95), (110, 55), (170, 50), (205, 90), (190, 140), (130, 185), (80, 230), (150, 228), (215, 230)]
-    page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
-    page.mouse.down()
-    for x, y in stroke[1:]:
-        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
-    page.mouse.up()
+    item = page.locator("#draw [data-word=an_item]").first.inner_text()  # the data set's words, as the page says them
+    for stroke in STROKES.get(item, STROKES["a digit"]):
+        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+        page.mouse.up()
     page.wait_for_timeout(200)
     canvas = page.locator("#map-canvas")
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     page.mouse.click(box["x"] + 0.3 * box["width"], box["y"] + 0.25 * box["height"])
     page.mouse.move(box["x"] + 0.62 * box["width"], box["y"] + 0.55 * box["height"])
+    page.locator("input[name=walk-along][value=active]").check()  # the dimensions with the most KL
     page.locator("#walk-direction-0").fill("1.5")
     page.locator("#walk-t").fill("0.6")
     cells = page.locator("#quiz-grid .quiz-cell")
     for k in (1, 4, 9, 14, 20, 27, 33):
         cells.nth(k).click()
     page.locator("#quiz-check").click()
+    page.mouse.move(0, 0)  # no hover highlight in the pictures
     written = []
     for panel in PANELS:
-        path = folder / f"explore_{panel}.png"
+        path = folder / f"{name}_{panel}.png"
         page.locator(f"#{panel}").screenshot(path=str(path))
         written.append(path)
     return written
@@ -106,11 +116,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="checkpoint file [default: the furthest in --checkpoint-dir]")
     parser.add_argument("--checkpoint-dir", default="checkpoints")
-    parser.add_argument("--data-dir", help="MNIST folder [default: $PYRO_VAE_DATA or data/mnist]")
+    parser.add_argument("--data-dir", help="the data set's folder [default: the checkpoint's data set's]")
     parser.add_argument("--moves", type=int, default=40, help="slider moves timed per slider")
     parser.add_argument("--opens", type=int, default=3, help="times the page is opened afresh")
     parser.add_argument("--screenshots", type=Path, help="also photograph every panel into this folder")
-    parser.add_argument("--docs", type=Path, help="and copy the photographs into this folder (the README's)")
+    parser.add_argument("--name", default="explore", help="the photographs' names: NAME_<panel>.png")
+    parser.add_argument("--docs", type=Path, help="and copy the photographs into this folder (docs/)")
     args = parser.parse_args()
     options = ["--checkpoint-dir", args.checkpoint_dir]
     options += ["--checkpoint", args.checkpoint] if args.checkpoint else []
@@ -124,7 +135,7 @@ def main() -> None:
             page = chromium.new_page(viewport={"width": 1280, "height": 900})
             version = chromium.version
             figures = measure(page, url, moves=args.moves, opens=args.opens)
-            shots = screenshots(page, args.screenshots) if args.screenshots else []
+            shots = screenshots(page, args.screenshots, name=args.name) if args.screenshots else []
             chromium.close()
     finally:
         browser.stop(process)

@@ -223,17 +223,23 @@ def train(
     valid_size: Given(int, "Hold out the last N training images; keep best.pt by their log p(x) [default: 0].") = None,
     eval_every: Given(int, "Score the test (and validation) images every N epochs; 0: never [default: 0].") = None,
     eval_particles: Given(int, f"Importance samples per image in those scores [default: {TrainConfig.eval_particles}].") = None,
+    beta: Given(float, "Weight of the KL term in the loss (beta-VAE); the bound printed stays the true one "
+                "[default: 1].") = None,
+    kl_warmup: Given(int, "Raise the KL weight linearly from 0 to --beta over the first N epochs [default: 0].") = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Train the VAE, resuming from the newest checkpoint by itself.
 
-    The lower bound printed and recorded is the ELBO (or with --objective iwae the IWAE bound), per image in nats."""
+    The lower bound printed and recorded is the ELBO (or with --objective iwae the IWAE bound), per image in nats,
+    never weighted by --beta or --kl-warmup, with its two terms: reconstruction E_q[log p(x|z)] and KL(q(z|x)||p(z)),
+    whose difference it is (with iwae: each draw's ELBO terms, averaged over the particles)."""
     import pyro_vae
 
     given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective, particles=particles,
                                    lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
-                                   eval_particles=eval_particles, z_dim=z_dim, hidden_dim=hidden_dim).items()
+                                   eval_particles=eval_particles, beta=beta, kl_warmup=kl_warmup, z_dim=z_dim,
+                                   hidden_dim=hidden_dim).items()
              if v is not None}
     _paths(data_dir, checkpoint_dir, results_dir, dataset)  # a bad --dataset fails before anything is read
     result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
@@ -329,14 +335,20 @@ def _print_scores(model: Any, scored: list[Any], *, particles: int) -> None:
         typer.echo(f"checkpoint {model.path}: {result.images} test images, {particles} particles")
         typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
         typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
+        typer.echo(f"  reconstruction  {result.reconstruction:9.2f} nats   E_q[log p(x|z)], over the same draws")
+        typer.echo(f"  KL              {result.kl:9.2f} nats   KL(q(z|x) || p(z)); ELBO = reconstruction - KL")
+        typer.echo(f"  active units    {result.active_units:6d} of {model.model_config.z_dim}  (Burda et al.: "
+                   "Var_x E_q[z_u|x] > 0.01)")
         return
     typer.echo(f"checkpoint {model.path} (trained on {data.describe(model.data)}): {particles} particles, nats per "
                "image")
-    typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}")
+    typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}  {'reconstruction':>14}  "
+               f"{'KL':>8}  {'active':>6}")
     for one in scored:
         r = one.result
         typer.echo(f"  {one.test.dataset:<15} {r.images:>6}  {r.elbo:9.2f} +- {r.elbo_se:<4.2f}  "
-                   f"{r.log_likelihood:9.2f} +- {r.log_likelihood_se:<4.2f}")
+                   f"{r.log_likelihood:9.2f} +- {r.log_likelihood_se:<4.2f}  {r.reconstruction:14.2f}  {r.kl:8.2f}  "
+                   f"{r.active_units:>6}")
 
 
 @app.command()

@@ -68,6 +68,7 @@ MAX_PARTICLES = 10_000  # evaluation draws them in chunks, so memory stays bound
 # images is already gigabytes.
 MAX_TRAIN_PARTICLES = 1000
 MAX_TRAIN_SAMPLES = 128_000  # particles x batch size
+MAX_BETA = 1000.0  # the KL weight; beta-VAEs use up to about 250
 # Evaluation draws its particles in chunks of this many per image: 50 x 100 images keeps each
 # intermediate under glibc's 32 MB reuse limit (bigger ones are page-faulted in afresh every
 # chunk: 250 took 1.4x as long), while the products stay big enough for full kernel speed.
@@ -173,6 +174,10 @@ class TrainConfig:
     eval_every: int = field(default=0, metadata=CARRIED)  # score test (and validation) images every N epochs
     eval_particles: int = field(default=100, metadata=FIXED)  # importance samples per image in those scores
     eval_test: bool = True  # also score the test images then (tune's trials do not: they are chosen blind)
+    # The KL term's weight in the loss (never in the recorded bound): beta, reached linearly from 0
+    # over the first kl_warmup epochs (`beta_at`). Old checkpoints, without them, trained with 1 and 0.
+    beta: float = field(default=1.0, metadata=FIXED)
+    kl_warmup: int = field(default=0, metadata=FIXED)
 
     def check_held_out(self, n_images: int) -> None:
         """What needs the data and the settings a resumed run ends up with: a validation split
@@ -186,6 +191,13 @@ class TrainConfig:
     def lr_at(self, epoch: int) -> float:
         """The learning rate of `epoch` (1-based) under the exponential schedule."""
         return self.lr * self.lr_decay ** (epoch - 1)
+
+    def beta_at(self, epoch: int) -> float:
+        """The KL weight of `epoch` (1-based): beta * (epoch - 1) / kl_warmup during the warm-up
+        (0 in the first epoch), beta from epoch kl_warmup + 1 on."""
+        if epoch > self.kl_warmup:
+            return self.beta
+        return self.beta * (epoch - 1) / self.kl_warmup
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"⟨epochs⟩ must be at least 1, got {self.epochs}")
@@ -211,6 +223,9 @@ class TrainConfig:
         _require(self.eval_every >= 0, f"⟨eval_every⟩ must be 0 (never) or more, got {self.eval_every}")
         _require(1 <= self.eval_particles <= MAX_PARTICLES,
                  f"⟨eval_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
+        _require(math.isfinite(self.beta) and 0 <= self.beta <= MAX_BETA,
+                 f"⟨beta⟩ must be between 0 and {MAX_BETA:g} (1: the ELBO itself), got {self.beta}")
+        _require(self.kl_warmup >= 0, f"⟨kl_warmup⟩ must be 0 (none) or more epochs, got {self.kl_warmup}")
 
 
 # What fits each goal after a mismatch: resume the run that is there, train the other model in

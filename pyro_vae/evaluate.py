@@ -1,5 +1,5 @@
-"""Test-set figures as papers report them: the mean ELBO and the importance-sampled log-likelihood,
-on the data set a model was trained on or on another one's test images.
+"""Test-set figures as papers report them: the mean ELBO with its two terms, the importance-sampled
+log-likelihood and the active units, on the data set a model was trained on or on another one's test images.
 
 log p(x) is estimated with K particles from the guide as proposal (Burda et al. 2015):
 log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K,  z_k ~ q(z | x).
@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyro
 import torch
@@ -21,14 +21,16 @@ import torch
 from pyro_vae import data
 from pyro_vae.config import EVAL_CHUNK, EVAL_CHUNK_CUDA, EvaluateConfig
 from pyro_vae.errors import ConfigError
+from pyro_vae.latent import active_units, guide_params
 from pyro_vae.model import VAE
-from pyro_vae.objectives import iwae_bound, log_weights
+from pyro_vae.objectives import iwae_bound, log_weight_terms
 from pyro_vae.runtime import isolated_rng
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Per-image means in nats, with their standard errors over images."""
+    """Per-image means in nats, with their standard errors over images; the ELBO's two terms
+    (elbo = reconstruction - kl) from the same K draws; the latent dimensions the images use."""
 
     images: int
     particles: int
@@ -36,6 +38,18 @@ class Evaluation:
     elbo_se: float
     log_likelihood: float
     log_likelihood_se: float
+    reconstruction: float  # E_q[log p(x | z)]
+    kl: float  # KL(q(z | x) || p(z)), estimated from the draws (latent.kl_per_dimension has its closed form)
+    active_units: int  # of z_dim: Burda et al.'s, over these images' guide means (latent.active_units)
+
+
+class PerImage(NamedTuple):
+    """`per_image`'s figures: each (n,) float64, in nats."""
+
+    elbo: torch.Tensor  # the mean of the image's log weights
+    log_likelihood: torch.Tensor  # their log-mean-exp
+    reconstruction: torch.Tensor  # the mean of log p(x | z_k)
+    kl: torch.Tensor  # the mean of log q(z_k | x) - log p(z_k)
 
 
 class Stopped(Exception):
@@ -45,21 +59,24 @@ class Stopped(Exception):
 def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = EvaluateConfig.batch_size,
              chunk: int | None = None, on_batch: Callable[[int], None] | None = None,
              stop: Callable[[], bool] | None = None) -> Evaluation:
-    """ELBO and log-likelihood over all images (`per_image`'s), with their standard errors."""
-    elbo, ll = per_image(vae, x, particles=particles, seed=seed, batch_size=batch_size, chunk=chunk,
-                         on_batch=on_batch, stop=stop)
-    n = len(elbo)
+    """ELBO, its terms and log-likelihood over all images (`per_image`'s), with standard errors; and
+    the active units of the images' guide means (one pass of the encoder, no draws)."""
+    scores = per_image(vae, x, particles=particles, seed=seed, batch_size=batch_size, chunk=chunk,
+                       on_batch=on_batch, stop=stop)
+    n = len(scores.elbo)
     se = lambda values: (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
-    return Evaluation(images=n, particles=particles, elbo=elbo.mean().item(), elbo_se=se(elbo),
-                      log_likelihood=ll.mean().item(), log_likelihood_se=se(ll))
+    return Evaluation(images=n, particles=particles, elbo=scores.elbo.mean().item(), elbo_se=se(scores.elbo),
+                      log_likelihood=scores.log_likelihood.mean().item(), log_likelihood_se=se(scores.log_likelihood),
+                      reconstruction=scores.reconstruction.mean().item(), kl=scores.kl.mean().item(),
+                      active_units=int(active_units(guide_params(vae, x)[0]).sum()))
 
 
 def per_image(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
               batch_size: int = EvaluateConfig.batch_size, chunk: int | None = None,
               on_batch: Callable[[int], None] | None = None,
-              stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's ELBO (mean of its log weights) and log-likelihood (their log-mean-exp), in nats:
-    two (n,) float64 tensors.
+              stop: Callable[[], bool] | None = None) -> PerImage:
+    """Each image's ELBO (mean of its log weights), log-likelihood (their log-mean-exp) and the
+    ELBO's two terms (means over the same draws), in nats: `PerImage` of (n,) float64 tensors.
 
     Particles are drawn in chunks so memory stays bounded: (chunk, batch_size, 784) at a time.
 
@@ -73,23 +90,29 @@ def per_image(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
     chunk = chunk or (EVAL_CHUNK_CUDA if x.device.type == "cuda" else EVAL_CHUNK)
     was_training = vae.training
     vae.eval()
-    elbos, lls = [], []
+    found: list[tuple[torch.Tensor, ...]] = []
     try:
         with pyro.validation_enabled(False), torch.no_grad(), isolated_rng(seed, device=x.device):
             for first in range(0, len(x), batch_size):
                 batch = x[first : first + batch_size]
-                parts = [log_weights(vae, batch, particles=min(chunk, particles - done))
+                parts = [log_weight_terms(vae, batch, particles=min(chunk, particles - done))
                          for done in range(0, particles, chunk)]
-                weights = torch.cat(parts)  # (particles, batch)
-                elbos.append(weights.mean(0))
-                lls.append(iwae_bound(weights))
+                weights = torch.cat([part.weights for part in parts])  # (particles, batch)
+                # Each chunk's terms summed over its draws (they may broadcast), then averaged.
+                terms = [sum(_draw_sums(part, name) for part in parts) / particles for name in ("reconstruction", "kl")]
+                found.append((weights.mean(0), iwae_bound(weights), *terms))
                 if on_batch is not None:
                     on_batch(first + len(batch))
                 if stop is not None and stop():
                     raise Stopped
     finally:
         vae.train(was_training)
-    return torch.cat(elbos).double(), torch.cat(lls).double()
+    return PerImage(*(torch.cat(column).double() for column in zip(*found)))
+
+
+def _draw_sums(part: Any, name: str) -> torch.Tensor:
+    """A chunk's term `name` (its (draws, images) shape, or one that broadcasts to it) summed over the draws: (images,)."""
+    return torch.broadcast_to(getattr(part, name), part.weights.shape).sum(0)
 
 
 def log_likelihoods(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,

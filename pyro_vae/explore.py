@@ -8,6 +8,7 @@ mirrors `model.py`); the server only hands out a fixed list of files and never w
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import http.server
 import io
@@ -28,16 +29,18 @@ from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERP
 from pyro_vae.data import IMAGE_SIZE, binarize_once
 from pyro_vae.errors import PyroVAEError
 from pyro_vae.fsutil import atomic_write
-from pyro_vae.latent import Classes, latent_views, test_codes
+from pyro_vae.latent import (ACTIVE_THRESHOLD, Classes, active_units, activity, guide_params, kl_per_dimension,
+                             latent_views)
 from pyro_vae.model import VAE
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # of manifest.json; the page refuses another
-NOISE_MARKS = (0.7, 1.4)  # the seed's two spreads, marked on every noise slider
+FORMAT = 2  # of manifest.json; the page refuses another
+NOISE_MARKS = (0.7, 1.4)  # the blog's two spreads, marked on every noise slider
+QUIZ_THRESHOLD = 0.5  # the blog's game draws black-and-white data black and white, real and generated alike
 MAX_NOISE_SLIDER = 2.0
 
-PAGE_FILES = ("index.html", "style.css", "nets.js", "app.js")  # pyro_vae/page/, shipped as package data
+PAGE_FILES = ("index.html", "style.css", "boot.js", "nets.js", "app.js")  # pyro_vae/page/, shipped as package data
 MANIFEST, WEIGHTS, TEST, MAP = "manifest.json", "weights.bin", "test.bin", "map.bin"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".js": "text/javascript; charset=utf-8", ".json": "application/json",
@@ -63,19 +66,27 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         name -> content. `weights.bin` is every layer of `vae.state_dict()` as float32
         little-endian, in state-dict order; `test.bin` the images (uint8), the binarized images the
         guide sees (`data.binarize_once`, bit-packed) and the labels; `map.bin` the views of the
-        test codes (`latent_views`). `manifest.json` gives each array's file, byte offset, dtype and shape.
+        test codes (`latent_views`). `manifest.json` gives each array's file, byte offset, dtype and
+        shape, the words the page uses for the data set's images, and each latent dimension's KL
+        and activity over the test set with the active ones (`latent.kl_per_dimension`,
+        `latent.active_units`).
     """
     binarized = binarize_once(images)
-    views = latent_views(test_codes(vae, binarized), labels)
+    z_loc, z_scale = guide_params(vae, binarized)
+    views = latent_views(z_loc, labels)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "checkpoint": {"path": str(checkpoint), "epoch": epoch, "z_dim": vae.config.z_dim,
                        "hidden_dim": vae.config.hidden_dim},
         "dataset": {"name": classes.title, "classes": list(classes.names), "image_size": IMAGE_SIZE,
-                    "exemplars": list(classes.exemplars)},
+                    "exemplars": list(classes.exemplars), "words": dataclasses.asdict(classes.words)},
         "defaults": {"noise_marks": list(NOISE_MARKS), "max_noise": MAX_NOISE_SLIDER,
-                     "interpolate": [INTERPOLATE_FROM, INTERPOLATE_TO], "quiz_noise": QuizConfig.noise,
-                     "quiz_real_fraction": QuizConfig.real_fraction},
+                     "interpolate": _interpolate_ends(classes), "quiz_noise": QuizConfig.noise,
+                     "quiz_real_fraction": QuizConfig.real_fraction,
+                     # None: real and generated cells both as grey levels (intensities and probabilities)
+                     "quiz_threshold": QUIZ_THRESHOLD if classes.black_and_white else None},
+        "latent": {"kl": kl_per_dimension(z_loc, z_scale).tolist(), "activity": activity(z_loc).tolist(),
+                   "active": active_units(z_loc).tolist(), "threshold": ACTIVE_THRESHOLD},
         "map": {"planes": {plane.name: plane.label for plane in views.planes}, "variance_share": views.share},
         "layers": {}, "arrays": {},
     }
@@ -102,6 +113,14 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     for name in PAGE_FILES:
         files[name] = (page / name).read_bytes()
     return files
+
+
+def _interpolate_ends(classes: Classes) -> list[int]:
+    """The test images the Walk panel's line joins at first: the exemplars of the first two classes,
+    so that it crosses classes on every data set (on MNIST test images 3 and 2, a 0 and a 1, which
+    `interpolate` joins)."""
+    ends = list(classes.exemplars[:2])
+    return ends if len(ends) == 2 and min(ends) >= 0 else [INTERPOLATE_FROM, INTERPOLATE_TO]
 
 
 def read_array(folder: Path, manifest: dict[str, Any], entry: dict[str, Any]) -> np.ndarray:

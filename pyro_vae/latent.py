@@ -20,17 +20,22 @@ WALK_DIRECTIONS = 6  # principal directions exported for the Walk panel (fewer w
 
 @dataclass(frozen=True)
 class Classes:
-    """What the page and the map say of the data: its title, the class names in label order, and
-    the test image `generate --mode digit` encodes for each class (data.py's registry)."""
+    """What the page and the map say of the data: its title, the class names in label order, the
+    test image `generate --mode digit` encodes for each class, the words for its images, and
+    whether they are black and white by nature (data.py's registry; MNIST's by default)."""
 
     title: str = "MNIST"
     names: tuple[str, ...] = tuple(str(d) for d in range(10))
     exemplars: tuple[int, ...] = data.DIGIT_EXEMPLARS
+    words: data.Words = data.DATASETS["mnist"].words
+    black_and_white: bool = data.DATASETS["mnist"].black_and_white
 
     @classmethod
     def of(cls, dataset: str, data_dir: Path | None = None) -> Classes:
-        return cls(title=data.get(dataset).title, names=tuple(data.class_names(dataset, data_dir)),
-                   exemplars=tuple(data.exemplars(dataset, data_dir)))
+        spec = data.get(dataset)
+        return cls(title=spec.title, names=tuple(data.class_names(dataset, data_dir)),
+                   exemplars=tuple(data.exemplars(dataset, data_dir)), words=spec.words,
+                   black_and_white=spec.black_and_white)
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,16 @@ def test_codes(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> 
 ACTIVE_THRESHOLD = 0.01
 
 
+def activity(z_loc: torch.Tensor) -> torch.Tensor:
+    """Burda et al.'s Cov_x(E_q[u | x]) of each dimension u: the variance over images of the guide's
+    mean, z_loc (n, z_dim) -> (z_dim,) float64."""
+    return z_loc.double().var(dim=0, unbiased=True)
+
+
 def active_units(z_loc: torch.Tensor, *, threshold: float = ACTIVE_THRESHOLD) -> torch.Tensor:
-    """Which latent dimensions the model uses: the variance over images of the guide's mean,
-    z_loc (n, z_dim) -> (z_dim,) bool, above `threshold` (Burda et al.'s definition)."""
-    return z_loc.double().var(dim=0, unbiased=True) > threshold
+    """Which latent dimensions the model uses: z_loc (n, z_dim) -> (z_dim,) bool, `activity` above
+    `threshold` (Burda et al.'s definition)."""
+    return activity(z_loc) > threshold
 
 
 def kl_per_dimension(z_loc: torch.Tensor, z_scale: torch.Tensor) -> torch.Tensor:

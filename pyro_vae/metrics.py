@@ -22,8 +22,9 @@ EVALUATION = Path("metrics") / "evaluation.json"
 @dataclass(frozen=True)
 class EpochRecord:
     """One epoch's figures, per image in nats: the mean training lower bound (the ELBO, or the
-    IWAE bound when that trained it), and on evaluation epochs the held-out ELBO and
-    importance-sampled log-likelihood. None: not computed that epoch."""
+    IWAE bound when that trained it; never weighted by beta) and its two terms, and on evaluation
+    epochs the held-out ELBO, its terms, the importance-sampled log-likelihood and the active
+    units. None: not computed that epoch (or by the version that trained it)."""
 
     epoch: int
     seconds: float  # training time, evaluation excluded
@@ -33,6 +34,18 @@ class EpochRecord:
     test_log_likelihood: float | None = None
     valid_elbo: float | None = None
     valid_log_likelihood: float | None = None
+    # E_q[log p(x | z)] and KL(q(z | x) || p(z)), estimated from the training draws: for the ELBO,
+    # lower_bound = reconstruction - kl; for IWAE they are each draw's ELBO terms, averaged over the
+    # particles, and sum to less than the IWAE bound.
+    reconstruction: float | None = None
+    kl: float | None = None
+    beta: float | None = None  # the KL term's weight in this epoch's loss
+    test_reconstruction: float | None = None
+    test_kl: float | None = None
+    test_active_units: int | None = None  # of z_dim (latent.active_units)
+    valid_reconstruction: float | None = None
+    valid_kl: float | None = None
+    valid_active_units: int | None = None
 
 
 def write_history(records: list[EpochRecord], path: Path) -> Path:
@@ -62,6 +75,11 @@ def read_history(path: Path) -> list[EpochRecord]:
             raise ValueError(f"{text!r} is not a finite number")
         return number
 
+    def count(number: float | None) -> int | None:
+        if number is not None and number != int(number):
+            raise ValueError(f"{number!r} is not a whole number")
+        return None if number is None else int(number)
+
     path = Path(path)
     if not path.is_file():
         raise HistoryError(f"no training history at {path}; train first ({HINT}), "
@@ -71,7 +89,8 @@ def read_history(path: Path) -> list[EpochRecord]:
         with open(path, newline="") as handle:
             records = [
                 EpochRecord(epoch=int(row["epoch"]),
-                            **{f.name: value(row.get(f.name)) for f in fields(EpochRecord) if f.name != "epoch"})
+                            **{f.name: count(value(row.get(f.name))) if str(f.type).startswith("int") else
+                               value(row.get(f.name)) for f in fields(EpochRecord) if f.name != "epoch"})
                 for row in csv.DictReader(handle)
             ]
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error) as exc:

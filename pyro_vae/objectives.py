@@ -8,6 +8,10 @@ class only steps parameters in Pyro's global store, so the same bound is written
 Pyro traces, as a differentiable tensor (tests check both agree). The ELBO is the mean of the
 same log weights: Pyro's Trace_ELBO computes it from the same traces, but its float() calls and
 NaN check wait for the device at every step (tests check both agree in value and gradient).
+
+The same traces split each log weight into its two terms, log p(x | z) (reconstruction) and
+log q(z | x) - log p(z) (the KL term's one-draw estimate), which training records and `beta`
+weights (the KL weight of beta-VAEs and of KL warm-up, Higgins et al. 2017, Sønderby et al. 2016).
 """
 
 from __future__ import annotations
@@ -15,29 +19,40 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
+from pyro.poutine.util import site_is_subsample
 
 from pyro_vae.config import Objective
 from pyro_vae.model import VAE
 
 PARTICLES_PLATE = "particles"
 
-Loss = Callable[[VAE, torch.Tensor], torch.Tensor]
 
 
-def log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:
-    """log p(x, z_k) - log q(z_k | x) for `particles` draws z_k from the guide, vectorised.
+class LogWeights(NamedTuple):
+    """The log importance weights of `particles` draws and their two terms, each (particles, batch)
+    or broadcastable to it: weights = reconstruction - kl, up to rounding (weights are summed site
+    by site, as they always were, so a loss of the weights alone keeps its bits)."""
+
+    weights: torch.Tensor  # log p(x, z_k) - log q(z_k | x)
+    reconstruction: torch.Tensor  # log p(x | z_k): the observed sites
+    kl: torch.Tensor  # log q(z_k | x) - log p(z_k): the latent sites; its mean over draws estimates KL(q || p)
+
+
+def log_weight_terms(vae: VAE, x: torch.Tensor, *, particles: int) -> LogWeights:
+    """log p(x, z_k) - log q(z_k | x) for `particles` draws z_k from the guide, vectorised, with its terms.
 
     Differentiable (reparameterised draws); wrap in `torch.no_grad()` to evaluate.
 
     Args:
         x: (batch, 784) float in {0, 1}.
     Returns:
-        (particles, batch) log importance weights.
+        LogWeights of (particles, batch) tensors.
     """
     # One particle (the default ELBO) draws the same numbers without the plate, and Pyro's
     # plate costs about a tenth of a millisecond of Python a step.
@@ -45,6 +60,7 @@ def log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:
         guide_trace = poutine.trace(vae.guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
     weights = x.new_zeros(particles, x.shape[0], dtype=torch.float32)
+    observed, latent = [], []  # log p(x | z); log p(z) and -log q(z | x)
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         for site in trace.nodes.values():
             if site["type"] == "sample":
@@ -52,7 +68,24 @@ def log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:
                 # sum it adds (a kernel each, unused here).
                 log_prob = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
                 weights = weights.add(log_prob, alpha=sign)  # each (particles, batch) or broadcastable
-    return weights
+                if not site_is_subsample(site):  # a plate's site: log-density 0
+                    (observed if site["is_observed"] else latent).append((log_prob, sign))
+    return LogWeights(weights, _signed_sum(observed), _signed_sum(latent, sign=-1.0))
+
+
+def _signed_sum(terms: list[tuple[torch.Tensor, float]], *, sign: float = 1.0) -> torch.Tensor:
+    """sign * sum of s * t over (t, s); the model's one site of each kind costs no kernel at all."""
+    if len(terms) == 1 and terms[0][1] * sign == 1.0:
+        return terms[0][0]
+    total = terms[0][0] * (terms[0][1] * sign)
+    for log_prob, s in terms[1:]:
+        total = total.add(log_prob, alpha=s * sign)
+    return total
+
+
+def log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:
+    """`log_weight_terms`' weights alone: (particles, batch) log importance weights."""
+    return log_weight_terms(vae, x, particles=particles).weights
 
 
 def iwae_bound(weights: torch.Tensor) -> torch.Tensor:
@@ -60,14 +93,54 @@ def iwae_bound(weights: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(weights, 0) - math.log(weights.shape[0])
 
 
-def loss_fn(objective: str = "elbo", *, particles: int = 1) -> Loss:
-    """The negative bound summed over a batch: `loss(vae, x) -> ()` tensor, to minimise.
+class Step(NamedTuple):
+    """A batch's loss and what training records of it."""
+
+    loss: torch.Tensor  # (), to minimise: the negative bound, with the KL term weighted by beta
+    sums: torch.Tensor  # (3,), detached: the negative true (unweighted) bound, the reconstruction and the KL
+    # terms, each summed over the batch's images (averaged over the particles)
+
+
+Loss = Callable[[VAE, torch.Tensor], Step]
+
+
+def loss_fn(objective: str = "elbo", *, particles: int = 1, beta: float = 1.0) -> Loss:
+    """The negative bound summed over a batch, to minimise: `loss(vae, x) -> Step`.
 
     elbo: the ELBO (Kingma & Welling 2014), averaged over `particles` draws per image.
     iwae: the importance-weighted bound with `particles` draws per image.
+    beta: the KL term's weight in the loss (the bound recorded in `Step.sums` is always the true
+        one); with iwae it weights log p(z) - log q(z | x) inside each log weight. At 1, the loss
+        is the log weights' own, bit for bit.
+    Step.sums' terms are each draw's ELBO terms averaged over the particles; for iwae they sum
+    to the mean per-draw ELBO, below the IWAE bound.
     """
-    if objective == Objective.elbo:
-        return lambda vae, x: log_weights(vae, x, particles=particles).sum().div(-particles)
-    if objective == Objective.iwae:
-        return lambda vae, x: -iwae_bound(log_weights(vae, x, particles=particles)).sum()
-    raise ValueError(f"unknown objective {objective!r}; expected one of {Objective.values()}")
+    if objective not in Objective.values():
+        raise ValueError(f"unknown objective {objective!r}; expected one of {Objective.values()}")
+    negative = _negative_elbo if objective == Objective.elbo else _negative_iwae
+
+    def loss(vae: VAE, x: torch.Tensor) -> Step:
+        terms = log_weight_terms(vae, x, particles=particles)
+        if beta == 1.0:
+            value = negative(terms.weights, particles)
+            true = value.detach()
+        else:
+            # (batch,) terms without the particles' plate: shaped as the weights, (particles, batch)
+            weighted = torch.broadcast_to(terms.reconstruction - beta * terms.kl, terms.weights.shape)
+            value = negative(weighted, particles)
+            true = negative(terms.weights.detach(), particles)
+        average = (lambda t: t) if particles == 1 else (lambda t: t.div(particles))  # noqa: E731
+        return Step(value, torch.stack([true, average(terms.reconstruction.detach().sum()),
+                                        average(terms.kl.detach().sum())]))
+
+    return loss
+
+
+def _negative_elbo(weights: torch.Tensor, particles: int) -> torch.Tensor:
+    """(particles, batch) log weights -> (): minus their mean over the particles, summed over the batch."""
+    return weights.sum().div(-particles)
+
+
+def _negative_iwae(weights: torch.Tensor, particles: int) -> torch.Tensor:
+    """(particles, batch) log weights -> (): minus the IWAE bound, summed over the batch."""
+    return -iwae_bound(weights).sum()

@@ -1,5 +1,5 @@
-"""The training loop: epochs of SVI on the ELBO (or the IWAE bound), one log line an epoch, evaluations
-on held-out images, checkpoint cadence and resume."""
+"""The training loop: epochs of SVI on the ELBO (or the IWAE bound, either with its KL term weighted),
+one log line an epoch, evaluations on held-out images, checkpoint cadence and resume."""
 
 from __future__ import annotations
 
@@ -81,18 +81,23 @@ def build(model_config: ModelConfig, train_config: TrainConfig, *, device: torch
 
 @dataclass
 class Position:
-    """Where a run is inside an epoch: its image order, the batches done and their summed loss."""
+    """Where a run is inside an epoch: its image order, the batches done and their summed bound and terms."""
 
     order: torch.Tensor  # (n,) int64, the epoch's shuffled image indices
     batch: int  # batches done
-    loss_sum: torch.Tensor  # (), the negative bound summed over the images of those batches
+    loss_sum: torch.Tensor  # (), the negative (unweighted) bound summed over the images of those batches
     seconds: float = 0.0  # time spent in this epoch before the run was interrupted
+    # (2,): the reconstruction and KL terms summed over those images; None where a checkpoint from
+    # before they were recorded stopped mid-epoch (that epoch's terms are then not known).
+    terms_sum: torch.Tensor | None = None
 
     @classmethod
     def restored(cls, saved: dict[str, Any], *, device: torch.device) -> Position:
         """A checkpoint's position (read onto the CPU, as all of it is) with its tensors on `device`,
         where the images they index and the losses they sum live."""
-        return cls(**{**saved, "order": saved["order"].to(device), "loss_sum": saved["loss_sum"].to(device)})
+        terms = saved.get("terms_sum")
+        return cls(**{**saved, "order": saved["order"].to(device), "loss_sum": saved["loss_sum"].to(device),
+                      "terms_sum": None if terms is None else terms.to(device)})
 
 
 def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, batch_size: int,
@@ -109,13 +114,14 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     Args:
         optimizer: a fused torch Adam (`build`'s): only fused optimizers honour `found_inf`.
         images: (n, 784) uint8 on the training device.
-        loss: the negative bound summed over a batch (`objectives.loss_fn`); default the ELBO.
+        loss: the batch's loss and recorded sums (`objectives.loss_fn`); default the ELBO.
         precision: fp32, or bf16 for autocast (see `runtime.autocast`).
         resume: continue an interrupted epoch from here.
         stop: asked after every step; True ends the epoch early (an interrupt).
         on_batch: called after every step (the progress bar).
     Returns:
-        the position reached; `batch` equals the number of batches when the epoch is complete.
+        the position reached (the true bound and its terms summed); `batch` equals the number of
+        batches when the epoch is complete.
     Raises:
         NonFiniteLoss: some batch's loss was not finite (its update, and any later bad one's, skipped).
     """
@@ -123,8 +129,12 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     step_context = autocast(images.device, precision)
     if resume is None:
         resume = Position(order=data.shuffle(len(images), generator=generator), batch=0,
-                          loss_sum=torch.zeros((), device=images.device))
-    order, done, total_loss = resume.order, resume.batch, resume.loss_sum.clone()
+                          loss_sum=torch.zeros((), device=images.device),
+                          terms_sum=torch.zeros(2, device=images.device))
+    order, done = resume.order, resume.batch
+    # One running sum of (negative bound, reconstruction, KL): a single add a step.
+    known = resume.terms_sum is not None
+    sums = torch.cat([resume.loss_sum.reshape(1), resume.terms_sum if known else resume.loss_sum.new_zeros(2)])
     losses = []  # each batch's, on the device, for the check at the end
     vae.train()
     # Pyro's validation re-checks every distribution's arguments at every step; the model is
@@ -133,7 +143,7 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
         with pyro.validation_enabled(False):
             for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=done):
                 with step_context:
-                    value = loss(vae, x)
+                    value, step_sums = loss(vae, x)
                 # 1.0 makes the fused kernel skip the whole update (parameters, moments and step
                 # count), as it does for GradScaler, which sets the same attribute.
                 optimizer.found_inf = torch.isfinite(value).logical_not().float()
@@ -141,7 +151,7 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
                 value.backward()
                 optimizer.step()
                 losses.append(value.detach())
-                total_loss += losses[-1]  # summed in order: a resumed epoch sums the same way
+                sums += step_sums  # summed in order: a resumed epoch sums the same way
                 done += 1
                 if on_batch is not None:
                     on_batch()
@@ -154,7 +164,8 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     if not finite.all():  # the epoch's one host sync
         first = int(finite.logical_not().nonzero()[0])
         raise NonFiniteLoss(resume.batch + first + 1, losses[first].item())
-    return Position(order=order, batch=done, loss_sum=total_loss, seconds=resume.seconds)
+    return Position(order=order, batch=done, loss_sum=sums[0].clone(), seconds=resume.seconds,
+                    terms_sum=sums[1:].clone() if known else None)
 
 
 class StopRequest:
@@ -271,7 +282,6 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             return result
         again = commands.train(config, paths=paths, model_config=result.model_config, device=device)
         images, held_out = _split(images, test, config, device=device)
-        loss = loss_fn(config.objective, particles=config.particles)
         n_batches = -(-len(images) // config.batch_size)
         with Bars(progress) as bars, _second_interrupt(again):
             # A resumed run starts mid-way; without a terminal the epoch lines say how far it is.
@@ -281,6 +291,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                 bars.update("batches", completed=position.batch if position else 0)
                 for group in run.optimizer.param_groups:
                     group["lr"] = config.lr_at(epoch)
+                loss = loss_fn(config.objective, particles=config.particles, beta=config.beta_at(epoch))
                 start = time.perf_counter()
                 try:
                     reached = run_epoch(run.vae, run.optimizer, images, batch_size=config.batch_size,
@@ -292,8 +303,8 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                 position = None
                 reached.seconds += time.perf_counter() - start
                 if reached.batch == n_batches:  # the epoch's line first, then its evaluation's
-                    log.info("Epoch %d (%.1fs): Lower bound = %.2f", epoch, reached.seconds,
-                             _lower_bound(reached, len(images)))
+                    log.info("Epoch %d (%.1fs): Lower bound = %.2f%s", epoch, reached.seconds,
+                             _lower_bound(reached, len(images)), _terms_note(config, epoch, reached, len(images)))
                 if reached.batch < n_batches:
                     run.save(run.last, epoch=epoch - 1, at=reached)
                     raise request.interrupted(f"at epoch {epoch}, batch {reached.batch} of {n_batches}", run.last,
@@ -390,9 +401,11 @@ def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor]
                               on_batch=lambda done: bars.update(row, completed=done))
         finally:
             bars.remove(row)
-        figures[f"{name}_elbo"], figures[f"{name}_log_likelihood"] = result.elbo, result.log_likelihood
-        log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d)", name, result.elbo, result.log_likelihood,
-                 result.images, run.config.eval_particles)
+        for figure in ("elbo", "log_likelihood", "reconstruction", "kl", "active_units"):
+            figures[f"{name}_{figure}"] = getattr(result, figure)
+        log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d); reconstruction %.2f, KL %.2f; %d of %d "
+                 "latent dimensions active", name, result.elbo, result.log_likelihood, result.images,
+                 run.config.eval_particles, result.reconstruction, result.kl, result.active_units, run.vae.config.z_dim)
     return figures
 
 
@@ -400,7 +413,7 @@ def _end_epoch(run: _Run, *, epoch: int, reached: Position, n_images: int, figur
     """Record the epoch, rewrite the history, save (best.pt, the numbered file, last.pt) and prune;
     returns the numbered checkpoint written, if any."""
     record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=_lower_bound(reached, n_images),
-                         lr=run.config.lr_at(epoch),
+                         lr=run.config.lr_at(epoch), beta=run.config.beta_at(epoch), **_terms(reached, n_images),
                          **figures)
     run.metrics.append(record)
     write_history(run.metrics, run.paths.results_dir / HISTORY)
@@ -436,6 +449,23 @@ def _second_interrupt(again: Hint) -> Iterator[None]:
 def _lower_bound(reached: Position, n_images: int) -> float:
     """The epoch's mean bound per training image, in nats."""
     return -reached.loss_sum.item() / n_images
+
+
+def _terms(reached: Position, n_images: int) -> dict[str, float | None]:
+    """The epoch's mean reconstruction and KL terms per training image, in nats (None when a
+    checkpoint from before they were recorded stopped inside the epoch)."""
+    if reached.terms_sum is None:
+        return {"reconstruction": None, "kl": None}
+    reconstruction, kl = (reached.terms_sum.double() / n_images).tolist()
+    return {"reconstruction": reconstruction, "kl": kl}
+
+
+def _terms_note(config: TrainConfig, epoch: int, reached: Position, n_images: int) -> str:
+    """What the epoch's line (the seed program's) adds where the KL is weighted: the weight and the KL."""
+    if config.beta == 1 and not config.kl_warmup:
+        return ""
+    kl = _terms(reached, n_images)["kl"]
+    return f" (KL weight {config.beta_at(epoch):.3g}" + ("" if kl is None else f", KL {kl:.2f}") + ")"
 
 
 def _diverged(exc: NonFiniteLoss, *, epoch: int, run: _Run) -> TrainingDiverged:

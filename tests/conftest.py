@@ -249,7 +249,7 @@ def signal_during_loss() -> Callable[[int, int], contextlib.AbstractContextManag
     `call`-th loss evaluation inside the block, i.e. during training batch `call` counted across
     epochs (5 batches an epoch on the synthetic data: call 8 is epoch 2, batch 3).
 
-    This patches `objectives.log_weights` as the training losses call it (both objectives; the
+    This patches `objectives.log_weight_terms` as the training losses call it (both objectives; the
     evaluation imports its own reference and is not counted), and it is the only way to land a
     signal at an exact batch in process: neither `train()` nor the command line has a per-batch
     hook, and a signal sent from outside lands at no particular batch. (tests/test_crash.py, a
@@ -258,7 +258,7 @@ def signal_during_loss() -> Callable[[int, int], contextlib.AbstractContextManag
 
     @contextlib.contextmanager
     def during(call: int, signum: int) -> Iterator[None]:
-        real = objectives.log_weights
+        real = objectives.log_weight_terms
         calls = 0
 
         def signalling(*args, **kwargs):
@@ -269,7 +269,7 @@ def signal_during_loss() -> Callable[[int, int], contextlib.AbstractContextManag
             return real(*args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(objectives, "log_weights", signalling)
+            patch.setattr(objectives, "log_weight_terms", signalling)
             yield
 
     return during

@@ -138,3 +138,15 @@ def test_the_docs_example_runs(tmp_path, mnist_dir):
     example = re.search(r"```python\n(.*?)```", page, re.S)[1]
     exec(compile(example, "docs/api.md", "exec"), {})
     assert (tmp_path / "checkpoints" / "api" / "last.pt").is_file()
+
+
+def test_training_from_python_takes_the_kl_weight_and_its_warm_up(tmp_path, mnist_dir):
+    result = pyro_vae.train(epochs=3, checkpoint_dir=tmp_path / "ck", beta=0.5, kl_warmup=2, **TINY)
+    assert (result.train_config.beta, result.train_config.kl_warmup) == (0.5, 2)
+    assert [r.beta for r in result.history] == [0.0, 0.25, 0.5]
+    assert all(r.reconstruction - r.kl == pytest.approx(r.lower_bound, abs=1e-3) for r in result.history)
+    assert pyro_vae.load(result.checkpoint).train_config.beta == 0.5
+    with pytest.raises(pyro_vae.ConfigError, match="^beta must be between 0 and"):
+        pyro_vae.train(epochs=1, checkpoint_dir=tmp_path / "other", beta=-1.0)
+    with pytest.raises(pyro_vae.ConfigError, match="^kl_warmup must be 0"):
+        pyro_vae.train(epochs=1, checkpoint_dir=tmp_path / "other", kl_warmup=-1)

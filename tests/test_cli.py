@@ -202,6 +202,12 @@ def test_evaluate_prints_and_writes_the_same_figures_twice(trained, cli_invoke, 
     assert "log p(x) (IS)" in first.stdout and "100 test images, 20 particles" in first.stdout
     [record] = json.loads((trained["--results-dir"] / "metrics" / "evaluation.json").read_text())
     assert record["log_likelihood"] >= record["elbo"] and record["images"] == 100 and record["epoch"] == 2
+    # The ELBO's two terms from the same draws, and the latent dimensions in use, printed and recorded.
+    assert record["reconstruction"] - record["kl"] == pytest.approx(record["elbo"], abs=1e-3)
+    assert 0 <= record["active_units"] <= 2
+    assert re.search(rf"^  reconstruction +{record['reconstruction']:.2f} nats", first.stdout, re.M)
+    assert re.search(rf"^  KL +{record['kl']:.2f} nats", first.stdout, re.M)
+    assert f"  active units         {record['active_units']} of 2" in first.stdout
     again = cli_invoke(*args)
     assert again.stdout.splitlines()[:-1] == first.stdout.splitlines()[:-1]  # same seed, same figures
     assert "replaced this checkpoint's record" in again.stdout
@@ -272,7 +278,8 @@ def test_train_with_the_recipe_records_it_and_evaluates(dirs, cli_invoke, one_li
                         "--lr-decay", "0.5", "--valid-size", "16", "--eval-every", "1", "--eval-particles", "4",
                         *opts(dirs))
     assert result.exit_code == 0, result.output
-    assert re.search(r"^  valid: ELBO -\d+\.\d+, log p\(x\) -\d+\.\d+ \(16 images, K=4\)$", result.stdout, re.M)
+    assert re.search(r"^  valid: ELBO -\d+\.\d+, log p\(x\) -\d+\.\d+ \(16 images, K=4\); reconstruction -\d+\.\d+, "
+                     r"KL \d+\.\d+; [0-2] of 2 latent dimensions active$", result.stdout, re.M)
     assert "best.pt (best validation log p(x) so far)" in result.stdout
     state = torch.load(dirs["--checkpoint-dir"] / "last.pt", weights_only=True)
     assert {k: state["train_config"][k] for k in ("objective", "particles", "lr_decay", "valid_size")} == \
@@ -425,3 +432,21 @@ def test_a_second_model_keeps_to_its_own_results(mnist_dir, cli_invoke, tiny_opt
     refused = cli_invoke("generate", "--checkpoint-dir", "checkpoints/small", "--results-dir", "results")
     one_line_error(refused, "results holds the results of the run in")
     assert {p: p.read_bytes() for p in Path("results").rglob("*") if p.is_file() and "small" not in p.parts} == first
+
+
+def test_train_weights_the_kl_term_but_prints_the_true_bound(dirs, cli_invoke, one_line_error, tiny_options):
+    import torch
+
+    result = cli_invoke("train", "--epochs", "2", *tiny_options, "--beta", "3", "--kl-warmup", "2", *opts(dirs))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^Epoch 1 \(\d+\.\d+s\): Lower bound = -\d+\.\d+ \(KL weight 0, KL \d+\.\d+\)$", result.stdout, re.M)
+    assert re.search(r"^Epoch 2 .* \(KL weight 1\.5, KL \d+\.\d+\)$", result.stdout, re.M)
+    records = read_history(dirs["--results-dir"] / "metrics" / "history.csv")
+    assert [r.beta for r in records] == [0.0, 1.5]
+    assert all(r.reconstruction - r.kl == pytest.approx(r.lower_bound, abs=1e-3) for r in records)
+    state = torch.load(dirs["--checkpoint-dir"] / "last.pt", weights_only=True)
+    assert (state["train_config"]["beta"], state["train_config"]["kl_warmup"]) == (3.0, 2)
+    one_line_error(cli_invoke("train", "--epochs", "3", "--beta", "1", *opts(dirs)), "trained with --beta 3.0, not 1.0")
+    one_line_error(cli_invoke("train", "--epochs", "1", "--beta", "-2", "--fresh", *opts(dirs)), "--beta must be between")
+    help_text = cli_invoke("train", "--help").stdout
+    assert "--beta" in help_text and "--kl-warmup" in help_text and "stays the true" in " ".join(help_text.split())

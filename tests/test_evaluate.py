@@ -55,3 +55,33 @@ def test_log_weights_shape_and_determinism(tiny_model):
     torch.manual_seed(1)
     b = log_weights(vae, x, particles=7)
     assert a.shape == (7, 4) and torch.equal(a, b) and torch.isfinite(a).all()
+
+
+def test_the_elbos_terms_come_from_the_same_draws_and_the_active_units_from_the_guides_means(tiny_model):
+    from pyro_vae import latent
+
+    torch.manual_seed(0)
+    vae = VAE(tiny_model)
+    x = torch.bernoulli(torch.full((30, 784), 0.3))
+    result = evaluate(vae, x, particles=120, batch_size=7, chunk=50)  # chunks of 50, 50 and 20 draws
+    assert result.reconstruction - result.kl == pytest.approx(result.elbo, abs=1e-4)
+    assert result.reconstruction > result.elbo and result.kl > 0
+    # The KL term estimated from the draws is near its closed form (latent.kl_per_dimension's).
+    closed = latent.kl_per_dimension(*latent.guide_params(vae, x)).sum().item()
+    assert result.kl == pytest.approx(closed, abs=0.1)
+    assert result.active_units == int(latent.active_units(latent.guide_params(vae, x)[0]).sum())
+    assert 0 <= result.active_units <= tiny_model.z_dim
+    # One draw each: the terms are those of the training loss.
+    one = evaluate(vae, x, particles=1)
+    assert one.reconstruction - one.kl == pytest.approx(one.elbo, abs=1e-4)
+
+
+def test_active_units_count_the_dimensions_the_guide_moves(tiny_model):
+    # An encoder whose mean ignores the image in one dimension: that one is never active.
+    torch.manual_seed(0)
+    vae = VAE(tiny_model)
+    with torch.no_grad():
+        vae.encoder.loc.weight[1].zero_()
+        vae.encoder.loc.weight[0].mul_(50.0)
+    result = evaluate(vae, torch.bernoulli(torch.full((40, 784), 0.3)), particles=2)
+    assert result.active_units == 1

@@ -75,6 +75,55 @@ def test_export_reads_back_as_written(exported):
     assert np.allclose(arrays["pca_coords"], (codes.numpy() - arrays["mean"]) @ d[:2].T, atol=1e-4)
 
 
+def test_the_manifest_carries_each_dimensions_kl_and_the_active_ones(mnist_dir, tmp_path):
+    """What the page's Latent dimensions panel draws is computed here, by latent.py, over the test set."""
+    vae = _vae(ModelConfig(z_dim=5, hidden_dim=16))
+    with torch.no_grad():  # dimension 4 collapsed: its guide is the prior whatever the image
+        for layer in (vae.encoder.loc, vae.encoder.logstd):
+            layer.weight[4] = 0
+            layer.bias[4] = 0
+    images, labels = data.load_split(mnist_dir, "test")
+    ex.export(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1), tmp_path / "page")
+    stats = json.loads((tmp_path / "page" / ex.MANIFEST).read_text())["latent"]
+    z_loc, z_scale = latent.guide_params(vae, data.binarize_once(images))
+    assert stats["threshold"] == latent.ACTIVE_THRESHOLD
+    assert stats["active"] == latent.active_units(z_loc).tolist()
+    np.testing.assert_allclose(stats["kl"], latent.kl_per_dimension(z_loc, z_scale).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(stats["activity"], latent.activity(z_loc).numpy(), rtol=1e-12)
+    assert stats["active"] == [True] * 4 + [False] and stats["kl"][4] == 0
+    assert [a > stats["threshold"] for a in stats["activity"]] == stats["active"]
+
+
+@pytest.mark.parametrize("dataset, item, made, threshold", [
+    ("mnist", "digit", "written by people", ex.QUIZ_THRESHOLD),
+    ("fashion-mnist", "garment", "photographed", None),
+    ("idx", "image", "drawn from your data", None),
+])
+def test_the_manifest_speaks_of_each_data_sets_own_images(dataset, item, made, threshold, mnist_dir, tmp_path):
+    """The page's words come from data.py's registry, and only black-and-white data plays the thresholded quiz."""
+    vae = _vae(ModelConfig(z_dim=2, hidden_dim=8))
+    images, labels = data.load_split(mnist_dir, "test")
+    spec = data.get(dataset)
+    classes = latent.Classes(title=spec.title, words=spec.words, black_and_white=spec.black_and_white)
+    manifest = json.loads(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1, classes=classes)[ex.MANIFEST])
+    words = manifest["dataset"]["words"]
+    assert set(words) == {"item", "items", "an_item", "made", "real"}
+    assert (words["item"], words["made"]) == (item, made) and manifest["defaults"]["quiz_threshold"] == threshold
+    if dataset != "mnist":
+        assert not any("digit" in w or "written" in w for w in words.values()), words
+
+
+def test_the_pages_fixed_text_names_no_digit():
+    """The page's own sentences take the data set's words (data-word spans); none is MNIST's alone.
+    (tests/test_explore_browser.py reads the rendered page on a Fashion-MNIST model.)"""
+    import re
+
+    html = (PAGE / "index.html").read_text()
+    body = re.sub(r"<[^>]+>", " ", html[html.index("<body>"):])
+    assert "digit" not in body.lower() and "seed" not in body.lower()
+    assert 'data-word="items"' in html and 'data-word="made"' in html
+
+
 def test_every_point_of_a_plane_lifts_to_a_code_that_lands_there(mnist_dir):
     images, labels = data.load_split(mnist_dir, "test")
     views = latent.latent_views(latent.test_codes(_vae(ModelConfig(z_dim=6, hidden_dim=32)), data.binarize_once(images)), labels)

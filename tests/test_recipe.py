@@ -52,7 +52,7 @@ def _scripted_validation(monkeypatch, scores):
     def scripted(vae, x, *, particles, **kwargs):
         value = next(scores) if len(x) == 16 else -50.0
         return Evaluation(images=len(x), particles=particles, elbo=value - 1, elbo_se=0.1, log_likelihood=value,
-                          log_likelihood_se=0.1)
+                          log_likelihood_se=0.1, reconstruction=value - 11, kl=10.0, active_units=2)
 
     monkeypatch.setattr(train_module, "evaluate", scripted)
 
@@ -211,18 +211,18 @@ def test_an_interrupt_during_the_evaluation_resumes_into_it(tmp_path, paths, tin
     straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=tmp_path / "r1")
     train(config, model_config=tiny_model, paths=straight)
 
-    real = evaluate_module.log_weights
+    real = evaluate_module.log_weight_terms
 
     def signalling(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # during the first batch of the first evaluation (epoch 2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate_module, "log_weights", signalling)
+    monkeypatch.setattr(evaluate_module, "log_weight_terms", signalling)
     with pytest.raises(Interrupted, match="stopped in the evaluation after epoch 2"):
         train(config, model_config=tiny_model, paths=paths)
     state = checkpoint.load(paths.checkpoint_dir / "last.pt")
     assert state["epoch"] == 1 and state["position"]["batch"] == 5  # epoch 2's batches all done
-    monkeypatch.setattr(evaluate_module, "log_weights", real)
+    monkeypatch.setattr(evaluate_module, "log_weight_terms", real)
     result = train(config, model_config=tiny_model, paths=paths)
     assert [m.epoch for m in result.metrics] == [2, 3]
     assert _same_params(_params(straight.checkpoint_dir / "last.pt"), _params(paths.checkpoint_dir / "last.pt"))

@@ -8,8 +8,11 @@ import logging
 import math
 import signal
 
+import pyro
+import pyro.poutine
 import pytest
 import torch
+from pyro.distributions.util import scale_and_mask
 from torch.utils._pytree import tree_map
 
 from pyro_vae import checkpoint, data
@@ -18,6 +21,7 @@ from pyro_vae.config import TrainConfig
 from pyro_vae.errors import CheckpointError, Interrupted, TrainingDiverged, WriteError
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.objectives import loss_fn
+from pyro_vae.runtime import flush_denormals
 from pyro_vae.trainer import NonFiniteLoss, build, run_epoch, train
 
 
@@ -317,8 +321,8 @@ def test_a_non_finite_loss_never_reaches_the_parameters(mnist_dir, tiny_model):
     def nan_at_batch_2(vae, x):
         nonlocal calls
         calls += 1
-        value = loss(vae, x)
-        return value * float("nan") if calls == 2 else value
+        step = loss(vae, x)
+        return step._replace(loss=step.loss * float("nan")) if calls == 2 else step
 
     with pytest.raises(NonFiniteLoss) as info:
         run_epoch(vae, optimizer, images, batch_size=16, generator=generator, loss=nan_at_batch_2)
@@ -378,3 +382,124 @@ def test_an_interrupted_runs_position_goes_to_the_training_device(other_device):
     position = train_module.Position.restored(saved, device=other_device)
     assert position.order.device.type == position.loss_sum.device.type == other_device.type
     assert torch.equal(position.order.cpu(), saved["order"]) and position.batch == 3 and position.seconds == 1.5
+
+
+@pytest.mark.parametrize("objective, particles", [("elbo", 1), ("elbo", 3), ("iwae", 3)])
+def test_the_history_records_the_two_terms_of_the_bound(paths, tiny_model, tiny_train, objective, particles):
+    config = dataclasses.replace(tiny_train, epochs=3, objective=objective, particles=particles)
+    train(config, model_config=tiny_model, paths=paths)
+    records = read_history(paths.results_dir / HISTORY)
+    assert [r.epoch for r in records] == [1, 2, 3] and all(r.beta == 1.0 for r in records)
+    for r in records:
+        assert r.reconstruction < 0 < r.kl
+        if objective == "elbo":  # the ELBO is its terms' difference, up to float32 sums over the epoch
+            assert r.reconstruction - r.kl == pytest.approx(r.lower_bound, abs=1e-3)
+        else:  # each draw's ELBO terms: their difference is below the IWAE bound
+            assert r.reconstruction - r.kl < r.lower_bound
+
+
+# Today's training step, as main's trainer took it at f6a49c5 (before the KL weight and the
+# terms): its log weights, its loss, and run_epoch's loop without the resume and stop branches.
+def _todays_log_weights(vae, x):
+    guide_trace = pyro.poutine.trace(vae.guide).get_trace(x)
+    model_trace = pyro.poutine.trace(pyro.poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
+    weights = x.new_zeros(1, x.shape[0], dtype=torch.float32)
+    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+        for site in trace.nodes.values():
+            if site["type"] == "sample":
+                log_prob = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
+                weights = weights.add(log_prob, alpha=sign)
+    return weights
+
+
+def _todays_epoch(vae, optimizer, images, *, batch_size, generator):
+    order = data.shuffle(len(images), generator=generator)
+    total = torch.zeros(())
+    vae.train()
+    with pyro.validation_enabled(False):
+        for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=0):
+            value = _todays_log_weights(vae, x).sum().div(-1)
+            optimizer.found_inf = torch.isfinite(value).logical_not().float()
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            total += value.detach()
+    del optimizer.found_inf
+    return -total.item() / len(images)
+
+
+def test_beta_1_without_warm_up_trains_bit_for_bit_as_today(paths, tiny_model, tiny_train, monkeypatch):
+    # Both runs on torch's default kernels: the measured plan is chosen by timing, and a plan of
+    # other kernels rounds differently whatever the loss.
+    from pyro_vae import kernels
+
+    monkeypatch.setattr(kernels, "calibrate", lambda *args, **kwargs: {})
+    config = dataclasses.replace(tiny_train, epochs=2)
+    assert (config.beta, config.kl_warmup) == (1.0, 0)
+    result = train(config, model_config=tiny_model, paths=paths)
+
+    images, _ = data.load_split(paths.data_dir, "train")
+    vae, optimizer, generator = build(tiny_model, config, device=torch.device("cpu"), plan={})
+    bounds = []
+    with flush_denormals(torch.device("cpu")):
+        for epoch in (1, 2):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(epoch)
+            bounds.append(_todays_epoch(vae, optimizer, images, batch_size=config.batch_size, generator=generator))
+    state = _final_state(paths)
+    assert state["epoch"] == 2 and state["kernels"] == kernels.plan_of(vae)
+    assert all(torch.equal(state["model"][k], v) for k, v in vae.state_dict().items())
+    for key, value in optimizer.state_dict()["state"].items():
+        assert all(torch.equal(state["optimizer"]["state"][key][name], v) for name, v in value.items())
+    assert [r.lower_bound for r in result.metrics] == bounds
+
+
+def test_beta_and_warm_up_are_recorded_and_kept_on_resume(paths, tiny_model, tiny_train):
+    config = dataclasses.replace(tiny_train, epochs=2, beta=2.0, kl_warmup=3)
+    train(config, model_config=tiny_model, paths=paths)
+    state = _final_state(paths)
+    assert (state["train_config"]["beta"], state["train_config"]["kl_warmup"]) == (2.0, 3)
+    # Not given again, they are the checkpoint's; given otherwise, the resume is refused.
+    result = train(dataclasses.replace(tiny_train, epochs=5), model_config=tiny_model, paths=paths)
+    assert (result.train_config.beta, result.train_config.kl_warmup) == (2.0, 3)
+    assert [r.beta for r in read_history(paths.results_dir / HISTORY)] == [0.0, 2 / 3, 4 / 3, 2.0, 2.0]
+    with pytest.raises(CheckpointError, match="trained with beta 2.0, not 1.0"):
+        train(dataclasses.replace(tiny_train, epochs=6), model_config=tiny_model, paths=paths,
+              explicit=frozenset({"beta"}))
+    with pytest.raises(CheckpointError, match="trained with kl_warmup 3, not 0"):
+        train(dataclasses.replace(tiny_train, epochs=6), model_config=tiny_model, paths=paths,
+              explicit=frozenset({"kl_warmup"}))
+
+
+def test_a_checkpoint_from_before_the_kl_weight_trained_with_1_and_0(paths, tiny_model, tiny_train):
+    train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)
+    for path in paths.checkpoint_dir.glob("*.pt"):  # as an older version wrote them
+        state = checkpoint.load(path)
+        del state["train_config"]["beta"], state["train_config"]["kl_warmup"]
+        checkpoint.save(state, path)
+    assert (checkpoint.configs_of(state)[1].beta, checkpoint.configs_of(state)[1].kl_warmup) == (1.0, 0)
+    result = train(dataclasses.replace(tiny_train, epochs=2), model_config=tiny_model, paths=paths)
+    assert result.metrics[-1].beta == 1.0 and result.train_config.kl_warmup == 0
+
+
+def test_an_interrupt_during_the_warm_up_resumes_exactly(tmp_path, paths, tiny_model, tiny_train, signal_during_loss):
+    config = dataclasses.replace(tiny_train, epochs=4, save_every=10, beta=4.0, kl_warmup=3)
+    straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=tmp_path / "r1")
+    train(config, model_config=tiny_model, paths=straight)
+    interrupted = dataclasses.replace(paths, checkpoint_dir=tmp_path / "interrupted", results_dir=tmp_path / "r2")
+    with signal_during_loss(8, signal.SIGINT), pytest.raises(Interrupted, match="stopped at epoch 2, batch 3 of 5"):
+        train(config, model_config=tiny_model, paths=interrupted)  # call 8: epoch 2 (KL weight 4/3), batch 3
+    torch.manual_seed(12345)
+    train(dataclasses.replace(tiny_train, epochs=4), model_config=tiny_model, paths=interrupted)
+    a, b = _final_state(straight), _final_state(interrupted)
+    assert all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])
+    assert a["metrics"] == [{**m, "seconds": a["metrics"][i]["seconds"]} for i, m in enumerate(b["metrics"])]
+    assert [m["beta"] for m in b["metrics"]] == [0.0, 4 / 3, 8 / 3, 4.0]
+
+
+def test_an_epoch_resumed_from_a_position_without_its_terms_records_none(mnist_dir, tiny_model):
+    images, vae, optimizer, generator, loss = _tiny_run(mnist_dir, tiny_model)
+    old = train_module.Position(order=torch.randperm(len(images)), batch=2, loss_sum=torch.zeros(()))
+    reached = run_epoch(vae, optimizer, images, batch_size=16, generator=generator, loss=loss, resume=old)
+    assert reached.batch == 5 and reached.terms_sum is None
+    assert train_module._terms(reached, len(images)) == {"reconstruction": None, "kl": None}

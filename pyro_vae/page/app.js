@@ -1,6 +1,8 @@
-// The explorer's panels. Everything is computed here, from the files beside this one: manifest.json,
-// weights.bin (the networks), test.bin (test images, as seen and as the guide sees them, and labels)
-// and map.bin (the PCA of the test codes). Each panel draws digits with the one helper `paint`.
+// The explorer's panels. Everything is computed here, from the files beside this one: manifest.json
+// (shapes, settings, the data set's words, each latent dimension's KL), weights.bin (the networks),
+// test.bin (test images, as seen and as the guide sees them, and labels) and map.bin (the views of the
+// test codes). Each panel draws images with the one helper `paint`; every sentence that names the
+// images takes its words from the manifest, so a garment is never called a digit.
 import { VAE, view } from "./nets.js";
 
 const $ = (id) => document.getElementById(id);
@@ -40,6 +42,16 @@ function normals(seed, count) {
 // The one drawing helper: 784-vectors of values in [0, 1] into a canvas, `cols` to a row, white on black
 // and rounded to 0..255 as images.py draws the PNGs. `threshold` draws each pixel black or white.
 
+function grey(v, threshold) {
+  return threshold === null ? Math.round(Math.min(1, Math.max(0, v)) * 255) : (v >= threshold ? 255 : 0);
+}
+
+// Whether `paint` would draw the image as one flat value (an empty or a full cell).
+function flat(image, threshold = null) {
+  const first = grey(image[0], threshold);
+  return image.every((v) => grey(v, threshold) === first);
+}
+
 export function paint(canvas, images, { cols = 1, threshold = null } = {}) {
   const rows = Math.ceil(images.length / cols);
   if (canvas.width !== cols * SIZE || canvas.height !== rows * SIZE) {
@@ -53,10 +65,8 @@ export function paint(canvas, images, { cols = 1, threshold = null } = {}) {
     const top = Math.floor(k / cols) * SIZE, left = (k % cols) * SIZE;
     for (let y = 0; y < SIZE; y++) {
       for (let x = 0; x < SIZE; x++) {
-        const v = image[y * SIZE + x];
-        const grey = threshold === null ? Math.round(Math.min(1, Math.max(0, v)) * 255) : (v >= threshold ? 255 : 0);
         const at = ((top + y) * canvas.width + left + x) * 4;
-        rgba[at] = rgba[at + 1] = rgba[at + 2] = grey;
+        rgba[at] = rgba[at + 1] = rgba[at + 2] = grey(image[y * SIZE + x], threshold);
         rgba[at + 3] = 255;
       }
     }
@@ -69,7 +79,7 @@ export function paint(canvas, images, { cols = 1, threshold = null } = {}) {
 
 async function load() {
   const manifest = await (await fetch("manifest.json")).json();
-  if (manifest.format !== 1) throw new Error(`manifest format ${manifest.format}: re-export with this pyro-vae`);
+  if (manifest.format !== 2) throw new Error(`manifest format ${manifest.format}: re-export with this pyro-vae`);
   const names = [...new Set([...Object.values(manifest.layers), ...Object.values(manifest.arrays)].map((e) => e.file))];
   const buffers = {};
   await Promise.all(names.map(async (name) => {
@@ -111,6 +121,18 @@ function className(i) {
   return M.manifest.dataset.classes[M.labels[i]];
 }
 
+// The data set's words for its images (manifest.dataset.words: item, items, an_item, made, real).
+function word(key, { cap = false } = {}) {
+  const text = M.manifest.dataset.words[key];
+  return cap ? text[0].toUpperCase() + text.slice(1) : text;
+}
+
+function fillWords() {
+  for (const el of document.querySelectorAll("[data-word]")) {
+    el.textContent = word(el.dataset.word, { cap: el.hasAttribute("data-cap") });
+  }
+}
+
 function clampIndex(input) {
   const i = Math.min(M.count - 1, Math.max(0, Math.round(Number(input.value) || 0)));
   input.value = i;
@@ -133,52 +155,54 @@ function noiseSlider(id, onChange) {
   input.max = M.manifest.defaults.max_noise;
   const update = () => { output.textContent = Number(input.value).toFixed(2); onChange(Number(input.value)); };
   input.addEventListener("input", update);
-  // The seed's two spreads, written under the slider's ticks.
+  // The blog's two spreads, written beside the slider's ticks.
   const marks = document.createElement("span");
   marks.className = "marks";
-  marks.textContent = `seed: ${M.manifest.defaults.noise_marks.join(", ")}`;
+  marks.textContent = `the blog's ${M.manifest.defaults.noise_marks.join(", ")}`;
   input.parentElement.after(marks);
   return () => Number(input.value);
 }
 
 // ---------------------------------------------------------------------------------------------
-// More of this digit
+// More of this image
 
 function morePanel() {
   const GRID = 100;
   let code, seed = 1;
   let eps = normals(seed, GRID * M.vae.zDim);
   const index = $("more-index");
-  const buttons = $("more-digits");
+  const buttons = $("more-classes");
   const noise = noiseSlider("more-noise", () => drawGrid());
 
   function drawGrid() {
     paint($("more-grid"), widened(code, noise(), eps, GRID).map((z) => M.vae.xProbs(z)), { cols: 10 });
   }
-  function choose(i, digit = null) {
+  function choose(i, label = null) {
     index.value = i;
     code = M.vae.encoder.forward(binarized(i));
     paint($("more-source"), [binarized(i)]);
     paint($("more-mean"), [M.vae.xProbs(code.zLoc)]);
-    $("more-caption").textContent = `test image #${i} (a ${className(i)}) as the guide sees it`;
-    for (const b of buttons.children) b.classList.toggle("chosen", Number(b.dataset.digit) === digit);
+    $("more-caption").textContent = `test image #${i} (labelled ${className(i)}) as the guide sees it`;
+    for (const b of buttons.children) b.classList.toggle("chosen", Number(b.dataset.label) === label);
     drawGrid();
   }
-  M.manifest.dataset.exemplars.forEach((i, digit) => {
-    if (i >= M.count) return;
+  M.manifest.dataset.exemplars.forEach((i, label) => {
+    if (i < 0 || i >= M.count) return;  // -1: a class with no test image
     const b = document.createElement("button");
     b.type = "button";
-    b.textContent = M.manifest.dataset.classes[digit];
-    b.dataset.digit = digit;
-    b.title = `the seed's exemplar: test image #${i}`;
-    b.addEventListener("click", () => choose(i, digit));
+    b.textContent = M.manifest.dataset.classes[label];
+    b.dataset.label = label;
+    b.title = `test image #${i}`;
+    b.addEventListener("click", () => choose(i, label));
     buttons.append(b);
   });
   index.max = M.count - 1;
   index.addEventListener("change", () => choose(clampIndex(index)));
   $("more-redraw").addEventListener("click", () => { eps = normals(++seed, GRID * M.vae.zDim); drawGrid(); });
-  const first = M.manifest.dataset.exemplars[3] < M.count ? 3 : 0;
-  choose(M.manifest.dataset.exemplars[first] ?? 0, first);
+  // Class 3 first (a 3, a Dress), else the first class with a test image, else test image 0.
+  const exemplars = M.manifest.dataset.exemplars, usable = (label) => exemplars[label] >= 0 && exemplars[label] < M.count;
+  const first = usable(3) ? 3 : exemplars.findIndex((_, label) => usable(label));
+  if (first >= 0) choose(exemplars[first], first); else choose(0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,7 +380,7 @@ function mapPanel() {
     hover = nearest(px, py);
     if (hover !== null) {
       paint($("map-hover"), [intensities(hover)]);
-      $("map-hover-caption").textContent = `test image #${hover}, a ${className(hover)}`;
+      $("map-hover-caption").textContent = `test image #${hover}, labelled ${className(hover)}`;
     }
     redraw();
   });
@@ -386,19 +410,99 @@ function mapPanel() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Latent dimensions: KL per dimension and the active ones, as computed at export (manifest.latent)
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(name, attributes = {}, text = null) {
+  const el = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) el.setAttribute(key, value);
+  if (text !== null) el.textContent = text;
+  return el;
+}
+
+// Every dimension's index, the most KL first.
+function dimensionsByKl() {
+  const { kl } = M.manifest.latent;
+  return Array.from(kl.keys()).sort((a, b) => kl[b] - kl[a] || a - b);
+}
+
+function dimsPanel() {
+  const { kl, activity, active, threshold } = M.manifest.latent;
+  const zDim = kl.length, order = dimensionsByKl();
+  const count = active.filter(Boolean).length;
+  const total = kl.reduce((a, b) => a + b, 0);
+  $("dims-threshold").textContent = String(threshold);
+  $("dims-count").textContent = `${count} of ${zDim} dimensions active; their KL adds up to ` +
+    `${total.toFixed(1)} nats per image`;
+  const [width, height, left, right, top, bottom] = [880, 240, 46, 8, 30, 34];
+  const step = Math.min(40, (width - left - right) / zDim), bar = Math.max(1, step * 0.72);
+  const most = Math.max(...kl, 1e-6);
+  const tick = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50].find((t) => most / t <= 5) ?? 100;
+  const y = (v) => top + (height - top - bottom) * (1 - Math.max(0, v) / most);
+  const plot = $("dims-bars");
+  plot.replaceChildren();
+  plot.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  for (let v = 0; v <= most + 1e-9; v += tick) {
+    plot.append(svg("line", { x1: left - 4, x2: width - right, y1: y(v), y2: y(v) }),
+                svg("text", { x: left - 8, y: y(v) + 4, "text-anchor": "end" }, String(Number(v.toFixed(2)))));
+  }
+  plot.append(svg("text", { x: 4, y: 14 }, "KL, nats"));
+  const labelEvery = Math.ceil(18 / step);  // dimension numbers at least 18 pixels apart
+  order.forEach((u, rank) => {
+    const x = left + rank * step + (step - bar) / 2;
+    const h = Math.max(2, y(0) - y(kl[u]));  // an empty bar keeps a visible outline
+    const rect = svg("rect", { x, y: y(0) - h, width: bar, height: h, class: active[u] ? "active" : "inactive",
+                               "data-dimension": u });
+    rect.append(svg("title", {}, `z[${u}]: KL ${kl[u].toFixed(3)} nats; variance of the guide's mean over the ` +
+      `test images ${activity[u].toFixed(3)}: ${active[u] ? "active" : "inactive"}`));
+    plot.append(rect);
+    if (rank % labelEvery === 0) {
+      plot.append(svg("text", { x: x + bar / 2, y: height - bottom + 15, "text-anchor": "middle" }, String(u)));
+    }
+  });
+  plot.append(svg("text", { x: left, y: height - 4 }, "dimension u of z, sorted by KL"));
+  // The legend, in shapes as well as colours: filled for active, hollow for inactive.
+  const legend = [[`active (variance > ${threshold})`, "active"], ["inactive", "inactive"]];
+  let at = width - right - 330;
+  for (const [label, kind] of legend) {
+    plot.append(svg("rect", { x: at, y: 6, width: 14, height: 14, class: kind }),
+                svg("text", { x: at + 20, y: 18 }, label));
+    at += 200;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Walk
 
 function walkPanel() {
   const zDim = M.vae.zDim, k = M.directions.length / zDim;
-  const sliders = [];
-  let base;
+  const { activity, active } = M.manifest.latent;
+  const activeDims = dimensionsByKl().filter((u) => active[u]);
+  // A way to walk: unit directions (rows of zDim), the test codes' standard deviation along each, names.
+  const ways = {
+    principal: { directions: M.directions, sd: Array.from(M.variance, Math.sqrt),
+                 names: Array.from({ length: k }, (_, j) => `direction ${j + 1}`),
+                 note: `The ${k} directions along which the test codes spread the most (PCA); each mixes ` +
+                   `all ${zDim} dimensions of z.` },
+    active: (() => {
+      const dims = activeDims.slice(0, k);
+      const directions = new Float32Array(dims.length * zDim);
+      dims.forEach((u, j) => { directions[j * zDim + u] = 1; });
+      return { directions, sd: dims.map((u) => Math.sqrt(activity[u])), names: dims.map((u) => `z[${u}]`),
+               note: activeDims.length === 0 ? "No dimension is active: the model does not use z."
+                 : `One dimension of z a slider: the ${dims.length} active ones with the most KL` +
+                   (activeDims.length > dims.length ? ` (of ${activeDims.length} active)` : "") + "." };
+    })(),
+  };
+  let way = ways.principal, sliders = [], base;
   const index = $("walk-index");
 
   function decode() {
     const z = Float32Array.from(base);
     sliders.forEach((s, j) => {
-      const step = Number(s.value) * Math.sqrt(M.variance[j]);
-      for (let d = 0; d < zDim; d++) z[d] += step * M.directions[j * zDim + d];
+      const step = Number(s.value) * way.sd[j];
+      for (let d = 0; d < zDim; d++) z[d] += step * way.directions[j * zDim + d];
       s.nextElementSibling.textContent = `${Number(s.value) >= 0 ? "+" : ""}${Number(s.value).toFixed(1)} sd`;
     });
     paint($("walk-digit"), [M.vae.xProbs(z)]);
@@ -406,22 +510,35 @@ function walkPanel() {
   function start() {
     const i = clampIndex(index);
     base = M.vae.encoder.forward(binarized(i)).zLoc;
-    $("walk-caption").textContent = `test image #${i} (a ${className(i)}): its code, moved along the directions`;
+    $("walk-caption").textContent = `test image #${i} (labelled ${className(i)}): its code, moved along the sliders`;
     decode();
   }
-  for (let j = 0; j < k; j++) {
-    const label = document.createElement("label");
-    label.className = "slider";
-    const s = Object.assign(document.createElement("input"), { type: "range", min: -3, max: 3, step: 0.01, value: 0 });
-    s.id = `walk-direction-${j}`;
-    s.addEventListener("input", decode);
-    label.append(`direction ${j + 1} `, s, document.createElement("output"));
-    sliders.push(s);
-    $("walk-sliders").append(label);
+  function walkAlong(name) {
+    way = ways[name];
+    const labels = way.names.map((title, j) => {
+      const label = document.createElement("label");
+      label.className = "slider";
+      const s = Object.assign(document.createElement("input"), { type: "range", min: -3, max: 3, step: 0.01, value: 0 });
+      s.id = `walk-direction-${j}`;
+      s.addEventListener("input", decode);
+      const name = Object.assign(document.createElement("span"), { textContent: title });
+      label.append(name, s, document.createElement("output"));
+      return label;
+    });
+    sliders = labels.map((label) => label.querySelector("input"));
+    $("walk-sliders").replaceChildren(...labels);
+    $("walk-note").textContent = way.note;
+    if (base) decode();
   }
+  for (const radio of document.querySelectorAll("input[name=walk-along]")) {
+    radio.disabled = radio.value === "active" && activeDims.length === 0;
+    radio.addEventListener("change", () => walkAlong(radio.value));
+  }
+  walkAlong("principal");
   $("walk-reset").addEventListener("click", () => { sliders.forEach((s) => { s.value = 0; }); decode(); });
   index.max = M.count - 1;
-  index.value = M.manifest.dataset.exemplars[0] < M.count ? M.manifest.dataset.exemplars[0] : 0;
+  const first = M.manifest.dataset.exemplars[0];
+  index.value = first >= 0 && first < M.count ? first : 0;
   index.addEventListener("change", start);
   start();
 
@@ -440,8 +557,8 @@ function walkPanel() {
   function chooseEnds() {
     const [i, j] = [clampIndex(from), clampIndex(to)];
     ends = [i, j].map((k) => M.vae.encoder.forward(binarized(k)).zLoc);
-    $("walk-strip-caption").textContent = `ten steps from test image #${i} (a ${className(i)}) to #${j} ` +
-      `(a ${className(j)}), each decoded`;
+    $("walk-strip-caption").textContent = `ten steps from test image #${i} (labelled ${className(i)}) to #${j} ` +
+      `(labelled ${className(j)}), each decoded`;
     paint($("walk-strip"), Array.from({ length: 10 }, (_, s) => along(s / 9)), { cols: 10 });
     line();
   }
@@ -454,11 +571,27 @@ function walkPanel() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Human or machine?
+// Real or machine?
+
+// The answer's badge: a filled blue disc with a tick (right), a hollow vermillion square with a cross (wrong).
+function badge(right) {
+  const mark = svg("svg", { viewBox: "0 0 16 16", class: `badge ${right ? "right" : "wrong"}`, role: "img",
+                            "aria-label": right ? "right" : "wrong" });
+  mark.append(right ? svg("circle", { cx: 8, cy: 8, r: 8 }) : svg("rect", { x: 1, y: 1, width: 14, height: 14 }),
+              svg("path", { d: right ? "M4 8.5 L7 11.5 L12.5 5" : "M4.5 4.5 L11.5 11.5 M11.5 4.5 L4.5 11.5" }));
+  return mark;
+}
 
 function quizPanel() {
-  const CELLS = 36, COLS = 6;
+  const CELLS = 36, COLS = 6, TRIES = 20;
   const grid = $("quiz-grid"), score = $("quiz-score");
+  // Black-and-white data (MNIST) plays the blog's game, thresholded; any other as grey levels. Either
+  // way real and generated cells are drawn alike.
+  const threshold = M.manifest.defaults.quiz_threshold;
+  const drawn = threshold === null ? "grey" : "threshold";
+  for (const el of document.querySelectorAll("#quiz .drawn")) el.hidden = el.dataset.drawn !== drawn;
+  $("quiz-key-right").replaceChildren(badge(true), " (a blue disc)");
+  $("quiz-key-wrong").replaceChildren(badge(false), " (a vermillion square)");
   let round = 0, answers = [], checked = false;
   const real = $("quiz-real");
   real.value = M.manifest.defaults.quiz_real_fraction;
@@ -468,6 +601,22 @@ function quizPanel() {
   showReal();
   const noise = noiseSlider("quiz-noise", () => {});
   $("quiz-noise-value").textContent = noise().toFixed(2);
+
+  // Cell c's image: a test image, or one draw of the widened guide around one, decoded. A cell that
+  // would come out flat (all black, say: a blank cell gives the game away) takes the next test image
+  // and fresh draws.
+  function cellImage(c, human, order, eps) {
+    const zDim = M.vae.zDim;
+    let image = null, source = 0;
+    for (let attempt = 0; attempt < TRIES; attempt++) {
+      source = order[(c + attempt * CELLS) % M.count];  // a distinct test image per cell, where there are enough
+      const draws = attempt === 0 ? eps.subarray(c * zDim) : normals(100_000 * round + 100 * c + attempt, zDim);
+      image = human ? intensities(source)
+        : M.vae.xProbs(widened(M.vae.encoder.forward(binarized(source)), noise(), draws, 1)[0]);
+      if (!flat(image, threshold)) break;
+    }
+    return { image, source };
+  }
 
   function newRound() {
     const uniform = mulberry32(1000 + ++round);
@@ -482,23 +631,23 @@ function quizPanel() {
     checked = false;
     score.textContent = "";
     for (let c = 0; c < CELLS; c++) {
-      const source = order[c % M.count];  // a distinct test image per cell, where there are enough
       const human = humans.has(c);
-      const image = human ? intensities(source)
-        : M.vae.xProbs(widened(M.vae.encoder.forward(binarized(source)), noise(), eps.subarray(c * M.vae.zDim), 1)[0]);
+      const { image, source } = cellImage(c, human, order, eps);
       const cell = document.createElement("button");
       cell.type = "button";
       cell.className = "quiz-cell";
       cell.setAttribute("aria-pressed", "false");
       const canvas = document.createElement("canvas");
-      paint(canvas, [image], { threshold: 0.5 });
-      cell.append(canvas);
+      paint(canvas, [image], { threshold });
+      const answer = document.createElement("div");
+      answer.className = "quiz-answer";
+      cell.append(canvas, answer);
       cell.addEventListener("click", () => {
         if (checked) return;
         cell.setAttribute("aria-pressed", String(cell.getAttribute("aria-pressed") !== "true"));
       });
       grid.append(cell);
-      answers.push({ cell, human, source });
+      answers.push({ cell, answer, human, source });
     }
     grid.style.gridTemplateColumns = `repeat(${COLS}, auto)`;
   }
@@ -506,15 +655,18 @@ function quizPanel() {
     checked = true;
     let right = 0, found = 0, wrongHumans = 0;
     const machines = answers.filter((a) => !a.human).length;
-    for (const { cell, human } of answers) {
+    for (const { cell, answer, human } of answers) {
       const marked = cell.getAttribute("aria-pressed") === "true";
+      const correct = marked !== human;
       cell.classList.add(human ? "human" : "machine");
-      if (marked !== human) right++; else cell.classList.add("wrong");
+      cell.classList.toggle("wrong", !correct);
+      answer.replaceChildren(badge(correct), human ? word("real") : "machine");
+      if (correct) right++;
       if (marked && !human) found++;
       if (marked && human) wrongHumans++;
     }
     score.textContent = `Score: ${right} of ${answers.length} right. You found ${found} of the ${machines} machine ` +
-      `digits and took ${wrongHumans} human ones for a machine's.`;
+      `${word("items")} and took ${wrongHumans} ${word("real")} ones for a machine's.`;
   }
   $("quiz-check").addEventListener("click", check);
   $("quiz-new").addEventListener("click", newRound);
@@ -528,14 +680,12 @@ try {
   const c = M.manifest.checkpoint;
   $("model-info").textContent = `Model ${c.path}, epoch ${c.epoch} (z of ${c.z_dim}, hidden layers of ${c.hidden_dim}); ` +
     `${M.count} ${M.manifest.dataset.name} test images. Everything runs in this page: nothing is fetched from another host.`;
-  // The panels speak of digits; on another data set (Fashion-MNIST, a user's own) the title says "class".
-  if (M.manifest.dataset.name !== "MNIST") {
-    for (const el of document.querySelectorAll(".noun")) el.textContent = el.textContent.replace("digit", "class");
-  }
-  for (const panel of [morePanel, drawPanel, mapPanel, walkPanel, quizPanel]) panel();
+  fillWords();
+  for (const panel of [morePanel, drawPanel, mapPanel, dimsPanel, walkPanel, quizPanel]) panel();
   window.exploreReadyMs = performance.now();  // for bench/explore_speed.py
   document.body.dataset.ready = "true";
 } catch (error) {
+  $("model-info").hidden = true;
   $("failure").hidden = false;
   $("failure").textContent = `The explorer could not start: ${error.message}. Is the explore command still running?`;
   throw error;

@@ -558,16 +558,20 @@ def latent_map(
     results_dir: ResultsDir = None, dataset: DatasetOpt = None, data_dir: DataDir = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
-    """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png."""
+    """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png; and
+    KL per latent dimension, the active ones marked: results/kl_per_dimension.png."""
     from pyro_vae import data, latent, plots
 
     model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     about = model.about()
+    where = f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"
     _saved(paths.results_dir / plots.LATENT_MAP, lambda out: plots.latent_map(
         latent.views_of(model.vae, images, labels), labels, out,
-        classes=latent.Classes.of(paths.dataset, paths.data_dir),
-        about=f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"))
+        classes=latent.Classes.of(paths.dataset, paths.data_dir), about=where))
+    used = latent.usage_of(model.vae, images)
+    _saved(paths.results_dir / plots.KL_PER_DIMENSION, lambda out: plots.kl_per_dimension(
+        used.kl, used.active, out, about=f"{len(images)} {data.get(paths.dataset).title} test images; {where}"))
 
 
 def main() -> None:

@@ -103,6 +103,22 @@ def kl_per_dimension(z_loc: torch.Tensor, z_scale: torch.Tensor) -> torch.Tensor
     return (0.5 * (loc.square() + scale.square() - 1.0) - scale.log()).mean(dim=0)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """How much of the latent space a model uses on some images: per dimension, the KL of the guide
+    from the prior, Burda et al.'s activity, and whether it is active."""
+
+    kl: torch.Tensor  # (z_dim,) float64, nats per image; sums to the KL term (closed form)
+    activity: torch.Tensor  # (z_dim,) float64, Var_x E_q[z_u | x]
+    active: torch.Tensor  # (z_dim,) bool, activity > ACTIVE_THRESHOLD
+
+
+def usage_of(vae: VAE, images: torch.Tensor) -> Usage:
+    """`Usage` over test images (n, 784) uint8, binarized as every evaluation binarizes them."""
+    z_loc, z_scale = guide_params(vae, binarize_once(images))
+    return Usage(kl=kl_per_dimension(z_loc, z_scale), activity=activity(z_loc), active=active_units(z_loc))
+
+
 def _plane(name: str, label: str, axes: torch.Tensor, centred: torch.Tensor, covariance: torch.Tensor) -> Plane:
     # E[z | axes (z - mean) = c] = mean + cov axes^T (axes cov axes^T)^+ c, for z normal.
     lift = (covariance @ axes.T @ torch.linalg.pinv(axes @ covariance @ axes.T)).T

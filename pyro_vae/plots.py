@@ -1,4 +1,5 @@
-"""Every matplotlib figure of the project: the training curves, the latent map and tune's study plots,
+"""Every matplotlib figure of the project: the training curves, the latent map, KL per latent dimension and
+tune's study plots,
 drawn without a display (Agg, selected in `_pyplot`) and written through one helper, `_save`.
 (Grids of digits are PNGs of their own pixels: `images.py`.) What is drawn is computed elsewhere.
 """
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # latent.py brings torch; `plot` draws without it
 
 CURVES = Path("metrics") / "curves.png"  # under the results folder
 LATENT_MAP = "latent_map.png"  # under the results folder
+KL_PER_DIMENSION = "kl_per_dimension.png"  # under the results folder
 
 
 def _pyplot() -> Any:
@@ -57,13 +59,27 @@ _BOUNDS = (
 )
 
 
+# The ELBO's two terms, each in a panel of its own (KL is tens of nats, the reconstruction ~ -60 to -200).
+_RECONSTRUCTION = (
+    ("reconstruction", "train"),
+    ("valid_reconstruction", "validation"),
+    ("test_reconstruction", "test"),
+)
+_KL = (
+    ("kl", "train"),
+    ("valid_kl", "validation"),
+    ("test_kl", "test"),
+)
+
 _CLIP_FROM_EPOCHS = 20  # a shorter run shows every point: its first epochs are much of what there is
 
 
-def series(records: list[EpochRecord]) -> dict[str, tuple[list[int], list[float]]]:
-    """label -> (epochs, values) for every bound the history has at least one value of."""
+def series(records: list[EpochRecord], names: Sequence[tuple[str, str]] = _BOUNDS,
+           ) -> dict[str, tuple[list[int], list[float]]]:
+    """label -> (epochs, values) for every one of `names` ((field, label) pairs; default the
+    bounds) that the history has at least one value of."""
     found = {}
-    for name, label in _BOUNDS:
+    for name, label in names:
         points = [(r.epoch, getattr(r, name)) for r in records if getattr(r, name) is not None]
         if points:
             found[label] = ([e for e, _ in points], [v for _, v in points])
@@ -88,13 +104,13 @@ def figure(records: list[EpochRecord], *, evaluations: Sequence[dict[str, Any]] 
     from matplotlib.ticker import MaxNLocator
 
     curves = series(records)
-    fig, (bounds, seconds) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
-    colours = {}
-    for label, (epochs, values) in curves.items():
-        single = len(epochs) == 1
-        (line,) = bounds.plot(epochs, values, marker="o" if single or len(epochs) < 30 else None, markersize=3,
-                              label=label)
-        colours[label] = line.get_color()
+    terms = series(records, _RECONSTRUCTION), series(records, _KL)
+    if any(terms):  # the two terms below the bounds (a history from before them has none)
+        fig, grid = plt.subplots(2, 2, figsize=(12, 8.5), gridspec_kw={"width_ratios": [2, 1]})
+        (bounds, seconds), lower = grid
+    else:
+        fig, (bounds, seconds) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    colours = _lines(bounds, curves)
     for particles, name, marker in _evaluated(evaluations):
         points = [r for r in evaluations if r.get("particles") == particles and r.get("epoch") is not None]
         bounds.errorbar([r["epoch"] for r in points], [r[name] for r in points],
@@ -112,8 +128,41 @@ def figure(records: list[EpochRecord], *, evaluations: Sequence[dict[str, Any]] 
     seconds.grid(alpha=0.3)
     for axes in (bounds, seconds):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    if any(terms):
+        _terms(lower, terms, records)
     fig.tight_layout()
     return fig
+
+
+def _lines(axes: Any, curves: dict[str, tuple[list[int], list[float]]]) -> dict[str, str]:
+    """Each curve as a line (with points where there are few), labelled; returns label -> colour."""
+    colours = {}
+    for label, (epochs, values) in curves.items():
+        (line,) = axes.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3, label=label)
+        colours[label] = line.get_color()
+    return colours
+
+
+def _terms(panels: Any, terms: tuple[dict[str, tuple[list[int], list[float]]], ...],
+           records: list[EpochRecord]) -> None:
+    """The reconstruction term and the KL term (left and right), each per data split; the KL weight
+    beside the KL where it was not 1 throughout (--beta, --kl-warmup)."""
+    from matplotlib.ticker import MaxNLocator
+
+    titles = ("reconstruction E_q[log p(x|z)] (higher is better)", "KL(q(z|x) || p(z)) (the cost of the code)")
+    for axes, curves, title in zip(panels, terms, titles):
+        colours = _lines(axes, curves)
+        _limit(axes, curves, colours, ())
+        axes.set(xlabel="epoch", ylabel="nats per image", title=title)
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if curves:
+            axes.legend(fontsize="small", loc="lower right" if axes is panels[0] else "best")
+    betas = [(r.epoch, r.beta) for r in records if r.beta is not None]
+    if any(beta != 1 for _, beta in betas):
+        weight = panels[1].twinx()
+        weight.plot([e for e, _ in betas], [b for _, b in betas], color="gray", linestyle="--", label="KL weight")
+        weight.set(ylabel="KL weight in the loss (dashed)", ylim=(0, None))
 
 
 def _evaluated(evaluations: Sequence[dict[str, Any]]) -> list[tuple[int, str, str]]:
@@ -179,6 +228,42 @@ def latent_map(views: Map, labels: torch.Tensor, path: Path, *, classes: Classes
                  + (f"\n{about}" if about else ""))
     fig.tight_layout()
     return _save(fig, path, dpi=90)
+
+
+def kl_per_dimension(kl: torch.Tensor, active: torch.Tensor, path: Path, *, about: str = "") -> Path:
+    """KL(q(z_u | x) || N(0, 1)) of each latent dimension u, largest first, the active ones marked,
+    as a PNG at `path` (atomically).
+
+    Args:
+        kl: (z_dim,) nats per image (`latent.kl_per_dimension`); active: (z_dim,) bool (`latent.active_units`).
+        about: the images and the checkpoint in words, for the caption.
+    """
+    plt = _pyplot()
+    order = sorted(range(len(kl)), key=lambda u: -float(kl[u]))
+    values, used = [float(kl[u]) for u in order], [bool(active[u]) for u in order]
+    fig, axes = plt.subplots(figsize=(max(6.0, 0.22 * len(order) + 2), 4.5))
+    bars = axes.bar(range(len(order)), values, color=["tab:blue" if a else "lightgray" for a in used],
+                    edgecolor=["black" if a else "gray" for a in used], linewidth=0.5)
+    for bar, a in zip(bars, used):
+        if not a:
+            bar.set_hatch("//")  # a shape as well as a colour
+    inactive = [k for k, a in enumerate(used) if not a]  # their bars are often too short to see
+    axes.plot(inactive, [values[k] for k in inactive], linestyle="none", marker="x", color="dimgray", markersize=5)
+    axes.set_ylim(bottom=-0.03 * max(max(values, default=0.0), 1e-3))  # the crosses clear the axis
+    axes.set_xticks(range(len(order)), [str(u) for u in order], fontsize=7 if len(order) > 20 else 9)
+    axes.set(xlabel="latent dimension, by KL", ylabel="KL, nats per image",
+             title=f"{sum(used)} of {len(order)} latent dimensions active: KL per dimension, total {sum(values):.1f} "
+                   "nats")
+    from matplotlib.patches import Patch
+
+    axes.legend(handles=[Patch(facecolor="tab:blue", edgecolor="black", label="active: Var_x E_q[z_u|x] > 0.01"),
+                         Patch(facecolor="lightgray", edgecolor="gray", hatch="//", label="inactive (x)")],
+                loc="upper right")
+    axes.grid(axis="y", alpha=0.3)
+    if about:
+        fig.suptitle(about, fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path, dpi=100)
 
 
 def study_history(study: Any, path: Path, *, target: str) -> Path:

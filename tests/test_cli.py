@@ -305,7 +305,7 @@ def test_plot_draws_the_history(dirs, cli_invoke, one_line_error, tiny_options):
     png = trained["--results-dir"] / "metrics" / "curves.png"
     assert result.stdout.strip() == f"wrote {png} (2 epochs)"
     with Image.open(png) as image:
-        assert image.size == (1200, 450)
+        assert image.size == (1200, 850)  # the bounds and the time per epoch; below them, the two terms
     # A longer history draws a different picture: the curves come from the file.
     assert cli_invoke("train", "--epochs", "4", *opts(trained)).exit_code == 0
     first = png.read_bytes()

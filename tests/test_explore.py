@@ -21,7 +21,7 @@ import torch
 import pyro_vae.explore as ex
 from pyro_vae import data, latent
 from pyro_vae.config import ModelConfig
-from pyro_vae.plots import LATENT_MAP
+from pyro_vae.plots import KL_PER_DIMENSION, LATENT_MAP
 from pyro_vae.model import VAE
 
 PAGE = Path(ex.__file__).parent / "page"
@@ -319,6 +319,10 @@ def test_latent_map_writes_a_picture(cli_invoke, trained, tmp_path):
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
     assert image.width > 1.8 * image.height  # the two planes side by side
     assert len(np.unique(pixels, axis=0)) > 20  # points in many colours, not a blank figure
+    # KL per latent dimension beside it, from the same codes.
+    assert f"wrote {Path('results') / KL_PER_DIMENSION}" in result.stdout
+    with Image.open(tmp_path / "results" / KL_PER_DIMENSION) as image:
+        assert image.format == "PNG" and image.width > image.height
 
 
 def test_active_units_and_kl_per_dimension_follow_their_definitions():

@@ -184,6 +184,8 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         fresh: archive the folder's checkpoints and start from epoch 1.
         settings: any `TrainConfig` or `ModelConfig` field (lr=3e-4, z_dim=20, objective="iwae", ...).
             The settings given are checked against a resumed run's checkpoint; the others are its own.
+            tensorboard=True also logs each epoch to TensorBoard, in `results_dir/tensorboard/`
+            (needs the tensorboard extra; a resumed run logs only when asked again).
     Returns:
         TrainResult. An interrupt (Ctrl-C, or a notebook's stop button) ends the current step, saves the
         position and raises `Interrupted`; calling `train` again continues from that batch.
@@ -193,6 +195,8 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
     unknown = sorted(set(settings) - _SETTINGS)
     if unknown:
         raise ConfigError(f"train() got unknown settings {', '.join(unknown)}; it takes {', '.join(sorted(_SETTINGS))}")
+    if "tensorboard_images_every" in settings and not settings.get("tensorboard"):
+        raise ConfigError("⟨tensorboard_images_every⟩ does nothing without ⟨tensorboard⟩; add ⟨tensorboard⟩, or drop it")
     model_names = {f.name for f in fields(ModelConfig)}
     model_config = ModelConfig(**{k: v for k, v in settings.items() if k in model_names})
     train_config = TrainConfig(epochs=epochs, **{str(k): getattr(v, "value", v) for k, v in settings.items()

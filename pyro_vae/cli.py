@@ -226,6 +226,12 @@ def train(
     beta: Given(float, "Weight of the KL term in the loss (beta-VAE); the bound printed stays the true one "
                 "[default: 1].") = None,
     kl_warmup: Given(int, "Raise the KL weight linearly from 0 to --beta over the first N epochs [default: 0].") = None,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also log every epoch's figures to TensorBoard, "
+                                              "in the results folder's tensorboard/ (needs the tensorboard "
+                                              "extra).")] = False,
+    tensorboard_images_every: Annotated[Optional[int], typer.Option(
+        help="With --tensorboard: a grid of prior samples at epoch 1, every N-th and the last; 0: none "
+             f"[default: {TrainConfig.tensorboard_images_every}].")] = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
@@ -239,13 +245,13 @@ def train(
     given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective, particles=particles,
                                    lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
                                    eval_particles=eval_particles, beta=beta, kl_warmup=kl_warmup, z_dim=z_dim,
-                                   hidden_dim=hidden_dim).items()
+                                   hidden_dim=hidden_dim, tensorboard_images_every=tensorboard_images_every).items()
              if v is not None}
     _paths(data_dir, checkpoint_dir, results_dir, dataset)  # a bad --dataset fails before anything is read
     result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
                             dataset=dataset or Paths.dataset, data_dir=data_dir, device=device.value, fresh=fresh,
                             progress=sys.stdout.isatty(), save_every=save_every, keep=keep,
-                            precision=precision.value, **given)
+                            precision=precision.value, tensorboard=tensorboard, **given)
     if result.further is not None:
         typer.echo(f"to train on, e.g. to epoch {result.further.options['epochs']}, run: "
                    f"{command_line(result.further)}")

@@ -15,6 +15,8 @@ from pyro_vae.errors import Hint
 
 # Settings with no command-line option of their own (tune's trials leave the test set alone).
 _NO_OPTION = frozenset({"eval_test"})
+# Settings that only mean something beside another one (an option that would do nothing is refused).
+_ONLY_WITH = {"tensorboard_images_every": "tensorboard"}
 # TuneConfig fields whose option is named otherwise.
 _TUNE_OPTIONS = {"heartbeat_s": "heartbeat", "grace_s": "grace_period"}
 
@@ -54,7 +56,8 @@ def train(config: TrainConfig, *, paths: Paths, model_config: ModelConfig = Mode
     for settings, default in ((config, TrainConfig()), (model_config, ModelConfig())):
         for f in fields(settings):
             value = getattr(settings, f.name)
-            if f.name not in _NO_OPTION | {"epochs"} and (
+            beside = _ONLY_WITH.get(f.name)
+            if f.name not in _NO_OPTION | {"epochs"} and (beside is None or getattr(settings, beside)) and (
                     (every and "on_resume" in f.metadata) or value != getattr(default, f.name)):
                 options[f.name] = value
     return Hint("train", {**options, **folders(paths), "device": _device(device), "fresh": fresh})

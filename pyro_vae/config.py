@@ -178,6 +178,10 @@ class TrainConfig:
     # over the first kl_warmup epochs (`beta_at`). Old checkpoints, without them, trained with 1 and 0.
     beta: float = field(default=1.0, metadata=FIXED)
     kl_warmup: int = field(default=0, metadata=FIXED)
+    # TensorBoard events in results/<run>/tensorboard/ (pyro_vae.tensorboard): this call's choice, as
+    # --save-every is; a resumed run writes them only when asked again.
+    tensorboard: bool = False
+    tensorboard_images_every: int = 10  # a prior-samples grid at epoch 1, every N-th and the last; 0: none
 
     def check_held_out(self, n_images: int) -> None:
         """What needs the data and the settings a resumed run ends up with: a validation split
@@ -226,6 +230,8 @@ class TrainConfig:
         _require(math.isfinite(self.beta) and 0 <= self.beta <= MAX_BETA,
                  f"⟨beta⟩ must be between 0 and {MAX_BETA:g} (1: the ELBO itself), got {self.beta}")
         _require(self.kl_warmup >= 0, f"⟨kl_warmup⟩ must be 0 (none) or more epochs, got {self.kl_warmup}")
+        _require(self.tensorboard_images_every >= 0,
+                 f"⟨tensorboard_images_every⟩ must be 0 (none) or more, got {self.tensorboard_images_every}")
 
 
 # What fits each goal after a mismatch: resume the run that is there, train the other model in

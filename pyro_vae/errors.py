@@ -158,8 +158,9 @@ class Interrupted(PyroVAEError):
 
 
 class MissingExtra(PyroVAEError):
-    """A feature needs `package`, an optional dependency that comes with pyro-vae's `extra`."""
+    """A feature needs `package`, an optional dependency that comes with pyro-vae's `extra`; the
+    message names the feature as `feature` (e.g. `setting.tensorboard`), or else as the extra."""
 
-    def __init__(self, *, extra: str, package: str) -> None:
-        super().__init__(f"{extra} needs {package}, which is not installed: pip install 'pyro-vae[{extra}]'")
+    def __init__(self, *, extra: str, package: str, feature: str | None = None) -> None:
+        super().__init__(f"{feature or extra} needs {package}, which is not installed: pip install 'pyro-vae[{extra}]'")
         self.extra, self.package = extra, package

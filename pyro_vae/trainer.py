@@ -17,7 +17,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vae import checkpoint, commands, data, kernels
+from pyro_vae import checkpoint, commands, data, kernels, tensorboard
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
 from pyro_vae.errors import (HINT, CheckpointError, DeviceMismatch, Hint, Interrupted, InterruptedTwice,
                              TrainingDiverged)
@@ -261,6 +261,8 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     """
     paths = paths or Paths()
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
+    if train_config.tensorboard:
+        tensorboard.require()  # so does --tensorboard without TensorBoard
     images, _ = data.ensure_split(paths.data_dir, "train", dataset=paths.dataset)
     # Read (and verified) now even when no evaluation needs it, so bad data fails before
     # --fresh moves anything; a resumed run may turn evaluations on.
@@ -283,7 +285,9 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         again = commands.train(config, paths=paths, model_config=result.model_config, device=device)
         images, held_out = _split(images, test, config, device=device)
         n_batches = -(-len(images) // config.batch_size)
-        with Bars(progress) as bars, _second_interrupt(again):
+        with Bars(progress) as bars, _second_interrupt(again), tensorboard.opened(
+                paths.results_dir, config=config, first_epoch=first_epoch, device=device, fresh=fresh,
+                archived_to=result.archived_to) as board:
             # A resumed run starts mid-way; without a terminal the epoch lines say how far it is.
             bars.add("epochs ", total=config.epochs, completed=first_epoch - 1, lines=False)
             bars.add("batches", total=n_batches)
@@ -317,7 +321,8 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                     run.save(run.last, epoch=epoch - 1, at=reached)
                     raise request.interrupted(f"in the evaluation after epoch {epoch}", run.last,
                                               again=again) from None
-                result.saved += _end_epoch(run, epoch=epoch, reached=reached, n_images=len(images), figures=figures)
+                result.saved += _end_epoch(run, epoch=epoch, reached=reached, n_images=len(images), figures=figures,
+                                           board=board)
                 result.metrics = run.metrics[done_before:]
                 bars.advance("epochs ")
                 if figures and on_evaluation is not None:
@@ -409,14 +414,18 @@ def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor]
     return figures
 
 
-def _end_epoch(run: _Run, *, epoch: int, reached: Position, n_images: int, figures: dict[str, float]) -> list[Path]:
-    """Record the epoch, rewrite the history, save (best.pt, the numbered file, last.pt) and prune;
-    returns the numbered checkpoint written, if any."""
+def _end_epoch(run: _Run, *, epoch: int, reached: Position, n_images: int, figures: dict[str, float],
+               board: tensorboard.Board) -> list[Path]:
+    """Record the epoch, rewrite the history, log it to TensorBoard (with --tensorboard), save
+    (best.pt, the numbered file, last.pt) and prune; returns the numbered checkpoint written, if any."""
     record = EpochRecord(epoch=epoch, seconds=reached.seconds, lower_bound=_lower_bound(reached, n_images),
                          lr=run.config.lr_at(epoch), beta=run.config.beta_at(epoch), **_terms(reached, n_images),
                          **figures)
     run.metrics.append(record)
     write_history(run.metrics, run.paths.results_dir / HISTORY)
+    # Before the checkpoints: a run killed between the two redoes this epoch, and its purge
+    # (tensorboard.opened) drops the first logging of it.
+    board.write(record, vae=run.vae)
     improved = record.valid_log_likelihood is not None and record.valid_log_likelihood > run.best
     numbered = checkpoint.path_for(run.paths.checkpoint_dir, epoch) if (
         epoch % run.config.save_every == 0 or epoch == run.config.epochs) else None

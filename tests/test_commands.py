@@ -65,6 +65,18 @@ def test_a_resume_line_repeats_what_the_checkpoint_does_not_carry(mnist_dir, tmp
     assert line_of(commands.train(TrainConfig(), paths=Paths())) == "python cli.py train --epochs 1000"
 
 
+def test_a_resume_line_logs_to_tensorboard_again_only_when_the_run_did(cli_invoke, mnist_dir, tiny_options,
+                                                                       signal_during_loss):
+    with signal_during_loss(3, signal.SIGINT):
+        stopped = cli_invoke("train", "--epochs", "2", *tiny_options, "--tensorboard", "--tensorboard-images-every", "3")
+    line = hint(stopped.stderr)
+    assert "--tensorboard --tensorboard-images-every 3" in line, line
+    assert paste(cli_invoke, line).exit_code == 0
+    # A run that does not log has no use for the cadence: the option alone would be refused.
+    assert line_of(commands.train(TrainConfig(tensorboard_images_every=3), paths=Paths())) == \
+        "python cli.py train --epochs 1000"
+
+
 def test_ctrl_c_hint_resumes_the_same_run_to_the_same_target_in_the_same_folders(
         tmp_path, mnist_dir, cli_invoke, tiny_options, signal_during_loss):
     other_data = shutil.copytree(mnist_dir, tmp_path / "other data")

@@ -1,8 +1,9 @@
 """docs/tutorial.ipynb: kept in git without outputs (quick), and run top to bottom on real MNIST by
 nbclient, in a kernel of this very interpreter (slow: `make test-slow`).
 
-After running the notebook, strip its outputs with `python tests/test_notebook.py` (what
-`jupyter nbconvert --clear-output --inplace docs/tutorial.ipynb` does, and the widget state too).
+After running the notebook, strip its outputs with `python tests/test_notebook.py` (or name the
+files to strip): outputs and execution counts, as `jupyter nbconvert --clear-output` strips them,
+and the widgets' state and the kernel's details, which it leaves.
 """
 
 from __future__ import annotations

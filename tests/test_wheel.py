@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from pyro_vae import explore
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-PAGE_FILES = {"index.html", "app.js", "nets.js", "style.css"}
+PAGE_FILES = set(explore.PAGE_FILES)  # what the page is, as the export copies it
 BIN = "Scripts" if os.name == "nt" else "bin"
 # What stays out of the copy the wheel is built from: the clone's venv, git, data and outputs, and
 # the droppings of an earlier build (an in-tree build writes build/ and *.egg-info/ beside setup.cfg).

@@ -13,7 +13,8 @@ from typing import Any, Callable
 import torch
 
 from pyro_vae import checkpoint, data, evaluate as ev, generate as gen
-from pyro_vae.config import EvaluateConfig, GenerateConfig, ModelConfig, Paths, TrainConfig, results_dir_for
+from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
+                             with_recipe)
 from pyro_vae.errors import ConfigError, Hint
 from pyro_vae.metrics import HISTORY, EpochRecord, claim, read_history
 from pyro_vae.model import VAE
@@ -70,8 +71,12 @@ class Model:
         return next(self.vae.parameters()).device
 
     def about(self) -> dict[str, Any]:
-        """What a picture or a record says of this checkpoint: data set, file and epoch."""
-        return {"dataset": self.dataset, "checkpoint": str(self.path), "epoch": self.epoch}
+        """What a picture or a record says of this checkpoint: data set, file and epoch, and its
+        recipe and prior where it has one or it is not the seed's."""
+        config = self.model_config
+        return {"dataset": self.dataset, "checkpoint": str(self.path), "epoch": self.epoch,
+                **({"recipe": self.train_config.recipe} if self.train_config.recipe else {}),
+                **({"prior": f"vamp {config.pseudo_inputs}"} if config.prior == Prior.vamp else {})}
 
     def paths(self, *, dataset: str | None = None, data_dir: str | Path | None = None,
               results_dir: str | Path | None = None, writes: bool = True) -> Paths:
@@ -88,7 +93,8 @@ class Model:
         return paths
 
     def sample(self, n: int = GenerateConfig.n, *, seed: int = GenerateConfig.seed) -> torch.Tensor:
-        """Decode `n` draws of z ~ p(z): (n, 28, 28) pixel probabilities (`generate --mode prior`'s grid)."""
+        """Decode `n` draws of z ~ p(z), the model's prior: (n, 28, 28) pixel probabilities (`generate
+        --mode prior`'s grid)."""
         GenerateConfig(n=n, seed=seed)  # the same ranges as the command line's
         with isolated_rng(seed, device=self.device):
             return _square(gen.prior_samples(self.vae, n=n))
@@ -174,7 +180,8 @@ class TrainResult:
 def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Paths.checkpoint_dir,
           results_dir: str | Path | None = None, dataset: str = Paths.dataset, data_dir: str | Path | None = None,
           device: str | torch.device = "auto", fresh: bool = False, progress: bool = False,
-          on_evaluation: Callable[[int, dict[str, float]], None] | None = None, **settings: Any) -> TrainResult:
+          on_evaluation: Callable[[int, dict[str, float]], None] | None = None, recipe: str | None = None,
+          **settings: Any) -> TrainResult:
     """Train a VAE, resuming from `checkpoint_dir`'s furthest checkpoint by itself.
 
     Args:
@@ -182,6 +189,8 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         results_dir: where metrics/history.csv goes [default: from `checkpoint_dir`, see `config.results_dir_for`].
         dataset, data_dir: what to train on [default: MNIST in data/mnist, or $PYRO_VAE_DATA].
         fresh: archive the folder's checkpoints and start from epoch 1.
+        recipe: a named bundle of settings (`config.RECIPES`: "seed", "iwae", "vamp"); the settings
+            given beside it override its values. It is recorded, and counts as given on resume.
         settings: any `TrainConfig` or `ModelConfig` field (lr=3e-4, z_dim=20, objective="iwae", ...).
             The settings given are checked against a resumed run's checkpoint; the others are its own.
             tensorboard=True also logs each epoch to TensorBoard, in `results_dir/tensorboard/`
@@ -195,6 +204,9 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
     unknown = sorted(set(settings) - _SETTINGS)
     if unknown:
         raise ConfigError(f"train() got unknown settings {', '.join(unknown)}; it takes {', '.join(sorted(_SETTINGS))}")
+    settings = with_recipe(recipe, settings)
+    if "pseudo_inputs" in settings and settings.get("prior") != Prior.vamp:
+        raise ConfigError("⟨pseudo_inputs⟩ sizes the VampPrior; add ⟨prior⟩ vamp, or drop it")
     if "tensorboard_images_every" in settings and not settings.get("tensorboard"):
         raise ConfigError("⟨tensorboard_images_every⟩ does nothing without ⟨tensorboard⟩; add ⟨tensorboard⟩, or drop it")
     model_names = {f.name for f in fields(ModelConfig)}

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
-                             RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective,
+                             PSEUDO_INPUTS, RECONSTRUCT_IMAGES, Device, Prior, EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective,
                              Paths, Precision, QuizConfig, TrainConfig, TuneConfig, check_mode_options, either)
 from pyro_vae.errors import Hint, Hinted, Interrupted, PyroVAEError, render
 
@@ -204,6 +204,18 @@ def download(dataset: DatasetOpt = None, data_dir: DataDir = None) -> None:
     typer.echo(f"{data.get(paths.dataset).title} is complete in {paths.data_dir}")
 
 
+def _recipes_help() -> str:
+    """--recipe's help: each recipe with the options it sets."""
+    from pyro_vae.config import RECIPES
+
+    described = []
+    for name, recipe in RECIPES.items():
+        options = " ".join(f"{_flag(k)} {v}" for k, v in recipe.settings.items())
+        described.append(f"{name}: {recipe.about}" + (f" ({options})" if options else ""))
+    return ("Start from a named bundle of settings; an option given beside it overrides its value. "
+            + "; ".join(described) + ".")
+
+
 @app.command()
 def train(
     epochs: Annotated[int, typer.Option(help="Train up to this epoch (a resumed run continues to it).")] = TrainConfig.epochs,
@@ -226,6 +238,11 @@ def train(
     beta: Given(float, "Weight of the KL term in the loss (beta-VAE); the bound printed stays the true one "
                 "[default: 1].") = None,
     kl_warmup: Given(int, "Raise the KL weight linearly from 0 to --beta over the first N epochs [default: 0].") = None,
+    prior: Given(Prior, "p(z): standard, the seed's N(0, I); or vamp, a mixture of the guide at learned "
+                 "pseudo-inputs (Tomczak & Welling 2018) [default: standard].") = None,
+    pseudo_inputs: Given(int, f"With --prior vamp: how many pseudo-inputs [default: {PSEUDO_INPUTS}, the "
+                         "paper's].") = None,
+    recipe: Annotated[Optional[str], typer.Option(help=_recipes_help(), metavar="NAME")] = None,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also log every epoch's figures to TensorBoard, "
                                               "in the results folder's tensorboard/ (needs the tensorboard "
                                               "extra).")] = False,
@@ -245,13 +262,14 @@ def train(
     given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective, particles=particles,
                                    lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
                                    eval_particles=eval_particles, beta=beta, kl_warmup=kl_warmup, z_dim=z_dim,
-                                   hidden_dim=hidden_dim, tensorboard_images_every=tensorboard_images_every).items()
+                                   hidden_dim=hidden_dim, tensorboard_images_every=tensorboard_images_every,
+                                   prior=prior, pseudo_inputs=pseudo_inputs).items()
              if v is not None}
     _paths(data_dir, checkpoint_dir, results_dir, dataset)  # a bad --dataset fails before anything is read
     result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
                             dataset=dataset or Paths.dataset, data_dir=data_dir, device=device.value, fresh=fresh,
                             progress=sys.stdout.isatty(), save_every=save_every, keep=keep,
-                            precision=precision.value, tensorboard=tensorboard, **given)
+                            precision=precision.value, tensorboard=tensorboard, recipe=recipe, **given)
     if result.further is not None:
         typer.echo(f"to train on, e.g. to epoch {result.further.options['epochs']}, run: "
                    f"{command_line(result.further)}")
@@ -261,8 +279,8 @@ def train(
 
 @app.command()
 def generate(
-    mode: Annotated[Mode, typer.Option(help="prior: decode z ~ N(0, I); digit: widen the guide around real test "
-                                       "digits.")] = Mode.prior,
+    mode: Annotated[Mode, typer.Option(help="prior: decode z ~ p(z), the model's prior; digit: widen the guide "
+                                       "around real test digits.")] = Mode.prior,
     n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
     noise: Annotated[Optional[float], typer.Option(help=f"Digit mode: added to the guide's log-std, {MIN_NOISE:g} "
                                                    f"to {MAX_NOISE:g}; 1.4 gives more varied digits [default: "
@@ -577,7 +595,8 @@ def latent_map(
         classes=latent.Classes.of(paths.dataset, paths.data_dir), about=where))
     used = latent.usage_of(model.vae, images)
     _saved(paths.results_dir / plots.KL_PER_DIMENSION, lambda out: plots.kl_per_dimension(
-        used.kl, used.active, out, about=f"{len(images)} {data.get(paths.dataset).title} test images; {where}"))
+        used.kl, used.active, out, about=f"{len(images)} {data.get(paths.dataset).title} test images; {where}",
+        marginal=model.model_config.prior != "standard"))
 
 
 def main() -> None:

@@ -10,13 +10,15 @@ from typing import Any
 
 import torch
 
-from pyro_vae.config import ModelConfig, Paths, TrainConfig, TuneConfig, results_dir_for
+from pyro_vae.config import ModelConfig, Paths, TrainConfig, TuneConfig, results_dir_for, with_recipe
 from pyro_vae.errors import Hint
 
 # Settings with no command-line option of their own (tune's trials leave the test set alone).
 _NO_OPTION = frozenset({"eval_test"})
 # Settings that only mean something beside another one (an option that would do nothing is refused).
-_ONLY_WITH = {"tensorboard_images_every": "tensorboard"}
+_ONLY_WITH = {"tensorboard_images_every": lambda config: config.tensorboard,
+              "pseudo_inputs": lambda config: config.prior == "vamp"}
+_MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))
 # TuneConfig fields whose option is named otherwise.
 _TUNE_OPTIONS = {"heartbeat_s": "heartbeat", "grace_s": "grace_period"}
 
@@ -48,16 +50,21 @@ def train(config: TrainConfig, *, paths: Paths, model_config: ModelConfig = Mode
     It repeats epochs, every setting that differs from its default, the folders and the device.
     A checkpoint carries the architecture and the recipe, but repeating them is harmless (the
     same values are no mismatch) and keeps a run that stopped before its first checkpoint the
-    same run. With `every`, each setting a checkpoint records is spelled out even at its default
+    same run. A run from a recipe names it, and the settings where it differs from the recipe.
+    With `every`, each setting a checkpoint records is spelled out even at its default
     (a call that must not depend on today's defaults, e.g. a reproduction); `fresh` adds fresh
     (start over in these folders).
     """
-    options: dict[str, Any] = {"epochs": config.epochs}
-    for settings, default in ((config, TrainConfig()), (model_config, ModelConfig())):
+    options: dict[str, Any] = {"epochs": config.epochs, **({"recipe": config.recipe} if config.recipe else {})}
+    # A recipe's run is spelled as the recipe and what differs from it (the recipe's own name first).
+    recipe = with_recipe(config.recipe or None, {})
+    defaults = (TrainConfig(**{k: v for k, v in recipe.items() if k not in _MODEL_FIELDS}),
+                ModelConfig(**{k: v for k, v in recipe.items() if k in _MODEL_FIELDS}))
+    for settings, default in zip((config, model_config), defaults):
         for f in fields(settings):
             value = getattr(settings, f.name)
             beside = _ONLY_WITH.get(f.name)
-            if f.name not in _NO_OPTION | {"epochs"} and (beside is None or getattr(settings, beside)) and (
+            if f.name not in _NO_OPTION | {"epochs", "recipe"} and (beside is None or beside(settings)) and (
                     (every and "on_resume" in f.metadata) or value != getattr(default, f.name)):
                 options[f.name] = value
     return Hint("train", {**options, **folders(paths), "device": _device(device), "fresh": fresh})

@@ -37,8 +37,13 @@ class Objective(Choice):
     iwae = "iwae"  # the importance-weighted bound
 
 
+class Prior(Choice):
+    standard = "standard"  # the seed's N(0, I)
+    vamp = "vamp"  # the VampPrior: a mixture of the guide at learned pseudo-inputs (pyro_vae.priors)
+
+
 class Mode(Choice):
-    prior = "prior"  # decode z ~ N(0, I)
+    prior = "prior"  # decode z ~ p(z)
     digit = "digit"  # widen the guide around real test digits
 
 
@@ -63,6 +68,10 @@ MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
 MAX_Z_DIM = 1024
 MAX_HIDDEN_DIM = 8192
 MAX_N = 10_000
+# The VampPrior's pseudo-inputs: the paper's 500 (Tomczak & Welling 2018, MNIST). Every step runs
+# them through the encoder, so K rows cost about as much as K training images' encoder pass.
+PSEUDO_INPUTS = 500
+MAX_PSEUDO_INPUTS = 10_000
 MAX_PARTICLES = 10_000  # evaluation draws them in chunks, so memory stays bounded
 # Training keeps every particle's activations for the backward pass: 1000 particles x 128
 # images is already gigabytes.
@@ -142,12 +151,20 @@ CARRIED = {"on_resume": "carried"}  # keeps the checkpoint's value unless given 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the networks: encoder 784-hidden-hidden-(2 x z_dim), decoder z_dim-hidden-hidden-784."""
+    """Sizes of the networks, encoder 784-hidden-hidden-(2 x z_dim) and decoder z_dim-hidden-hidden-784,
+    and the prior p(z): the seed's N(0, I), or a VampPrior of `pseudo_inputs` learned images.
+    Checkpoints from before the prior was a choice load as standard."""
 
     z_dim: int = field(default=40, metadata=FIXED)
     hidden_dim: int = field(default=500, metadata=FIXED)
+    prior: str = field(default=Prior.standard.value, metadata=FIXED)
+    pseudo_inputs: int = field(default=PSEUDO_INPUTS, metadata=FIXED)  # K, the VampPrior's components
 
     def __post_init__(self) -> None:
+        _require_choice(Prior, self.prior, "⟨prior⟩")
+        object.__setattr__(self, "prior", str(self.prior))  # the plain string, as checkpoints record it
+        _require(1 <= self.pseudo_inputs <= MAX_PSEUDO_INPUTS,
+                 f"⟨pseudo_inputs⟩ must be between 1 and {MAX_PSEUDO_INPUTS}, got {self.pseudo_inputs}")
         _require(1 <= self.z_dim <= MAX_Z_DIM, f"⟨z_dim⟩ must be between 1 and {MAX_Z_DIM}, got {self.z_dim}")
         _require(1 <= self.hidden_dim <= MAX_HIDDEN_DIM,
                  f"⟨hidden_dim⟩ must be between 1 and {MAX_HIDDEN_DIM}, got {self.hidden_dim}")
@@ -182,6 +199,9 @@ class TrainConfig:
     # --save-every is; a resumed run writes them only when asked again.
     tensorboard: bool = False
     tensorboard_images_every: int = 10  # a prior-samples grid at epoch 1, every N-th and the last; 0: none
+    # The named bundle of settings the run started from (RECIPES), "" for none; its values may have
+    # been overridden one by one, and the fields above are what ran.
+    recipe: str = field(default="", metadata=FIXED)
 
     def check_held_out(self, n_images: int) -> None:
         """What needs the data and the settings a resumed run ends up with: a validation split
@@ -232,6 +252,37 @@ class TrainConfig:
         _require(self.kl_warmup >= 0, f"⟨kl_warmup⟩ must be 0 (none) or more epochs, got {self.kl_warmup}")
         _require(self.tensorboard_images_every >= 0,
                  f"⟨tensorboard_images_every⟩ must be 0 (none) or more, got {self.tensorboard_images_every}")
+        _require(self.recipe == "" or self.recipe in RECIPES,
+                 f"⟨recipe⟩ must be {either(tuple(RECIPES))}, got {self.recipe!r}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named bundle of train settings (`TrainConfig` and `ModelConfig` fields): `train(recipe=...)`
+    applies them, and any setting given beside it overrides the recipe's value."""
+
+    about: str  # one line for --help and the docs
+    settings: dict[str, Any]
+
+
+_IWAE = {"objective": Objective.iwae.value, "particles": 5, "lr_decay": 0.997, "valid_size": 10_000, "eval_every": 10}
+RECIPES = {
+    "seed": Recipe("the seed program's settings (the defaults)", {}),
+    # docs/results.md: -85.44 +- 0.23 at epoch 510 (K=1000); Burda et al. 2015's k=5 column.
+    "iwae": Recipe("IWAE k=5 with the learning rate times 0.997 an epoch, the last 10000 training images held out "
+                   "for best.pt, scored every 10 epochs", _IWAE),
+    # docs/results.md measures it against iwae at epochs 50 and 100.
+    "vamp": Recipe("the iwae recipe with a VampPrior of 100 pseudo-inputs", {**_IWAE, "prior": Prior.vamp.value,
+                                                                         "pseudo_inputs": 100}),
+}
+
+
+def with_recipe(recipe: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` (field name -> value) over recipe `recipe`'s, with the recipe named; as they are without one."""
+    if recipe is None:
+        return dict(settings)
+    _require(recipe in RECIPES, f"⟨recipe⟩ must be {either(tuple(RECIPES))}, got {recipe!r}")
+    return {**RECIPES[recipe].settings, **settings, "recipe": recipe}
 
 
 # What fits each goal after a mismatch: resume the run that is there, train the other model in

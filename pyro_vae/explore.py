@@ -29,9 +29,9 @@ from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERP
 from pyro_vae.data import IMAGE_SIZE, binarize_once
 from pyro_vae.errors import PyroVAEError
 from pyro_vae.fsutil import atomic_write
-from pyro_vae.latent import (ACTIVE_THRESHOLD, Classes, active_units, activity, guide_params, kl_per_dimension,
-                             latent_views)
+from pyro_vae.latent import ACTIVE_THRESHOLD, Classes, guide_params, latent_views, usage
 from pyro_vae.model import VAE
+from pyro_vae.priors import describe
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     binarized = binarize_once(images)
     z_loc, z_scale = guide_params(vae, binarized)
     views = latent_views(z_loc, labels)
+    used = usage(vae, z_loc, z_scale)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "checkpoint": {"path": str(checkpoint), "epoch": epoch, "z_dim": vae.config.z_dim,
@@ -85,8 +86,9 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
                      "quiz_real_fraction": QuizConfig.real_fraction,
                      # None: real and generated cells both as grey levels (intensities and probabilities)
                      "quiz_threshold": QUIZ_THRESHOLD if classes.black_and_white else None},
-        "latent": {"kl": kl_per_dimension(z_loc, z_scale).tolist(), "activity": activity(z_loc).tolist(),
-                   "active": active_units(z_loc).tolist(), "threshold": ACTIVE_THRESHOLD},
+        "latent": {"kl": used.kl.tolist(), "activity": used.activity.tolist(), "active": used.active.tolist(),
+                   "threshold": ACTIVE_THRESHOLD, "prior": vae.config.prior,
+                   "about_prior": describe(vae.config.prior, vae.config.pseudo_inputs)},
         "map": {"planes": {plane.name: plane.label for plane in views.planes}, "variance_share": views.share},
         "layers": {}, "arrays": {},
     }

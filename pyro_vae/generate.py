@@ -13,6 +13,7 @@ from pyro_vae import data
 from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, check_mode_options
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import Z, VAE
+from pyro_vae.priors import describe
 from pyro_vae.runtime import seed_all
 
 PRIOR_NAME = "random_samples"
@@ -20,7 +21,7 @@ PRIOR_NAME = "random_samples"
 
 @torch.no_grad()
 def prior_samples(vae: VAE, *, n: int) -> torch.Tensor:
-    """Decode `n` draws of z ~ N(0, I).
+    """Decode `n` draws of z ~ p(z) (the model's prior: N(0, I) or its VampPrior).
 
     Returns:
         (n, 784) float pixel probabilities in [0, 1].
@@ -48,7 +49,7 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
 
 
 def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None = None,
-           classes: Sequence[str] = ()) -> dict[str, str]:
+           classes: Sequence[str] = (), prior: str = describe("standard", 0)) -> dict[str, str]:
     """The output names of a `generate` call, in `samples`' order, each with what its picture shows.
 
     Names are `random_samples` (prior), `3` (class 3's exemplar) or `index_17` (test image 17),
@@ -57,11 +58,12 @@ def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None =
     Args:
         chosen: digit mode's names and test images, `config.chosen(exemplars)`.
         classes: the data set's class names, to say what each exemplar shows ("a 3", "a Sneaker").
+        prior: what p(z) is (`priors.describe`).
     """
     check_mode_options(mode, frozenset())
     suffix = config.suffix(mode)
     if mode == Mode.prior:
-        return {PRIOR_NAME + suffix: f"{config.n} samples from the prior z ~ N(0, I)"}
+        return {PRIOR_NAME + suffix: f"{config.n} samples from the prior {prior}"}
     return {name + suffix: f"{config.n} draws from the guide around test image {index}"
             + (f" (a {classes[int(name)]})" if name.isdigit() and int(name) < len(classes) else "")
             for name, index in (chosen or {}).items()}
@@ -99,7 +101,8 @@ def grids(vae: VAE, mode: str, config: GenerateConfig, *, paths: Paths, digits: 
             config = dataclasses.replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
         chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
     x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
-    shown = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir))
+    shown = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir),
+                   prior=describe(vae.config.prior, vae.config.pseudo_inputs))
     drawn = samples(vae, mode, config, x=x, names=list(shown))
     return {name: (shown[name], x_probs) for name, x_probs in drawn.items()}
 

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyro_vae.config import ModelConfig
+from pyro_vae.config import ModelConfig, Prior
 from pyro_vae.data import IMAGE_PIXELS
+from pyro_vae.priors import EqualMixture, PseudoInputs, standard_normal
 
 # Sample-site names, shared by training, generation and tests.
 Z = "z"
@@ -77,7 +78,8 @@ def _glorot_(module: nn.Module) -> None:
 
 
 class VAE(nn.Module):
-    """The seed's VAE: p(z) p(x | z) with z ~ N(0, I), and the guide q(z | x).
+    """The seed's VAE: p(z) p(x | z) with z ~ N(0, I), and the guide q(z | x); or with the
+    VampPrior p(z) = (1/K) sum_k q(z | u_k) at K learned pseudo-inputs u_k (`config.prior`).
 
     Training maximises the evidence lower bound E_q[log p(x, z) - log q(z | x)]
     (Kingma & Welling 2014, "Auto-Encoding Variational Bayes") with Pyro's Trace_ELBO.
@@ -89,6 +91,18 @@ class VAE(nn.Module):
         self.encoder = Encoder(z_dim=config.z_dim, hidden_dim=config.hidden_dim)
         self.decoder = Decoder(z_dim=config.z_dim, hidden_dim=config.hidden_dim)
         _glorot_(self)
+        # Drawn after the networks, so a standard model's initial weights are what they always were.
+        self.pseudo_inputs = PseudoInputs(config.pseudo_inputs) if config.prior == Prior.vamp else None
+
+    def prior(self, n: int) -> dist.TorchDistribution:
+        """p(z) over `n` images: batch (n,), event (z_dim,). The VampPrior's components are the
+        encoder's Gaussians at the pseudo-inputs, computed afresh (they move as the encoder learns)."""
+        weight = self.decoder.net[0].weight
+        if self.pseudo_inputs is None:
+            return standard_normal(n, self.config.z_dim, like=weight)
+        loc, logstd = self.encoder(self.pseudo_inputs())
+        dtype = torch.promote_types(loc.dtype, torch.float32)  # as the guide's, under bf16 autocast
+        return EqualMixture(loc.to(dtype), logstd.to(dtype).exp(), batch_shape=(n,))
 
     def model(self, x: torch.Tensor | None = None, *, batch_size: int | None = None,
               noise: float = 0.0) -> None:
@@ -103,10 +117,8 @@ class VAE(nn.Module):
         n = x.shape[0] if x is not None else batch_size
         if n is None:
             raise ValueError("model needs x or batch_size")
-        weight = self.decoder.net[0].weight
-        z_loc = torch.zeros(n, self.config.z_dim, device=weight.device, dtype=weight.dtype)
         with pyro.plate(DATA_PLATE, n):
-            z = pyro.sample(Z, dist.Normal(z_loc, torch.ones_like(z_loc)).to_event(1))
+            z = pyro.sample(Z, self.prior(n))
             # x is binarized by construction; skipping the per-step support check saves time.
             # (No deterministic site for the probabilities: it would cost a sigmoid and a Delta
             # log-density over every pixel at every step; `x_probs` decodes when a picture is wanted.)

@@ -230,13 +230,15 @@ def latent_map(views: Map, labels: torch.Tensor, path: Path, *, classes: Classes
     return _save(fig, path, dpi=90)
 
 
-def kl_per_dimension(kl: torch.Tensor, active: torch.Tensor, path: Path, *, about: str = "") -> Path:
-    """KL(q(z_u | x) || N(0, 1)) of each latent dimension u, largest first, the active ones marked,
+def kl_per_dimension(kl: torch.Tensor, active: torch.Tensor, path: Path, *, about: str = "",
+                     marginal: bool = False) -> Path:
+    """KL(q(z_u | x) || p(z_u)) of each latent dimension u, largest first, the active ones marked,
     as a PNG at `path` (atomically).
 
     Args:
         kl: (z_dim,) nats per image (`latent.kl_per_dimension`); active: (z_dim,) bool (`latent.active_units`).
         about: the images and the checkpoint in words, for the caption.
+        marginal: the prior is a VampPrior, and each KL is against its marginal (they do not sum to the KL term).
     """
     plt = _pyplot()
     order = sorted(range(len(kl)), key=lambda u: -float(kl[u]))
@@ -252,8 +254,8 @@ def kl_per_dimension(kl: torch.Tensor, active: torch.Tensor, path: Path, *, abou
     axes.set_ylim(bottom=-0.03 * max(max(values, default=0.0), 1e-3))  # the crosses clear the axis
     axes.set_xticks(range(len(order)), [str(u) for u in order], fontsize=7 if len(order) > 20 else 9)
     axes.set(xlabel="latent dimension, by KL", ylabel="KL, nats per image",
-             title=f"{sum(used)} of {len(order)} latent dimensions active: KL per dimension, total {sum(values):.1f} "
-                   "nats")
+             title=f"{sum(used)} of {len(order)} latent dimensions active: KL per dimension, "
+                   + ("against the VampPrior's marginals" if marginal else f"total {sum(values):.1f} nats"))
     from matplotlib.patches import Patch
 
     axes.legend(handles=[Patch(facecolor="tab:blue", edgecolor="black", label="active: Var_x E_q[z_u|x] > 0.01"),

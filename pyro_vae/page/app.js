@@ -433,8 +433,14 @@ function dimsPanel() {
   const count = active.filter(Boolean).length;
   const total = kl.reduce((a, b) => a + b, 0);
   $("dims-threshold").textContent = String(threshold);
-  $("dims-count").textContent = `${count} of ${zDim} dimensions active; their KL adds up to ` +
-    `${total.toFixed(1)} nats per image`;
+  const vamp = M.manifest.latent.prior === "vamp";
+  if (vamp) {  // a VampPrior does not factorise, so each dimension is scored against its own marginal
+    $("dims-kl").textContent = `its KL from the prior's marginal along it (this model's prior is ` +
+      `${M.manifest.latent.about_prior}; the page draws from the guide, never from the prior), averaged over ` +
+      "the test images, in nats, by Monte Carlo (these do not add up to the ELBO's KL term)";
+  }
+  $("dims-count").textContent = `${count} of ${zDim} dimensions active` +
+    (vamp ? "" : `; their KL adds up to ${total.toFixed(1)} nats per image`);
   const [width, height, left, right, top, bottom] = [880, 240, 46, 8, 30, 34];
   const step = Math.min(40, (width - left - right) / zDim), bar = Math.max(1, step * 0.72);
   const most = Math.max(...kl, 1e-6);

@@ -204,19 +204,20 @@ def download(dataset: DatasetOpt = None, data_dir: DataDir = None) -> None:
     typer.echo(f"{data.get(paths.dataset).title} is complete in {paths.data_dir}")
 
 
-def _recipes_help() -> str:
-    """--recipe's help: each recipe with the options it sets."""
+def _recipes() -> str:
+    """train's epilog: each recipe, what it is and the options it sets (kept as written: click would
+    break the options at their hyphens)."""
     from pyro_vae.config import RECIPES
 
-    described = []
+    lines = ["\b", "Recipes (--recipe NAME; an option given beside it overrides its value):"]
     for name, recipe in RECIPES.items():
-        options = " ".join(f"{_flag(k)} {v}" for k, v in recipe.settings.items())
-        described.append(f"{name}: {recipe.about}" + (f" ({options})" if options else ""))
-    return ("Start from a named bundle of settings; an option given beside it overrides its value. "
-            + "; ".join(described) + ".")
+        lines.append(f"  {name}: {recipe.about}")
+        if recipe.settings:
+            lines.append("    " + " ".join(f"{_flag(k)} {v}" for k, v in recipe.settings.items()))
+    return "\n".join(lines)
 
 
-@app.command()
+@app.command(epilog=_recipes())
 def train(
     epochs: Annotated[int, typer.Option(help="Train up to this epoch (a resumed run continues to it).")] = TrainConfig.epochs,
     batch_size: Given(int, f"Images per step [default: {TrainConfig.batch_size}].") = None,
@@ -242,7 +243,9 @@ def train(
                  "pseudo-inputs (Tomczak & Welling 2018) [default: standard].") = None,
     pseudo_inputs: Given(int, f"With --prior vamp: how many pseudo-inputs [default: {PSEUDO_INPUTS}, the "
                          "paper's].") = None,
-    recipe: Annotated[Optional[str], typer.Option(help=_recipes_help(), metavar="NAME")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="Start from a named bundle of settings (seed, iwae, vamp: "
+                                                  "listed below); an option given beside it overrides its value.",
+                                                  metavar="NAME")] = None,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also log every epoch's figures to TensorBoard, "
                                               "in the results folder's tensorboard/ (needs the tensorboard "
                                               "extra).")] = False,

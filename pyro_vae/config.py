@@ -269,8 +269,7 @@ _IWAE = {"objective": Objective.iwae.value, "particles": 5, "lr_decay": 0.997, "
 RECIPES = {
     "seed": Recipe("the seed program's settings (the defaults)", {}),
     # docs/results.md: -85.44 +- 0.23 at epoch 510 (K=1000); Burda et al. 2015's k=5 column.
-    "iwae": Recipe("IWAE k=5 with the learning rate times 0.997 an epoch, the last 10000 training images held out "
-                   "for best.pt, scored every 10 epochs", _IWAE),
+    "iwae": Recipe("IWAE k=5, the lr times 0.997 an epoch, 10000 images held out for best.pt", _IWAE),
     # docs/results.md measures it against iwae at epochs 50 and 100.
     "vamp": Recipe("the iwae recipe with a VampPrior of 100 pseudo-inputs", {**_IWAE, "prior": Prior.vamp.value,
                                                                          "pseudo_inputs": 100}),
@@ -298,7 +297,8 @@ def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path
     names the user gave. A FIXED setting given explicitly with another value is an error, whose
     `hint` may name `{flag}`, `{beside}` (a folder next to `source`'s, e.g. z-dim-4) and `{results}` (its results)."""
     kept = {}
-    for f in fields(given):
+    # A recipe's mismatch first: it says more than the first of its settings that differs.
+    for f in sorted(fields(given), key=lambda f: f.name != "recipe"):
         rule = f.metadata.get("on_resume")
         if rule is None:
             continue

@@ -186,3 +186,35 @@ def test_the_python_api_takes_a_recipe_with_overrides(tmp_path, mnist_dir):
         "iwae", "iwae", 2)
     with pytest.raises(ConfigError, match="^recipe must be seed, iwae or vamp, got 'best'"):
         pyro_vae.train(epochs=1, checkpoint_dir=tmp_path / "other", recipe="best")
+
+
+def test_kl_per_dimension_against_a_vampprior_of_standard_normals_is_the_closed_form():
+    """Components all N(0, 1): every marginal is N(0, 1), so the Monte Carlo KL per dimension must
+    match the standard prior's closed form, within its sampling error."""
+    g = torch.Generator().manual_seed(0)
+    z_loc, z_scale = torch.randn(3000, 4, generator=g), torch.rand(3000, 4, generator=g) + 0.2
+    standard = EqualMixture(torch.zeros(6, 4), torch.ones(6, 4))
+    closed = latent.kl_per_dimension(z_loc, z_scale)
+    sampled = latent.kl_per_dimension(z_loc, z_scale, standard, draws=8)
+    assert torch.allclose(sampled, closed, atol=0.03), (sampled, closed)
+    # Against a mixture far from the codes, much larger: the prior is used.
+    far = EqualMixture(torch.full((6, 4), 5.0), torch.full((6, 4), 0.5))
+    assert bool((latent.kl_per_dimension(z_loc, z_scale, far) > closed + 10).all())
+
+
+def test_the_page_says_what_the_prior_is(mnist_dir, tmp_path):
+    import json
+    from pathlib import Path
+
+    import pyro_vae.explore as ex
+    from pyro_vae import data
+
+    torch.manual_seed(0)
+    vae = VAE(ModelConfig(z_dim=3, hidden_dim=16, prior="vamp", pseudo_inputs=6)).eval()
+    images, labels = data.load_split(mnist_dir, "test")
+    manifest = json.loads(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1)[ex.MANIFEST])
+    assert manifest["latent"]["prior"] == "vamp"
+    assert manifest["latent"]["about_prior"] == "the VampPrior of 6 pseudo-inputs"
+    assert manifest["layers"]["pseudo_inputs.raw"]["shape"] == [6, 784]
+    script = (Path(ex.__file__).parent / "page" / "app.js").read_text()
+    assert "the page draws from the guide, never from the prior" in script

@@ -1,0 +1,83 @@
+"""The training step with the standard prior against the VampPrior at several K, interleaved in one
+process: `python bench/prior_ab.py [--objective iwae --particles 5] [--pseudo-inputs 500,100,50]`
+(real MNIST from $PYRO_VAE_DATA or the default data folder).
+
+Every arm is the product's own `run_epoch` (step_compare.after) on a model seeded alike, with the
+same matrix kernels; blocks of `--steps` steps go round the arms for `--rounds` rounds, the order
+reversed every other round, so every arm sees the same machine, noise included. The VampPrior's
+extra cost is its K pseudo-inputs' pass through the encoder at every step, and the mixture's
+log density: its ratio per round against the standard arm is the figure docs/results.md quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_compare import after  # noqa: E402  (a script beside this one)
+
+from pyro_vae import data, kernels  # noqa: E402
+from pyro_vae.config import ModelConfig, TrainConfig, default_data_dir  # noqa: E402
+from pyro_vae.runtime import flush_denormals  # noqa: E402
+from pyro_vae.trainer import build  # noqa: E402
+
+EPOCH_STEPS = 469  # 60000 images in batches of 128
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="steps a block")
+    parser.add_argument("--rounds", type=int, default=12, help="blocks of each arm")
+    parser.add_argument("--objective", default="elbo", choices=("elbo", "iwae"))
+    parser.add_argument("--particles", type=int, default=1)
+    parser.add_argument("--pseudo-inputs", default="500,100,50", help="the VampPrior arms' K, comma-separated")
+    args = parser.parse_args()
+    images, _ = data.load_split(default_data_dir(), "train")
+    config = TrainConfig(objective=args.objective, particles=args.particles)
+    arms = {"standard": ModelConfig()}
+    arms.update({f"vamp {k}": ModelConfig(prior="vamp", pseudo_inputs=int(k)) for k in args.pseudo_inputs.split(",")})
+    plan = None
+    runners = {}
+    for name, model_config in arms.items():
+        vae, optimizer, generator = build(model_config, config, device=torch.device("cpu"), plan=plan)
+        plan = plan or kernels.plan_of(vae)  # timed once, on the first arm: every arm uses the same kernels
+        runners[name] = after(vae, optimizer, images, objective=args.objective, particles=args.particles,
+                              batch_size=config.batch_size, generator=copy.deepcopy(generator))
+    # CPU time of the process as well as wall time: on a shared machine other processes lengthen
+    # whichever block they hit, but not the work the step did (with one thread).
+    ms: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in runners}
+    with flush_denormals(torch.device("cpu")):
+        for run in runners.values():  # warm-up
+            run(3)
+        for round_ in range(args.rounds):
+            order = list(runners.items()) if round_ % 2 == 0 else list(reversed(runners.items()))
+            for name, run in order:
+                wall, cpu = time.perf_counter(), time.process_time()
+                run(args.steps)
+                ms[name]["wall"].append(1e3 * (time.perf_counter() - wall) / args.steps)
+                ms[name]["cpu"].append(1e3 * (time.process_time() - cpu) / args.steps)
+            print(f"round {round_ + 1}: " + ", ".join(f"{n} {ms[n]['cpu'][-1]:.1f} ms" for n in runners), flush=True)
+
+    report = {"objective": args.objective, "particles": args.particles, "threads": torch.get_num_threads(),
+              "steps_per_block": args.steps, "rounds": args.rounds, "arms": {}}
+    for name in runners:
+        arm = {}
+        for clock in ("wall", "cpu"):
+            ratios = [a / b for a, b in zip(ms[name][clock], ms["standard"][clock])]
+            median = statistics.median(ms[name][clock])
+            arm[clock] = {"ms_per_step": round(median, 2), "epoch_s": round(median * EPOCH_STEPS / 1e3, 1),
+                          "over_standard_median_of_rounds": round(statistics.median(ratios), 3)}
+        report["arms"][name] = arm
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,17 +16,15 @@ import copy
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_compare import after  # noqa: E402  (a script beside this one)
+from step_compare import after, interleave  # noqa: E402  (a script beside this one)
 
 from pyro_vae import data, kernels  # noqa: E402
 from pyro_vae.config import ModelConfig, TrainConfig, default_data_dir  # noqa: E402
-from pyro_vae.runtime import flush_denormals  # noqa: E402
 from pyro_vae.trainer import build  # noqa: E402
 
 EPOCH_STEPS = 469  # 60000 images in batches of 128
@@ -51,20 +49,7 @@ def main() -> None:
         plan = plan or kernels.plan_of(vae)  # timed once, on the first arm: every arm uses the same kernels
         runners[name] = after(vae, optimizer, images, objective=args.objective, particles=args.particles,
                               batch_size=config.batch_size, generator=copy.deepcopy(generator))
-    # CPU time of the process as well as wall time: on a shared machine other processes lengthen
-    # whichever block they hit, but not the work the step did (with one thread).
-    ms: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in runners}
-    with flush_denormals(torch.device("cpu")):
-        for run in runners.values():  # warm-up
-            run(3)
-        for round_ in range(args.rounds):
-            order = list(runners.items()) if round_ % 2 == 0 else list(reversed(runners.items()))
-            for name, run in order:
-                wall, cpu = time.perf_counter(), time.process_time()
-                run(args.steps)
-                ms[name]["wall"].append(1e3 * (time.perf_counter() - wall) / args.steps)
-                ms[name]["cpu"].append(1e3 * (time.process_time() - cpu) / args.steps)
-            print(f"round {round_ + 1}: " + ", ".join(f"{n} {ms[n]['cpu'][-1]:.1f} ms" for n in runners), flush=True)
+    ms = interleave(runners, rounds=args.rounds, steps=args.steps, warm_up=3)
 
     report = {"objective": args.objective, "particles": args.particles, "threads": torch.get_num_threads(),
               "steps_per_block": args.steps, "rounds": args.rounds, "arms": {}}

@@ -106,6 +106,31 @@ def after(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, o
     return run
 
 
+def interleave(runners: dict[str, Callable[[int], None]], *, rounds: int, steps: int,
+               warm_up: int = 5) -> dict[str, dict[str, list[float]]]:
+    """Blocks of `steps` steps of each runner in turn, `rounds` times, the order reversed every
+    other round: each runner's ms per step of every block, by "wall" and "cpu" clock.
+
+    Wall time, and the process's CPU time: on a shared machine other processes steal the cores,
+    which lengthens the wall time of whichever block they hit but not its CPU time (with one
+    thread, CPU time is the work the step did).
+    """
+    ms: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in runners}
+    with flush_denormals(torch.device("cpu")):
+        for run in runners.values():
+            run(warm_up)
+        for round_ in range(rounds):
+            order = list(runners.items()) if round_ % 2 == 0 else list(reversed(runners.items()))
+            for name, run in order:
+                wall, cpu = time.perf_counter(), time.process_time()
+                run(steps)
+                ms[name]["wall"].append(1e3 * (time.perf_counter() - wall) / steps)
+                ms[name]["cpu"].append(1e3 * (time.process_time() - cpu) / steps)
+            print(f"round {round_ + 1}: " + ", ".join(f"{n} {ms[n]['wall'][-1]:.2f} ms/step ({ms[n]['cpu'][-1]:.2f} CPU)"
+                                                      for n in runners), flush=True)
+    return ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="steps a block")
@@ -122,22 +147,7 @@ def main() -> None:
         own_optimizer = torch.optim.Adam(own.parameters(), lr=config.lr, fused=True)
         runners[name] = make(own, own_optimizer, images, objective=args.objective, particles=args.particles,
                              batch_size=config.batch_size, generator=copy.deepcopy(generator))
-    # Wall time, and the process's CPU time: on a shared machine other processes steal the
-    # cores, which lengthens the wall time of whichever block they hit but not its CPU time
-    # (with one thread, CPU time is the work the step did).
-    ms: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in runners}
-    with flush_denormals(torch.device("cpu")):
-        for run in runners.values():  # warm-up
-            run(5)
-        for round_ in range(args.rounds):
-            order = list(runners.items()) if round_ % 2 == 0 else list(reversed(runners.items()))
-            for name, run in order:
-                wall, cpu = time.perf_counter(), time.process_time()
-                run(args.steps)
-                ms[name]["wall"].append(1e3 * (time.perf_counter() - wall) / args.steps)
-                ms[name]["cpu"].append(1e3 * (time.process_time() - cpu) / args.steps)
-            print(f"round {round_ + 1}: " + ", ".join(f"{n} {ms[n]['wall'][-1]:.2f} ms/step ({ms[n]['cpu'][-1]:.2f} CPU)"
-                                                      for n in runners), flush=True)
+    ms = interleave(runners, rounds=args.rounds, steps=args.steps)
 
     def summary(values: list[float]) -> dict[str, float]:
         return {"min": round(min(values), 3), "lower_quartile": round(statistics.quantiles(values)[0], 3),

@@ -114,6 +114,12 @@ class Model:
             return _square(gen.guide_samples(self.vae, x, n=n, noise=noise))
 
     @torch.no_grad()
+    def pseudo_inputs(self) -> torch.Tensor | None:
+        """The VampPrior's learned images u_k, (K, 28, 28) in [0, 1]; None for the standard prior."""
+        u = self.vae.pseudo_inputs
+        return None if u is None else _square(u())
+
+    @torch.no_grad()
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x)'s parameters: images (m, 28, 28) -> (z_loc, z_scale), each (m, z_dim)."""
         z_loc, z_logstd = self.vae.encoder(_pixels(images, device=self.device))
@@ -204,9 +210,11 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
     unknown = sorted(set(settings) - _SETTINGS)
     if unknown:
         raise ConfigError(f"train() got unknown settings {', '.join(unknown)}; it takes {', '.join(sorted(_SETTINGS))}")
-    settings = with_recipe(recipe, settings)
-    if "pseudo_inputs" in settings and settings.get("prior") != Prior.vamp:
-        raise ConfigError("⟨pseudo_inputs⟩ sizes the VampPrior; add ⟨prior⟩ vamp, or drop it")
+    given, settings = settings, with_recipe(recipe, settings)
+    if settings.get("prior") != Prior.vamp:
+        if "pseudo_inputs" in given:
+            raise ConfigError("⟨pseudo_inputs⟩ sizes the VampPrior; add ⟨prior⟩ vamp, or drop it")
+        settings.pop("pseudo_inputs", None)  # the vamp recipe's K, with the prior overridden to standard
     if "tensorboard_images_every" in settings and not settings.get("tensorboard"):
         raise ConfigError("⟨tensorboard_images_every⟩ does nothing without ⟨tensorboard⟩; add ⟨tensorboard⟩, or drop it")
     model_names = {f.name for f in fields(ModelConfig)}

@@ -579,14 +579,19 @@ def explore(
     typer.echo("stopped", err=True)
 
 
+PSEUDO_INPUTS_PNG = "pseudo_inputs.png"  # latent-map's picture of a VampPrior's learned images
+PSEUDO_SHOWN = 100  # of them, a 10 x 10 grid
+
+
 @app.command("latent-map")
 def latent_map(
     checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
     results_dir: ResultsDir = None, dataset: DatasetOpt = None, data_dir: DataDir = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
-    """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png; and
-    KL per latent dimension, the active ones marked: results/kl_per_dimension.png."""
+    """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png;
+    KL per latent dimension, the active ones marked: results/kl_per_dimension.png; and with a VampPrior,
+    its pseudo-inputs: results/pseudo_inputs.png."""
     from pyro_vae import data, latent, plots
 
     model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
@@ -600,6 +605,15 @@ def latent_map(
     _saved(paths.results_dir / plots.KL_PER_DIMENSION, lambda out: plots.kl_per_dimension(
         used.kl, used.active, out, about=f"{len(images)} {data.get(paths.dataset).title} test images; {where}",
         marginal=model.model_config.prior != "standard"))
+    pseudo = model.pseudo_inputs()
+    if pseudo is not None:  # the VampPrior's own images: what its mixture is centred on
+        from pyro_vae import images as pictures
+
+        shown = pseudo[:PSEUDO_SHOWN]
+        title = (f"The VampPrior's pseudo-inputs: {len(shown)} of its {len(pseudo)} learned images; p(z) is the "
+                 "guide's mixture at them")
+        _saved(paths.results_dir / PSEUDO_INPUTS_PNG, lambda out: pictures.save_grid(
+            shown.reshape(len(shown), -1), out, scale=PICTURE_SCALE, caption=pictures.Caption(title, about)))
 
 
 def main() -> None:

@@ -184,6 +184,9 @@ def test_the_python_api_takes_a_recipe_with_overrides(tmp_path, mnist_dir):
                             eval_every=0, **TINY)
     assert (result.train_config.recipe, result.train_config.objective, result.train_config.particles) == (
         "iwae", "iwae", 2)
+    standard = pyro_vae.train(epochs=1, checkpoint_dir=tmp_path / "std", recipe="vamp", prior="standard",
+                              valid_size=0, eval_every=0, **TINY)
+    assert standard.model_config.prior == "standard" and standard.train_config.recipe == "vamp"
     with pytest.raises(ConfigError, match="^recipe must be seed, iwae or vamp, got 'best'"):
         pyro_vae.train(epochs=1, checkpoint_dir=tmp_path / "other", recipe="best")
 
@@ -217,4 +220,18 @@ def test_the_page_says_what_the_prior_is(mnist_dir, tmp_path):
     assert manifest["latent"]["about_prior"] == "the VampPrior of 6 pseudo-inputs"
     assert manifest["layers"]["pseudo_inputs.raw"]["shape"] == [6, 784]
     script = (Path(ex.__file__).parent / "page" / "app.js").read_text()
-    assert "the page draws from the guide, never from the prior" in script
+    assert "never from the prior (generate --mode prior does)" in script
+
+
+def test_latent_map_draws_the_pseudo_inputs(tmp_path, mnist_dir, cli_invoke, tiny_run_options):
+    assert cli_invoke("train", *tiny_run_options, "--prior", "vamp", "--pseudo-inputs", "12").exit_code == 0
+    result = cli_invoke("latent-map")
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    with Image.open("results/pseudo_inputs.png") as picture:
+        assert "12 of its 12 learned images" in picture.text["Title"]
+    u = pyro_vae.load("checkpoints").pseudo_inputs()
+    assert u.shape == (12, 28, 28) and bool(((u >= 0) & (u <= 1)).all())
+    standard = cli_invoke("train", *tiny_run_options, "--checkpoint-dir", "checkpoints/std")
+    assert standard.exit_code == 0 and pyro_vae.load("checkpoints/std").pseudo_inputs() is None

@@ -435,9 +435,9 @@ function dimsPanel() {
   $("dims-threshold").textContent = String(threshold);
   const vamp = M.manifest.latent.prior === "vamp";
   if (vamp) {  // a VampPrior does not factorise, so each dimension is scored against its own marginal
-    $("dims-kl").textContent = `its KL from the prior's marginal along it (this model's prior is ` +
-      `${M.manifest.latent.about_prior}; the page draws from the guide, never from the prior), averaged over ` +
-      "the test images, in nats, by Monte Carlo (these do not add up to the ELBO's KL term)";
+    $("dims-kl").textContent = `its KL from the prior's marginal along it (the prior is ` +
+      `${M.manifest.latent.about_prior}), averaged over the test images, in nats, by Monte Carlo (these do not ` +
+      "add up to the ELBO's KL term)";
   }
   $("dims-count").textContent = `${count} of ${zDim} dimensions active` +
     (vamp ? "" : `; their KL adds up to ${total.toFixed(1)} nats per image`);
@@ -684,8 +684,13 @@ function quizPanel() {
 try {
   M = await load();
   const c = M.manifest.checkpoint;
+  // Every panel draws from the guide around real images or decodes chosen z; none samples p(z), so a
+  // learned prior is named here once rather than drawn from.
+  const prior = M.manifest.latent.prior === "vamp" ? ` Its prior is ${M.manifest.latent.about_prior}: the panels ` +
+    "draw from the guide and decode chosen codes, never from the prior (generate --mode prior does)." : "";
   $("model-info").textContent = `Model ${c.path}, epoch ${c.epoch} (z of ${c.z_dim}, hidden layers of ${c.hidden_dim}); ` +
-    `${M.count} ${M.manifest.dataset.name} test images. Everything runs in this page: nothing is fetched from another host.`;
+    `${M.count} ${M.manifest.dataset.name} test images.${prior} Everything runs in this page: nothing is fetched ` +
+    "from another host.";
   fillWords();
   for (const panel of [morePanel, drawPanel, mapPanel, dimsPanel, walkPanel, quizPanel]) panel();
   window.exploreReadyMs = performance.now();  // for bench/explore_speed.py

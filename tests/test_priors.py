@@ -151,7 +151,7 @@ def test_a_recipe_sets_its_options_and_an_explicit_one_overrides_it(tmp_path, mn
     config = model.train_config
     assert (config.recipe, config.objective, config.lr_decay) == ("vamp", "iwae", RECIPES["vamp"].settings["lr_decay"])
     assert (config.particles, config.valid_size, config.eval_every) == (2, 32, 1)
-    assert (model.model_config.prior, model.model_config.pseudo_inputs) == ("vamp", 100)
+    assert (model.model_config.prior, model.model_config.pseudo_inputs) == ("vamp", 500)
     assert model.about()["recipe"] == "vamp"
     # The recipe is fixed on resume: another one is refused, in one line, and nothing moves.
     before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
@@ -176,7 +176,7 @@ def test_help_lists_what_each_recipe_sets(cli_invoke):
     for name in RECIPES:
         assert f"{name}: " in text
     assert "--objective iwae --particles 5 --lr-decay 0.997 --valid-size 10000 --eval-every 10" in text
-    assert "--prior vamp --pseudo-inputs 100" in text
+    assert "--prior vamp --pseudo-inputs 500" in text
 
 
 def test_the_python_api_takes_a_recipe_with_overrides(tmp_path, mnist_dir):

@@ -63,7 +63,7 @@ def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None =
     check_mode_options(mode, frozenset())
     suffix = config.suffix(mode)
     if mode == Mode.prior:
-        return {PRIOR_NAME + suffix: f"{config.n} samples from the prior {prior}"}
+        return {PRIOR_NAME + suffix: f"{config.n} samples from {prior}"}
     return {name + suffix: f"{config.n} draws from the guide around test image {index}"
             + (f" (a {classes[int(name)]})" if name.isdigit() and int(name) < len(classes) else "")
             for name, index in (chosen or {}).items()}

@@ -98,8 +98,8 @@ class EqualMixture(dist.TorchDistribution):
 
 
 def describe(prior: str, pseudo_inputs: int) -> str:
-    """What p(z) is, for titles and captions: "z ~ N(0, I)", "the VampPrior of 500 pseudo-inputs"."""
-    return f"the VampPrior of {pseudo_inputs} pseudo-inputs" if prior == "vamp" else "z ~ N(0, I)"
+    """What p(z) is, for titles and captions: "the prior z ~ N(0, I)", "the VampPrior of 500 pseudo-inputs"."""
+    return f"the VampPrior of {pseudo_inputs} pseudo-inputs" if prior == "vamp" else "the prior z ~ N(0, I)"
 
 
 def standard_normal(n: int, z_dim: int, *, like: torch.Tensor) -> dist.TorchDistribution:

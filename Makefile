@@ -9,7 +9,7 @@ NOISE ?= 0.7
 # Debian's chromium, the binary behind its /usr/bin/chromium wrapper (the browser tests launch it)
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: install test test-slow browser run bench bench-explore clean
+.PHONY: install test test-slow browser run bench bench-prior bench-explore clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ run: install  ## fetch MNIST, train (resumes by itself: after `make run EPOCHS=3
 
 bench: install  ## training speed, floor, memory and start-up figures (about 10 minutes)
 	$(PY) bench/train_speed.py
+
+bench-prior: install  ## the VampPrior's training step against the standard prior's, K 500, 100 and 50, interleaved (about 5 minutes)
+	$(PY) bench/prior_ab.py
+	$(PY) bench/prior_ab.py --objective iwae --particles 5
 
 bench-explore: install browser  ## the explorer's slider and start-up times in chromium, and screenshots of its panels
 	$(PY) bench/explore_speed.py --screenshots results/explore

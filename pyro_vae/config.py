@@ -271,7 +271,7 @@ RECIPES = {
     # docs/results.md: -85.44 +- 0.23 at epoch 510 (K=1000); Burda et al. 2015's k=5 column.
     "iwae": Recipe("IWAE k=5, the lr times 0.997 an epoch, 10000 images held out for best.pt", _IWAE),
     # docs/results.md measures the VampPrior against the standard prior, ELBO and IWAE, at epochs 50 and
-    # 100, and K: 500 is 1.6 times the step of 100 with IWAE k=5 and 0.6 nats better by epoch 20.
+    # 100, and K: 500 is 1.5-1.6 times the step of 100 with IWAE k=5 and 0.6 nats better by epoch 20.
     "vamp": Recipe(f"the iwae recipe with the VampPrior of {PSEUDO_INPUTS} pseudo-inputs",
                    {**_IWAE, "prior": Prior.vamp.value, "pseudo_inputs": PSEUDO_INPUTS}),
 }

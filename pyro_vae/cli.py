@@ -24,8 +24,9 @@ from typer.core import TyperGroup
 from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
-                             PSEUDO_INPUTS, RECONSTRUCT_IMAGES, Device, Prior, EvaluateConfig, GenerateConfig, Mode, ModelConfig, Objective,
-                             Paths, Precision, QuizConfig, TrainConfig, TuneConfig, check_mode_options, either)
+                             PSEUDO_INPUTS, RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode,
+                             ModelConfig, Objective, Paths, Precision, Prior, QuizConfig, TrainConfig, TuneConfig,
+                             check_mode_options, either)
 from pyro_vae.errors import Hint, Hinted, Interrupted, PyroVAEError, render
 
 

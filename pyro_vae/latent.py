@@ -113,13 +113,12 @@ def kl_per_dimension(z_loc: torch.Tensor, z_scale: torch.Tensor, prior: EqualMix
         return (0.5 * (loc.square() + scale.square() - 1.0) - scale.log()).mean(dim=0)
     generator = torch.Generator().manual_seed(0)
     total = torch.zeros(loc.shape[-1], dtype=torch.float64)
-    marginal = EqualMixture(prior.loc.detach().double().cpu(), prior.scale.detach().double().cpu())
+    marginal = EqualMixture(prior.loc.detach().cpu(), prior.scale.detach().cpu())  # beside the codes, on the CPU
     for i in range(0, len(loc), chunk):
         m, s = loc[i : i + chunk], scale[i : i + chunk]
-        eps = torch.randn((draws, *m.shape), generator=generator, dtype=torch.float64)
-        z = (m + s * eps).reshape(-1, m.shape[-1])
-        log_q = torch.distributions.Normal(m, s).log_prob(z.reshape(draws, *m.shape)).reshape(-1, m.shape[-1])
-        total += (log_q - marginal.marginal_log_prob(z)).sum(0)
+        z = m + s * torch.randn((draws, *m.shape), generator=generator, dtype=torch.float64)  # (draws, n, D)
+        log_q = torch.distributions.Normal(m, s).log_prob(z)
+        total += (log_q.flatten(0, 1) - marginal.marginal_log_prob(z.flatten(0, 1))).sum(0)
     return total / (draws * len(loc))
 
 

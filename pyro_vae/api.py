@@ -122,7 +122,7 @@ class Model:
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x)'s parameters: images (m, 28, 28) -> (z_loc, z_scale), each (m, z_dim)."""
-        z_loc, z_logstd = self.vae.encoder(_pixels(images, device=self.device))
+        z_loc, z_logstd = self.vae.encode(_pixels(images, device=self.device))
         return z_loc.cpu(), z_logstd.exp().cpu()
 
     @torch.no_grad()

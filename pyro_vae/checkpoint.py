@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from pyro_vae import __version__, commands, data, kernels
+from pyro_vae import __version__, commands, data, kernels, m2
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
 from pyro_vae.errors import HINT, CheckpointError, CheckpointNotFound, DamagedCheckpoint
 from pyro_vae.fsutil import atomic_write
@@ -348,7 +348,7 @@ def read_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
     """
     path, state = load_resolved(path, checkpoint_dir=checkpoint_dir)
     config = model_config_of(state, path=path, z_dim=z_dim, hidden_dim=hidden_dim)
-    vae = VAE(config).to(device)
+    vae = m2.build(config).to(device)
     try:
         vae.load_state_dict(state["model"])
     except RuntimeError:

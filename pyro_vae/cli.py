@@ -244,6 +244,10 @@ def train(
                  "pseudo-inputs (Tomczak & Welling 2018) [default: standard].") = None,
     pseudo_inputs: Given(int, f"With --prior vamp: how many pseudo-inputs [default: {PSEUDO_INPUTS}, the "
                          "paper's].") = None,
+    labels: Given(int, "Keep the labels of N training images, balanced across classes and chosen by --seed, and "
+                  "train the semi-supervised M2 (Kingma et al. 2014) [default: 0, the unsupervised VAE].") = None,
+    alpha: Given(float, f"With --labels: the classification term's weight per training image (Kingma et al.'s "
+                 f"alpha / N) [default: {TrainConfig.alpha}].") = None,
     recipe: Annotated[Optional[str], typer.Option(help="Start from a named bundle of settings (seed, iwae, vamp: "
                                                   "listed below); an option given beside it overrides its value.",
                                                   metavar="NAME")] = None,
@@ -267,7 +271,7 @@ def train(
                                    lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
                                    eval_particles=eval_particles, beta=beta, kl_warmup=kl_warmup, z_dim=z_dim,
                                    hidden_dim=hidden_dim, tensorboard_images_every=tensorboard_images_every,
-                                   prior=prior, pseudo_inputs=pseudo_inputs).items()
+                                   prior=prior, pseudo_inputs=pseudo_inputs, labels=labels, alpha=alpha).items()
              if v is not None}
     _paths(data_dir, checkpoint_dir, results_dir, dataset)  # a bad --dataset fails before anything is read
     result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
@@ -367,6 +371,9 @@ def _print_scores(model: Any, scored: list[Any], *, particles: int) -> None:
         typer.echo(f"  KL              {result.kl:9.2f} nats   KL(q(z|x) || p(z)); ELBO = reconstruction - KL")
         typer.echo(f"  active units    {result.active_units:6d} of {model.model_config.z_dim}  (Burda et al.: "
                    "Var_x E_q[z_u|x] > 0.01)")
+        if result.accuracy is not None:
+            typer.echo(f"  accuracy        {100 * result.accuracy:9.2f} +- {100 * result.accuracy_se:.2f} %    "
+                       "q(y|x)'s most probable class, against the test labels")
         return
     typer.echo(f"checkpoint {model.path} (trained on {data.describe(model.data)}): {particles} particles, nats per "
                "image")

@@ -13,8 +13,9 @@ import torch
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, TuneConfig, results_dir_for, with_recipe
 from pyro_vae.errors import Hint
 
-# Settings with no command-line option of their own (tune's trials leave the test set alone).
-_NO_OPTION = frozenset({"eval_test"})
+# Settings with no command-line option of their own (tune's trials leave the test set alone; --labels
+# sets the classes from the data).
+_NO_OPTION = frozenset({"eval_test", "classes"})
 # Settings that only mean something beside another one (an option that would do nothing is refused).
 _ONLY_WITH = {"tensorboard_images_every": lambda config: config.tensorboard,
               "pseudo_inputs": lambda config: config.prior == "vamp"}

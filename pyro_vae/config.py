@@ -45,6 +45,8 @@ class Prior(Choice):
 class Mode(Choice):
     prior = "prior"  # decode z ~ p(z)
     digit = "digit"  # widen the guide around real test digits
+    label = "label"  # a labels model: decode z ~ p(z) with the class fixed, a grid per class
+    style = "style"  # a labels model: test images' z from q(z | x, y), decoded with every class
 
 
 class DatasetName(Choice):
@@ -78,6 +80,11 @@ MAX_PARTICLES = 10_000  # evaluation draws them in chunks, so memory stays bound
 MAX_TRAIN_PARTICLES = 1000
 MAX_TRAIN_SAMPLES = 128_000  # particles x batch size
 MAX_BETA = 1000.0  # the KL weight; beta-VAEs use up to about 250
+# The classification term's weight in the semi-supervised model, per image of the data set: Kingma et
+# al. (2014) weight E[-log q(y | x)] over the labelled images by alpha = 0.1 N for N training images.
+ALPHA = 0.1
+MAX_ALPHA = 1000.0
+MAX_CLASSES = 1000
 # Evaluation draws its particles in chunks of this many per image: 50 x 100 images keeps each
 # intermediate under glibc's 32 MB reuse limit (bigger ones are page-faulted in afresh every
 # chunk: 250 took 1.4x as long), while the products stay big enough for full kernel speed.
@@ -159,9 +166,15 @@ class ModelConfig:
     hidden_dim: int = field(default=500, metadata=FIXED)
     prior: str = field(default=Prior.standard.value, metadata=FIXED)
     pseudo_inputs: int = field(default=PSEUDO_INPUTS, metadata=FIXED)  # K, the VampPrior's components
+    # 0: the unsupervised VAE; C > 0: the semi-supervised M2 (pyro_vae.m2) over C classes, which
+    # `train --labels` sets from the data. Checkpoints from before it load as 0.
+    classes: int = field(default=0, metadata=FIXED)
 
     def __post_init__(self) -> None:
         _require_choice(Prior, self.prior, "⟨prior⟩")
+        _require(0 <= self.classes <= MAX_CLASSES, f"classes must be between 0 and {MAX_CLASSES}, got {self.classes}")
+        _require(self.classes == 0 or self.prior == Prior.standard,
+                 "the labels model has the standard prior z ~ N(0, I); drop ⟨prior⟩ vamp or ⟨labels⟩")
         object.__setattr__(self, "prior", str(self.prior))  # the plain string, as checkpoints record it
         _require(1 <= self.pseudo_inputs <= MAX_PSEUDO_INPUTS,
                  f"⟨pseudo_inputs⟩ must be between 1 and {MAX_PSEUDO_INPUTS}, got {self.pseudo_inputs}")
@@ -202,6 +215,11 @@ class TrainConfig:
     # The named bundle of settings the run started from (RECIPES), "" for none; its values may have
     # been overridden one by one, and the fields above are what ran.
     recipe: str = field(default="", metadata=FIXED)
+    # The semi-supervised model (pyro_vae.m2): how many training images keep their labels, chosen by
+    # `seed` and balanced across classes (0: the unsupervised VAE), and the classification term's
+    # weight per image of the data set (Kingma et al.'s alpha is `alpha` x the training images).
+    labels: int = field(default=0, metadata=FIXED)
+    alpha: float = field(default=ALPHA, metadata=FIXED)
 
     def check_held_out(self, n_images: int) -> None:
         """What needs the data and the settings a resumed run ends up with: a validation split
@@ -252,6 +270,12 @@ class TrainConfig:
         _require(self.kl_warmup >= 0, f"⟨kl_warmup⟩ must be 0 (none) or more epochs, got {self.kl_warmup}")
         _require(self.tensorboard_images_every >= 0,
                  f"⟨tensorboard_images_every⟩ must be 0 (none) or more, got {self.tensorboard_images_every}")
+        _require(self.labels >= 0, f"⟨labels⟩ must be 0 (none: the unsupervised VAE) or more, got {self.labels}")
+        _require(math.isfinite(self.alpha) and 0 <= self.alpha <= MAX_ALPHA,
+                 f"⟨alpha⟩ must be between 0 and {MAX_ALPHA:g}, got {self.alpha}")
+        _require(self.labels == 0 or (self.objective == Objective.elbo and self.particles == 1),
+                 "⟨labels⟩ trains the ELBO with y summed out, one draw of z per class; drop ⟨objective⟩ and "
+                 "⟨particles⟩, or ⟨labels⟩")
         _require(self.recipe == "" or self.recipe in RECIPES,
                  f"⟨recipe⟩ must be {either(tuple(RECIPES))}, got {self.recipe!r}")
 
@@ -400,18 +424,19 @@ class QuizConfig:
     seed: int = 0
 
 
-# The options only digit mode uses, with what they do: given in prior mode they would do nothing.
-DIGIT_ONLY = {"noise": "it widens the guide around real digits", "digits": "it picks the digits to encode",
-              "index": "it picks the test images to encode"}
+# The options only some modes use, with those modes and what they do: given to another they would do nothing.
+MODE_OPTIONS = {"noise": ((Mode.digit,), "it widens the guide around real digits"),
+                "digits": ((Mode.digit, Mode.label, Mode.style), "it picks the classes"),
+                "index": ((Mode.digit, Mode.style), "it picks the test images to encode")}
 
 
 def check_mode_options(mode: str, given: frozenset[str]) -> None:
-    """Refuse, in one line, an option that `mode` would ignore: the digit-mode options in prior
-    mode, and --digits beside --index (the test images given replace the digits' exemplars)."""
+    """Refuse, in one line, an option that `mode` would ignore (the digit-mode options in prior
+    mode, say), and --digits beside --index (the test images given replace the digits' exemplars)."""
     _require_choice(Mode, mode, "⟨mode⟩")
-    for name, does in DIGIT_ONLY.items():
-        _require(mode == Mode.digit or name not in given,
-                 f"⟨{name}⟩ does nothing in prior mode ({does}); drop it, or pass ⟨mode⟩ digit")
+    for name, (modes, does) in MODE_OPTIONS.items():
+        _require(mode in modes or name not in given,
+                 f"⟨{name}⟩ does nothing in {mode} mode ({does}); drop it, or pass ⟨mode⟩ {either(tuple(map(str, modes)))}")
     _require(not {"digits", "index"} <= given, "⟨digits⟩ and ⟨index⟩ both choose the images to encode; give one")
 
 

@@ -616,3 +616,77 @@ def epoch_batches(images: torch.Tensor, *, batch_size: int, generator: torch.Gen
     order = shuffle(len(images), generator=generator)
     return batches(images, order, batch_size=batch_size, generator=generator)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The labelled images of a semi-supervised run (`train --labels N`)
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """The training images that keep their labels, and how a training step draws from them."""
+
+    images: torch.Tensor  # (count, 784) uint8, on the training device
+    labels: torch.Tensor  # (count,) int64
+    indices: tuple[int, ...]  # which training images they are (what a checkpoint records)
+    epoch_images: int  # the images of an epoch, every one seen unlabelled
+    batch_size: int  # labelled images drawn a step
+    generator: torch.Generator  # the run's data generator: its state, saved with the run, makes resume exact
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch_size` labelled images drawn at random (with replacement), binarized afresh:
+        (batch_size, 784) float32 in {0, 1} and their (batch_size,) labels."""
+        pick = torch.randint(len(self.labels), (self.batch_size,), generator=self.generator,
+                             device=self.generator.device)
+        return binarize(self.images[pick], generator=self.generator), self.labels[pick]
+
+
+def choose_labelled(labels: torch.Tensor, count: int, *, names: Sequence[str], seed: int, noun: str = "class"
+                    ) -> torch.Tensor:
+    """`count` training images balanced across the classes, chosen by `seed` alone (a generator of
+    its own, so the run's random streams are untouched): count // classes of each, and one more of
+    count % classes classes picked by the seed.
+
+    Args:
+        labels: (n,) int64, the training images' labels; names: the data set's class names.
+    Returns:
+        (count,) int64 indices into the training images, ascending (none for 0).
+    Raises:
+        ConfigError: more labels than images (of all, or of a class), or data whose labels name one class.
+    """
+    n, classes = len(labels), len(names)
+    if count == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if count > n:
+        raise ConfigError(f"⟨labels⟩ {count} is more than the {n} training images; pass at most {n}")
+    if classes < 2 or len(labels.unique()) < 2:
+        raise ConfigError(f"⟨labels⟩ needs labelled data, and the training labels here name one {noun} only; "
+                          "train without ⟨labels⟩, or give the IDX labels of each image")
+    generator = torch.Generator().manual_seed(seed)
+    base, extra = divmod(count, classes)
+    more = set(torch.randperm(classes, generator=generator)[:extra].tolist())
+    chosen = []
+    for k in range(classes):
+        members = (labels == k).nonzero().flatten()
+        wanted = base + (k in more)
+        if len(members) < wanted:
+            raise ConfigError(f"⟨labels⟩ {count} takes {wanted} images of {noun} {names[k]}, and the training images "
+                              f"have {len(members)}; pass at most {len(members) * classes}")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:wanted]])
+    return torch.cat(chosen).sort().values
+
+
+def labelled_set(images: torch.Tensor, labels: torch.Tensor, *, count: int, names: Sequence[str], seed: int,
+                 batch_size: int, generator: torch.Generator, noun: str = "class") -> LabelledSet | None:
+    """The labelled images of a run with `count` labels (None for 0, the unsupervised VAE).
+
+    Args:
+        images: (n, 784) uint8 training images on the training device; labels: (n,) int64.
+        batch_size: the run's batch size; a step draws min(batch_size, count) labelled images.
+    """
+    if count == 0:
+        return None
+    indices = choose_labelled(labels.cpu(), count, names=names, seed=seed, noun=noun)
+    device = images.device
+    return LabelledSet(images=images[indices.to(device)], labels=labels.to(device)[indices.to(device)],
+                       indices=tuple(indices.tolist()), epoch_images=len(images),
+                       batch_size=min(batch_size, count), generator=generator)

@@ -3,7 +3,9 @@ log-likelihood and the active units, on the data set a model was trained on or o
 
 log p(x) is estimated with K particles from the guide as proposal (Burda et al. 2015):
 log p(x) ~ logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K,  z_k ~ q(z | x).
-It never falls below the ELBO in expectation, and tends to log p(x) as K grows.
+It never falls below the ELBO in expectation, and tends to log p(x) as K grows. A labels model's
+class is summed out exactly inside each weight (`objectives.enumerated_terms`), and its classifier
+q(y | x) is scored on the test labels.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pyro_vae import data
 from pyro_vae.config import EVAL_CHUNK, EVAL_CHUNK_CUDA, EvaluateConfig
 from pyro_vae.errors import ConfigError
 from pyro_vae.latent import active_units, guide_params
+from pyro_vae.m2 import M2, has_labels
 from pyro_vae.model import VAE
 from pyro_vae.objectives import iwae_bound, log_weight_terms
 from pyro_vae.runtime import isolated_rng
@@ -41,6 +44,10 @@ class Evaluation:
     reconstruction: float  # E_q[log p(x | z)]
     kl: float  # KL(q(z | x) || p(z)), estimated from the draws (latent.kl_per_dimension has its closed form)
     active_units: int  # of z_dim: Burda et al.'s, over these images' guide means (latent.active_units)
+    # A labels model's test accuracy (the classifier's most probable class), with its standard error
+    # over images; None for the VAE, or for images whose labels are not the model's classes.
+    accuracy: float | None = None
+    accuracy_se: float | None = None
 
 
 class PerImage(NamedTuple):
@@ -56,19 +63,35 @@ class Stopped(Exception):
     """`evaluate` was asked to stop before it had scored every image."""
 
 
-def evaluate(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0, batch_size: int = EvaluateConfig.batch_size,
-             chunk: int | None = None, on_batch: Callable[[int], None] | None = None,
-             stop: Callable[[], bool] | None = None) -> Evaluation:
+def evaluate(vae: VAE | M2, x: torch.Tensor, *, particles: int, seed: int = 0,
+             batch_size: int = EvaluateConfig.batch_size, chunk: int | None = None,
+             on_batch: Callable[[int], None] | None = None, stop: Callable[[], bool] | None = None,
+             y: torch.Tensor | None = None) -> Evaluation:
     """ELBO, its terms and log-likelihood over all images (`per_image`'s), with standard errors; and
-    the active units of the images' guide means (one pass of the encoder, no draws)."""
+    the active units of the images' guide means (one pass of the encoder, no draws); with a labels
+    model and the images' labels `y` ((n,) int64), the test accuracy and its standard error."""
     scores = per_image(vae, x, particles=particles, seed=seed, batch_size=batch_size, chunk=chunk,
                        on_batch=on_batch, stop=stop)
     n = len(scores.elbo)
     se = lambda values: (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")  # noqa: E731
+    correct = (classify(vae, x, batch_size=batch_size).argmax(-1).cpu() == y.cpu()).double() if (
+        y is not None and has_labels(vae)) else None
     return Evaluation(images=n, particles=particles, elbo=scores.elbo.mean().item(), elbo_se=se(scores.elbo),
                       log_likelihood=scores.log_likelihood.mean().item(), log_likelihood_se=se(scores.log_likelihood),
                       reconstruction=scores.reconstruction.mean().item(), kl=scores.kl.mean().item(),
-                      active_units=int(active_units(guide_params(vae, x)[0]).sum()))
+                      active_units=int(active_units(guide_params(vae, x)[0]).sum()),
+                      **({} if correct is None else {"accuracy": correct.mean().item(), "accuracy_se": se(correct)}))
+
+
+@torch.no_grad()
+def classify(vae: M2, x: torch.Tensor, *, batch_size: int = EvaluateConfig.batch_size) -> torch.Tensor:
+    """q(y | x) of a labels model: x (n, 784) float in {0, 1} -> (n, classes) probabilities, on x's device."""
+    was_training = vae.training
+    vae.eval()
+    try:
+        return torch.cat([vae.class_log_probs(x[i : i + batch_size]).exp() for i in range(0, len(x), batch_size)])
+    finally:
+        vae.train(was_training)
 
 
 def per_image(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
@@ -88,6 +111,7 @@ def per_image(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
         stop: asked after every batch; True raises `Stopped` (an interrupt during training).
     """
     chunk = chunk or (EVAL_CHUNK_CUDA if x.device.type == "cuda" else EVAL_CHUNK)
+    chunk = max(1, chunk // max(1, vae.config.classes))  # a labels model decodes each draw once per class
     was_training = vae.training
     vae.eval()
     found: list[tuple[torch.Tensor, ...]] = []
@@ -98,9 +122,10 @@ def per_image(vae: VAE, x: torch.Tensor, *, particles: int, seed: int = 0,
                 parts = [log_weight_terms(vae, batch, particles=min(chunk, particles - done))
                          for done in range(0, particles, chunk)]
                 weights = torch.cat([part.weights for part in parts])  # (particles, batch)
+                elbos = torch.cat([part.weights if part.elbo is None else part.elbo for part in parts])
                 # Each chunk's terms summed over its draws (they may broadcast), then averaged.
                 terms = [sum(_draw_sums(part, name) for part in parts) / particles for name in ("reconstruction", "kl")]
-                found.append((weights.mean(0), iwae_bound(weights), *terms))
+                found.append((elbos.mean(0), iwae_bound(weights), *terms))
                 if on_batch is not None:
                     on_batch(first + len(batch))
                 if stop is not None and stop():
@@ -129,6 +154,7 @@ class TestSet:
     data_dir: Path
     x: torch.Tensor  # (n, 784) float in {0, 1}, binarized once
     foreign: str | None  # why it is not the model's training data (`data.mismatch`); None when it is
+    y: torch.Tensor | None = None  # (n,) int64, their labels
 
 
 def test_sets(trained: dict[str, Any], names: Sequence[str] = (), *, data_dir: Path | None = None) -> list[TestSet]:
@@ -148,7 +174,8 @@ def test_sets(trained: dict[str, Any], names: Sequence[str] = (), *, data_dir: P
         dataset, folder = data.reading(trained, dataset=name, data_dir=data_dir)
         x, _ = data.test_images(folder, dataset=dataset)
         sets.append(TestSet(dataset=dataset, data_dir=folder, x=x,
-                            foreign=data.mismatch(trained, data.record(dataset, folder))))
+                            foreign=data.mismatch(trained, data.record(dataset, folder)),
+                            y=data.load_split(folder, "test", dataset=dataset)[1]))
     return sets
 
 
@@ -162,7 +189,8 @@ def score(vae: VAE, sets: Sequence[TestSet], *, particles: int, seed: int = 0,
     """
     device = next(vae.parameters()).device
     return [evaluate(vae, test.x.to(device), particles=particles, seed=seed, batch_size=batch_size,
-                     on_batch=None if on_batch is None else functools.partial(on_batch, test.dataset))
+                     on_batch=None if on_batch is None else functools.partial(on_batch, test.dataset),
+                     y=None if test.foreign else test.y)
             for test in sets]
 
 

@@ -71,7 +71,7 @@ def guide_params(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -
     """q(z | x)'s parameters for each image: binarized (n, 784) -> (z_loc, z_scale), each (n, z_dim)
     float32 on the CPU."""
     device = next(vae.parameters()).device
-    parts = [vae.encoder(binarized[i : i + batch_size].to(device)) for i in range(0, len(binarized), batch_size)]
+    parts = [vae.encode(binarized[i : i + batch_size].to(device)) for i in range(0, len(binarized), batch_size)]
     return (torch.cat([loc.float().cpu() for loc, _ in parts]),
             torch.cat([logstd.float().exp().cpu() for _, logstd in parts]))
 

@@ -85,6 +85,8 @@ class VAE(nn.Module):
     (Kingma & Welling 2014, "Auto-Encoding Variational Bayes") with Pyro's Trace_ELBO.
     """
 
+    latent_sites = (Z,)  # x_probs' arguments, in order (the labels model's are z and y)
+
     def __init__(self, config: ModelConfig = ModelConfig()) -> None:
         super().__init__()
         self.config = config
@@ -128,6 +130,10 @@ class VAE(nn.Module):
     def x_probs(self, z: torch.Tensor) -> torch.Tensor:
         """p(x | z)'s pixel probabilities: z (..., z_dim) -> (..., 784) in [0, 1]."""
         return torch.sigmoid(self.decoder(z))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x)'s parameters: x (..., 784) -> z_loc, z_logstd (..., z_dim)."""
+        return self.encoder(x)
 
     def guide(self, x: torch.Tensor, *, batch_size: int | None = None, noise: float = 0.0) -> None:
         """q(z | x) = Normal(z_loc, exp(z_logstd + noise)).

@@ -17,7 +17,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyro_vae import checkpoint, commands, data, kernels, tensorboard
+from pyro_vae import checkpoint, commands, data, kernels, m2, tensorboard
 from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
 from pyro_vae.errors import (HINT, CheckpointError, DeviceMismatch, Hint, Interrupted, InterruptedTwice,
                              TrainingDiverged)
@@ -25,7 +25,7 @@ from pyro_vae.evaluate import Stopped, evaluate
 from pyro_vae.fsutil import remove_temporaries
 from pyro_vae.metrics import HISTORY, EpochRecord, claim, write_history
 from pyro_vae.model import VAE
-from pyro_vae.objectives import Loss, loss_fn
+from pyro_vae.objectives import Loss, loss_fn, semi_supervised_loss
 from pyro_vae.progress import Bars
 from pyro_vae.runtime import autocast, flush_denormals, seed_all
 
@@ -66,7 +66,7 @@ def build(model_config: ModelConfig, train_config: TrainConfig, *, device: torch
         plan: the matrix kernels (a resumed run's, from its checkpoint); None times them here.
     """
     seed_all(train_config.seed)
-    vae = VAE(model_config).to(device)
+    vae = m2.build(model_config).to(device)
     if plan is None and train_config.precision == "fp32":  # bf16 autocast picks its own kernels
         plan = kernels.calibrate(vae, rows=train_config.batch_size * train_config.particles, backward=True,
                                  device=device)
@@ -263,16 +263,22 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     autocast(device, train_config.precision)  # an unsupported precision fails before any work
     if train_config.tensorboard:
         tensorboard.require()  # so does --tensorboard without TensorBoard
-    images, _ = data.ensure_split(paths.data_dir, "train", dataset=paths.dataset)
+    images, labels = data.ensure_split(paths.data_dir, "train", dataset=paths.dataset)
     # Read (and verified) now even when no evaluation needs it, so bad data fails before
     # --fresh moves anything; a resumed run may turn evaluations on.
     test, _ = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     trained_on = data.record(paths.dataset, paths.data_dir)
+    names, noun = data.class_names(paths.dataset, paths.data_dir), data.get(paths.dataset).noun
+    # Bad --labels fails before anything is written (a resumed run's were checked when it started).
+    data.choose_labelled(labels[: len(labels) - train_config.valid_size], train_config.labels, names=names,
+                         seed=train_config.seed, noun=noun)
     with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request, flush_denormals(device):
         claim(paths.results_dir, paths.checkpoint_dir)  # another run's results folder is refused, untouched
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
-        result = TrainResult(model_config=model_config, train_config=train_config)
+        # --labels trains the labels model over the data's classes (a resumed run keeps its own).
+        result = TrainResult(model_config=replace(model_config, classes=len(names) if train_config.labels else 0),
+                             train_config=train_config)
         run, first_epoch, position = _start(result, paths=paths, n_images=len(images), device=device,
                                             fresh=fresh, explicit=explicit, dataset=trained_on)
         done_before = len(run.metrics)
@@ -284,6 +290,10 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             return result
         again = commands.train(config, paths=paths, model_config=result.model_config, device=device)
         images, held_out = _split(images, test, config, device=device)
+        labelled = data.labelled_set(images, labels[: len(images)], count=config.labels, names=names, seed=config.seed,
+                                     batch_size=config.batch_size, generator=run.generator, noun=noun)
+        if labelled is not None:
+            run.dataset = {**run.dataset, "labelled": list(labelled.indices)}
         n_batches = -(-len(images) // config.batch_size)
         with Bars(progress) as bars, _second_interrupt(again), tensorboard.opened(
                 paths.results_dir, config=config, first_epoch=first_epoch, device=device, fresh=fresh,
@@ -295,7 +305,9 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                 bars.update("batches", completed=position.batch if position else 0)
                 for group in run.optimizer.param_groups:
                     group["lr"] = config.lr_at(epoch)
-                loss = loss_fn(config.objective, particles=config.particles, beta=config.beta_at(epoch))
+                loss = loss_fn(config.objective, particles=config.particles, beta=config.beta_at(epoch)
+                               ) if labelled is None else semi_supervised_loss(labelled, alpha=config.alpha,
+                                                                               beta=config.beta_at(epoch))
                 start = time.perf_counter()
                 try:
                     reached = run_epoch(run.vae, run.optimizer, images, batch_size=config.batch_size,

@@ -16,6 +16,7 @@ from pyro_vae import checkpoint, data, evaluate as ev, generate as gen
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
                              with_recipe)
 from pyro_vae.errors import ConfigError, Hint
+from pyro_vae.m2 import has_labels
 from pyro_vae.metrics import HISTORY, EpochRecord, claim, read_history
 from pyro_vae.model import VAE
 from pyro_vae.runtime import isolated_rng, resolve_device
@@ -76,7 +77,8 @@ class Model:
         config = self.model_config
         return {"dataset": self.dataset, "checkpoint": str(self.path), "epoch": self.epoch,
                 **({"recipe": self.train_config.recipe} if self.train_config.recipe else {}),
-                **({"prior": f"vamp {config.pseudo_inputs}"} if config.prior == Prior.vamp else {})}
+                **({"prior": f"vamp {config.pseudo_inputs}"} if config.prior == Prior.vamp else {}),
+                **({"labels": self.train_config.labels} if self.train_config.labels else {})}
 
     def paths(self, *, dataset: str | None = None, data_dir: str | Path | None = None,
               results_dir: str | Path | None = None, writes: bool = True) -> Paths:
@@ -92,12 +94,33 @@ class Model:
             claim(paths.results_dir, paths.checkpoint_dir)
         return paths
 
-    def sample(self, n: int = GenerateConfig.n, *, seed: int = GenerateConfig.seed) -> torch.Tensor:
+    @property
+    def has_labels(self) -> bool:
+        """Whether it was trained with labels (`train(labels=N)`), so that it can be asked for a class."""
+        return has_labels(self.vae)
+
+    def sample(self, n: int = GenerateConfig.n, *, digit: int | None = None, seed: int = GenerateConfig.seed
+               ) -> torch.Tensor:
         """Decode `n` draws of z ~ p(z), the model's prior: (n, 28, 28) pixel probabilities (`generate
-        --mode prior`'s grid)."""
+        --mode prior`'s grid); with `digit`, a labels model's draws of that class (`--mode label`).
+
+        Raises:
+            NoLabels: `digit` asked of a model trained without labels.
+        """
         GenerateConfig(n=n, seed=seed)  # the same ranges as the command line's
         with isolated_rng(seed, device=self.device):
-            return _square(gen.prior_samples(self.vae, n=n))
+            if digit is None:
+                return _square(gen.prior_samples(self.vae, n=n))
+            return _square(gen.label_samples(self.vae, n=n, digit=int(digit)))
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """q(y | x) of a labels model: images (m, 28, 28) in [0, 1] -> (m, classes) class probabilities.
+
+        Raises:
+            NoLabels: a model trained without labels.
+        """
+        vae = gen.require_labels(self.vae)
+        return ev.classify(vae, _pixels(images, device=self.device)).cpu()
 
     def more_like(self, images: torch.Tensor, *, n: int = GenerateConfig.n, noise: float = GenerateConfig.noise,
                   seed: int = GenerateConfig.seed) -> torch.Tensor:

@@ -288,7 +288,9 @@ def train(
 @app.command()
 def generate(
     mode: Annotated[Mode, typer.Option(help="prior: decode z ~ p(z), the model's prior; digit: widen the guide "
-                                       "around real test digits.")] = Mode.prior,
+                                       "around real test digits; a model trained with --labels also has label: "
+                                       "ask for each class of --digits, and style: test digits' styles written "
+                                       "as every class.")] = Mode.prior,
     n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
     noise: Annotated[Optional[float], typer.Option(help=f"Digit mode: added to the guide's log-std, {MIN_NOISE:g} "
                                                    f"to {MAX_NOISE:g}; 1.4 gives more varied digits [default: "

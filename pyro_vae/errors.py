@@ -128,6 +128,10 @@ class ConfigError(PyroVAEError):
     """An option value is out of range."""
 
 
+class NoLabels(ConfigError):
+    """A class was asked of a model trained without labels (`train --labels` makes one that knows them)."""
+
+
 class HistoryError(PyroVAEError):
     """The metrics history is missing or not one this program wrote."""
 

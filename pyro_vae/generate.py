@@ -1,4 +1,5 @@
-"""Sampling from a trained VAE: prior samples and digit samples, as tensors of pixel probabilities."""
+"""Sampling from a trained VAE: prior samples and digit samples, as tensors of pixel probabilities; and from
+a labels model (pyro_vae.m2), samples of a class and one style written as every class."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pyro.infer import Predictive
 
 from pyro_vae import data
 from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, check_mode_options
-from pyro_vae.errors import ConfigError
+from pyro_vae.errors import ConfigError, NoLabels
+from pyro_vae.m2 import M2, has_labels
 from pyro_vae.model import Z, VAE
 from pyro_vae.priors import describe
 from pyro_vae.runtime import seed_all
@@ -19,15 +21,62 @@ from pyro_vae.runtime import seed_all
 PRIOR_NAME = "random_samples"
 
 
+STYLE_NAME = "style"
+
+
 @torch.no_grad()
-def prior_samples(vae: VAE, *, n: int) -> torch.Tensor:
-    """Decode `n` draws of z ~ p(z) (the model's prior: N(0, I) or its VampPrior).
+def prior_samples(vae: VAE | M2, *, n: int) -> torch.Tensor:
+    """Decode `n` draws of z ~ p(z) (the model's prior: N(0, I) or its VampPrior; a labels model's
+    class drawn from p(y) too).
 
     Returns:
         (n, 784) float pixel probabilities in [0, 1].
     """
-    z = Predictive(vae.model, num_samples=1, return_sites=(Z,))(batch_size=n)[Z]
-    return vae.x_probs(z).reshape(n, -1)
+    drawn = Predictive(vae.model, num_samples=1, return_sites=vae.latent_sites)(batch_size=n)
+    return vae.x_probs(*(drawn[site] for site in vae.latent_sites)).reshape(n, -1)
+
+
+def require_labels(vae: VAE | M2) -> M2:
+    """The model, if it knows classes; else `NoLabels`, which names `train --labels`."""
+    if not has_labels(vae):
+        raise NoLabels("this model was trained without labels, so it cannot be asked for a class; train one with "
+                       "⟨labels⟩ N (e.g. 100), or use ⟨mode⟩ digit, which encodes a test image of the class")
+    return vae
+
+
+def _check_class(vae: M2, digit: int) -> None:
+    if not 0 <= digit < vae.config.classes:
+        raise ConfigError(f"the model knows classes 0 to {vae.config.classes - 1}, got {digit}")
+
+
+@torch.no_grad()
+def label_samples(vae: VAE | M2, *, n: int, digit: int) -> torch.Tensor:
+    """Decode `n` draws of z ~ p(z) with the class fixed at `digit`: x ~ p(x | z, y = digit).
+
+    Returns:
+        (n, 784) float pixel probabilities in [0, 1].
+    """
+    vae = require_labels(vae)
+    _check_class(vae, digit)
+    y = torch.full((n,), digit, dtype=torch.int64, device=next(vae.parameters()).device)
+    z = Predictive(vae.model, num_samples=1, return_sites=(Z,))(y=y)[Z][0]
+    return vae.x_probs(z, y)
+
+
+@torch.no_grad()
+def style_samples(vae: VAE | M2, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Kingma et al.'s analogies: each image's style, the mean of q(z | x, y) at its own class, decoded
+    as every class ("this writer's 7").
+
+    Args:
+        x: (k, 784) float in {0, 1}; y: (k,) int64, their classes.
+    Returns:
+        (k, classes, 784) pixel probabilities: row i is image i's style written as class 0, 1, ...
+    """
+    vae = require_labels(vae)
+    z_loc, _ = vae.encoder(x, y)  # (k, z_dim)
+    classes = torch.arange(vae.config.classes, device=x.device).unsqueeze(-1)  # (classes, 1)
+    return vae.x_probs(z_loc, classes).transpose(0, 1)
 
 
 @torch.no_grad()
@@ -43,9 +92,10 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
     """
     guide = functools.partial(vae.guide, noise=noise)
     # parallel=True vectorises the n draws in one pass: z is (n, k, z_dim).
-    predictive = Predictive(vae.model, guide=guide, num_samples=n, parallel=True, return_sites=(Z,))
-    z = predictive(x)[Z]  # (n, k, z_dim)
-    return vae.x_probs(z).reshape(n, x.shape[0], -1).transpose(0, 1)
+    # (A labels model's guide draws each class from q(y | x) as well.)
+    predictive = Predictive(vae.model, guide=guide, num_samples=n, parallel=True, return_sites=vae.latent_sites)
+    drawn = predictive(x)  # z: (n, k, z_dim)
+    return vae.x_probs(*(drawn[site] for site in vae.latent_sites)).reshape(n, x.shape[0], -1).transpose(0, 1)
 
 
 def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None = None,
@@ -53,58 +103,81 @@ def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None =
     """The output names of a `generate` call, in `samples`' order, each with what its picture shows.
 
     Names are `random_samples` (prior), `3` (class 3's exemplar) or `index_17` (test image 17),
-    plus `config.suffix(mode)` for settings other than the seed program's ("3_noise1.4").
+    `label_7` (class 7 asked of a labels model) or `style`, plus `config.suffix(mode)` for settings
+    other than the seed program's ("3_noise1.4").
 
     Args:
-        chosen: digit mode's names and test images, `config.chosen(exemplars)`.
+        chosen: digit and style modes' names and test images, `config.chosen(exemplars)`.
         classes: the data set's class names, to say what each exemplar shows ("a 3", "a Sneaker").
         prior: what p(z) is (`priors.describe`).
     """
     check_mode_options(mode, frozenset())
     suffix = config.suffix(mode)
+    named = lambda k: classes[k] if k < len(classes) else str(k)  # noqa: E731
     if mode == Mode.prior:
         return {PRIOR_NAME + suffix: f"{config.n} samples from {prior}"}
+    if mode == Mode.label:
+        return {f"label_{d}{suffix}": f"{config.n} samples of class {named(d)}: x ~ p(x | z, y = {d}), z ~ N(0, I)"
+                for d in config.digits}
+    if mode == Mode.style:
+        return {STYLE_NAME + suffix: f"the style of test images {', '.join(map(str, (chosen or {}).values()))} "
+                f"(the mean of q(z | x, y)) written as every class, {', '.join(map(named, range(len(classes))))}; "
+                "first column: the image"}
     return {name + suffix: f"{config.n} draws from the guide around test image {index}"
             + (f" (a {classes[int(name)]})" if name.isdigit() and int(name) < len(classes) else "")
             for name, index in (chosen or {}).items()}
 
 
-def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None,
-            names: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+def samples(vae: VAE | M2, mode: str, config: GenerateConfig, *, x: torch.Tensor | None = None,
+            names: Sequence[str] = (), y: torch.Tensor | None = None, shown: torch.Tensor | None = None
+            ) -> dict[str, torch.Tensor]:
     """The images a `generate` call produces, by output name, before anything is written.
 
     Args:
-        mode: `prior` (one grid) or `digit` (one grid per image of `x`).
-        x: digit mode's test images, binarized: (k, 784), as `config.chosen(...)` picks them.
-        names: the output names, `titles(...)`'s keys (one for prior mode, one per image of `x`).
+        mode: `prior` (one grid), `digit` (one grid per image of `x`), `label` (one per class of
+            `config.digits`) or `style` (one grid, a row per image of `x`).
+        x: digit and style modes' test images, binarized: (k, 784), as `config.chosen(...)` picks them.
+        y, shown: style mode's labels of `x` (k,) and the images as a person sees them (k, 784).
+        names: the output names, `titles(...)`'s keys.
     Returns:
-        name -> (config.n, 784) float pixel probabilities.
+        name -> (config.n, 784) float pixel probabilities; style's -> (k, 1 + classes, 784), each
+        image followed by its style written as every class.
     """
     names = list(names) or list(titles(mode, config))
     seed_all(config.seed)
+    device = next(vae.parameters()).device
     if mode == Mode.prior:
         return {names[0]: prior_samples(vae, n=config.n)}
-    if x is None or len(names) != len(x):
-        raise ValueError("digit mode needs the test images to encode, and a name for each")
-    drawn = guide_samples(vae, x.to(next(vae.parameters()).device), n=config.n, noise=config.noise)
+    if mode == Mode.label:
+        return {name: label_samples(vae, n=config.n, digit=d) for name, d in zip(names, config.digits)}
+    if x is None or len(names) != (1 if mode == Mode.style else len(x)):
+        raise ValueError("digit and style modes need the test images to encode, and their names")
+    if mode == Mode.style:
+        styles = style_samples(vae, x.to(device), y.to(device))
+        return {names[0]: torch.cat([shown.to(device).unsqueeze(1), styles], 1)}
+    drawn = guide_samples(vae, x.to(device), n=config.n, noise=config.noise)
     return {name: drawn[k] for k, name in enumerate(names)}
 
 
-def grids(vae: VAE, mode: str, config: GenerateConfig, *, paths: Paths, digits: str | None = None
+def grids(vae: VAE | M2, mode: str, config: GenerateConfig, *, paths: Paths, digits: str | None = None
           ) -> dict[str, tuple[str, torch.Tensor]]:
     """What a `generate` call draws, by output name: (what the picture shows, (config.n, 784) pixel
     probabilities). Digit mode encodes the test exemplars of `digits` (numbers or class names of
-    `paths.dataset`, e.g. "3,8"; None: every class), or `config.indices` when given."""
-    chosen: dict[str, int] = {}
-    if mode == Mode.digit:
-        if digits is not None:
-            config = dataclasses.replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
-        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
-    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
-    shown = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir),
+    `paths.dataset`, e.g. "3,8"; None: every class), or `config.indices` when given; label mode asks
+    a labels model for each of `digits`; style mode writes those exemplars' styles as every class."""
+    if mode in (Mode.label, Mode.style):
+        require_labels(vae)
+    if digits is not None:
+        config = dataclasses.replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
+    chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir)) if mode in (Mode.digit, Mode.style) else {}
+    x = shown = y = None
+    if chosen:
+        x, shown = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)
+        y = data.load_split(paths.data_dir, "test", dataset=paths.dataset)[1][list(chosen.values())]
+    named = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir),
                    prior=describe(vae.config.prior, vae.config.pseudo_inputs))
-    drawn = samples(vae, mode, config, x=x, names=list(shown))
-    return {name: (shown[name], x_probs) for name, x_probs in drawn.items()}
+    drawn = samples(vae, mode, config, x=x, names=list(named), y=y, shown=shown)
+    return {name: (named[name], x_probs) for name, x_probs in drawn.items()}
 
 
 @torch.no_grad()

@@ -65,11 +65,13 @@ def grid(x_probs: torch.Tensor, *, cols: int | None = None) -> np.ndarray:
     """Tile images into a grid, row by row.
 
     Args:
-        x_probs: (n, 784) float in [0, 1].
+        x_probs: (n, 784) float in [0, 1], or (rows, cols, 784) laid out as it is.
         cols: images per row; default ceil(sqrt(n)), so 100 images make 10x10.
     Returns:
         (rows * 28, cols * 28) uint8, white digits on black as in MNIST; empty cells are black.
     """
+    if x_probs.dim() == 3:
+        cols, x_probs = cols or x_probs.shape[1], x_probs.reshape(-1, x_probs.shape[-1])
     n = x_probs.shape[0]
     cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)

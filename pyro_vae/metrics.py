@@ -46,6 +46,9 @@ class EpochRecord:
     valid_reconstruction: float | None = None
     valid_kl: float | None = None
     valid_active_units: int | None = None
+    # A labels model's accuracy on the held-out labels (q(y | x)'s most probable class), a fraction.
+    test_accuracy: float | None = None
+    valid_accuracy: float | None = None
 
 
 def write_history(records: list[EpochRecord], path: Path) -> Path:

@@ -266,7 +266,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     images, labels = data.ensure_split(paths.data_dir, "train", dataset=paths.dataset)
     # Read (and verified) now even when no evaluation needs it, so bad data fails before
     # --fresh moves anything; a resumed run may turn evaluations on.
-    test, _ = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
+    test, test_labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     trained_on = data.record(paths.dataset, paths.data_dir)
     names, noun = data.class_names(paths.dataset, paths.data_dir), data.get(paths.dataset).noun
     # Bad --labels fails before anything is written (a resumed run's were checked when it started).
@@ -294,6 +294,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                                      batch_size=config.batch_size, generator=run.generator, noun=noun)
         if labelled is not None:
             run.dataset = {**run.dataset, "labelled": list(labelled.indices)}
+        held_labels = {"valid": labels[len(images):].to(device), "test": test_labels.to(device)}  # for the accuracy
         n_batches = -(-len(images) // config.batch_size)
         with Bars(progress) as bars, _second_interrupt(again), tensorboard.opened(
                 paths.results_dir, config=config, first_epoch=first_epoch, device=device, fresh=fresh,
@@ -327,7 +328,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                                               again=again)
                 try:
                     figures = _evaluate_if_due(run, epoch=epoch, held_out=held_out, stop=request.requested,
-                                               bars=bars)
+                                               bars=bars, labels=held_labels)
                 except Stopped:
                     # Saved as "every batch of the epoch done": the next run goes straight to this evaluation.
                     run.save(run.last, epoch=epoch - 1, at=reached)
@@ -402,7 +403,7 @@ def _split(images: torch.Tensor, test: torch.Tensor, train_config: TrainConfig, 
 
 
 def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor], stop: Callable[[], bool],
-                     bars: Bars | None = None) -> dict[str, float]:
+                     bars: Bars | None = None, labels: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """EpochRecord fields (`test_elbo`, `valid_log_likelihood`, ...) for each held-out set, on the
     `eval_every` cadence only (not also at the last epoch, so the history and best.pt do not
     depend on how a run was split into calls); raises `Stopped` on a stop request."""
@@ -415,14 +416,16 @@ def _evaluate_if_due(run: _Run, *, epoch: int, held_out: dict[str, torch.Tensor]
         bars.add(row, total=len(x))
         try:
             result = evaluate(run.vae, x, particles=run.config.eval_particles, seed=_EVAL_SEED, stop=stop,
-                              on_batch=lambda done: bars.update(row, completed=done))
+                              on_batch=lambda done: bars.update(row, completed=done), y=(labels or {}).get(name))
         finally:
             bars.remove(row)
-        for figure in ("elbo", "log_likelihood", "reconstruction", "kl", "active_units"):
+        for figure in ("elbo", "log_likelihood", "reconstruction", "kl", "active_units", "accuracy"):
             figures[f"{name}_{figure}"] = getattr(result, figure)
         log.info("  %s: ELBO %.2f, log p(x) %.2f (%d images, K=%d); reconstruction %.2f, KL %.2f; %d of %d "
                  "latent dimensions active", name, result.elbo, result.log_likelihood, result.images,
                  run.config.eval_particles, result.reconstruction, result.kl, result.active_units, run.vae.config.z_dim)
+        if result.accuracy is not None:
+            log.info("  %s: accuracy %.2f%% +- %.2f", name, 100 * result.accuracy, 100 * result.accuracy_se)
     return figures
 
 

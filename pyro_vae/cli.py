@@ -59,7 +59,7 @@ _NOT_A_CHOICE = re.compile(r"(?:Value error, )?('.*') is not one of (.*?)\.?$")
 
 
 def _usage_error(exc: typer.TyperException) -> str:
-    """Click's message, except a value outside a list of choices: "--mode must be prior or digit, got 'priors'"."""
+    """Click's message, except a value outside a list of choices: "--mode must be prior, digit, label or style, got 'priors'"."""
     choice = _NOT_A_CHOICE.fullmatch(str(getattr(exc, "message", "")))
     param = getattr(exc, "param", None)
     if choice is None or param is None or not getattr(param, "opts", None):

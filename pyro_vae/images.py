@@ -70,7 +70,7 @@ def grid(x_probs: torch.Tensor, *, cols: int | None = None) -> np.ndarray:
     Returns:
         (rows * 28, cols * 28) uint8, white digits on black as in MNIST; empty cells are black.
     """
-    if x_probs.dim() == 3:
+    if x_probs.dim() == 3 and x_probs.shape[-1] == IMAGE_SIZE * IMAGE_SIZE:
         cols, x_probs = cols or x_probs.shape[1], x_probs.reshape(-1, x_probs.shape[-1])
     n = x_probs.shape[0]
     cols = cols or math.ceil(math.sqrt(n))

@@ -125,8 +125,8 @@ def test_bad_train_option(dirs, args, fragments, cli_invoke, one_line_error, tin
 
 
 GENERATE_OPTIONS = [
-    pytest.param(["--mode", "dream"], ["--mode must be prior or digit, got 'dream'"], id="mode-dream"),
-    pytest.param(["--mode", "Prior"], ["--mode must be prior or digit, got 'Prior'"], id="mode-wrong-case"),
+    pytest.param(["--mode", "dream"], ["--mode must be prior, digit, label or style, got 'dream'"], id="mode-dream"),
+    pytest.param(["--mode", "Prior"], ["--mode must be prior, digit, label or style, got 'Prior'"], id="mode-wrong-case"),
     pytest.param(["--n", "0"], ["--n must be between 1 and 10000, got 0"], id="n-0"),
     pytest.param(["--n", "-5"], ["--n must be between 1 and 10000, got -5"], id="n-negative"),
     pytest.param(["--n", "x"], ["'--n'", INVALID_INT], id="n-word"),

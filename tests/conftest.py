@@ -22,6 +22,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
+from pyro.distributions.util import scale_and_mask
 from typer.testing import CliRunner
 
 from pyro_vae import cli
@@ -289,3 +290,41 @@ def python_command(mnist_dir: Path) -> Callable[..., list[str]]:
 
     return command
 
+
+# ---------------------------------------------------------------------------------------------
+# Today's training step, as main's trainer took it at f6a49c5 (before the KL weight, the terms and
+# the labels model): its log weights, its loss, and run_epoch's loop without the resume and stop branches.
+
+def _todays_log_weights(vae, x):
+    guide_trace = pyro.poutine.trace(vae.guide).get_trace(x)
+    model_trace = pyro.poutine.trace(pyro.poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
+    weights = x.new_zeros(1, x.shape[0], dtype=torch.float32)
+    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+        for site in trace.nodes.values():
+            if site["type"] == "sample":
+                log_prob = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
+                weights = weights.add(log_prob, alpha=sign)
+    return weights
+
+
+def _todays_epoch(vae, optimizer, images, *, batch_size, generator):
+    order = data.shuffle(len(images), generator=generator)
+    total = torch.zeros(())
+    vae.train()
+    with pyro.validation_enabled(False):
+        for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=0):
+            value = _todays_log_weights(vae, x).sum().div(-1)
+            optimizer.found_inf = torch.isfinite(value).logical_not().float()
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            total += value.detach()
+    del optimizer.found_inf
+    return -total.item() / len(images)
+
+
+@pytest.fixture(scope="session")
+def todays_epoch() -> Callable[..., float]:
+    """`todays_epoch(vae, optimizer, images, *, batch_size, generator)`: one epoch of the unsupervised
+    VAE as main's trainer took it before any option changed the step; returns its mean bound."""
+    return _todays_epoch

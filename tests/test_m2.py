@@ -14,7 +14,6 @@ import pyro.poutine as poutine
 import pytest
 import torch
 import torch.distributions as td
-from pyro.distributions.util import scale_and_mask
 from pyro.infer import TraceEnum_ELBO
 
 import pyro_vae
@@ -144,29 +143,7 @@ def test_too_many_labels_are_refused(count, message, n_train):
         data.choose_labelled(labels, count, names=tuple(map(str, range(10))), seed=0, noun="digit")
 
 
-def _todays_epoch(vae, optimizer, images, *, batch_size, generator):
-    """An epoch as main's trainer takes it without labels: one shuffle, each batch binarized afresh,
-    minus Trace_ELBO's log weights, fused Adam."""
-    order = data.shuffle(len(images), generator=generator)
-    with pyro.validation_enabled(False):
-        for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=0):
-            guide_trace = poutine.trace(vae.guide).get_trace(x)
-            model_trace = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
-            weights = x.new_zeros(1, x.shape[0], dtype=torch.float32)
-            for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-                for site in trace.nodes.values():
-                    if site["type"] == "sample":
-                        log_prob = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
-                        weights = weights.add(log_prob, alpha=sign)
-            value = weights.sum().div(-1)
-            optimizer.found_inf = torch.isfinite(value).logical_not().float()
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-    del optimizer.found_inf
-
-
-def test_labels_0_trains_the_vae_bit_for_bit_as_main(paths, tiny_model, tiny_train, monkeypatch):
+def test_labels_0_trains_the_vae_bit_for_bit_as_main(paths, tiny_model, tiny_train, monkeypatch, todays_epoch):
     from pyro_vae import kernels
 
     monkeypatch.setattr(kernels, "calibrate", lambda *args, **kwargs: {})  # torch's default kernels for both
@@ -180,7 +157,7 @@ def test_labels_0_trains_the_vae_bit_for_bit_as_main(paths, tiny_model, tiny_tra
     generator = torch.Generator().manual_seed(config.seed)
     with flush_denormals(torch.device("cpu")):
         for _ in (1, 2):
-            _todays_epoch(vae, optimizer, images, batch_size=config.batch_size, generator=generator)
+            todays_epoch(vae, optimizer, images, batch_size=config.batch_size, generator=generator)
     state = checkpoint.load(paths.checkpoint_dir / "last.pt")
     assert state["model_config"]["classes"] == 0 and "labelled" not in state["dataset"]
     assert state["model"].keys() == vae.state_dict().keys()

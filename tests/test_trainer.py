@@ -12,7 +12,6 @@ import pyro
 import pyro.poutine
 import pytest
 import torch
-from pyro.distributions.util import scale_and_mask
 from torch.utils._pytree import tree_map
 
 from pyro_vae import checkpoint, data
@@ -398,37 +397,7 @@ def test_the_history_records_the_two_terms_of_the_bound(paths, tiny_model, tiny_
             assert r.reconstruction - r.kl < r.lower_bound
 
 
-# Today's training step, as main's trainer took it at f6a49c5 (before the KL weight and the
-# terms): its log weights, its loss, and run_epoch's loop without the resume and stop branches.
-def _todays_log_weights(vae, x):
-    guide_trace = pyro.poutine.trace(vae.guide).get_trace(x)
-    model_trace = pyro.poutine.trace(pyro.poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
-    weights = x.new_zeros(1, x.shape[0], dtype=torch.float32)
-    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        for site in trace.nodes.values():
-            if site["type"] == "sample":
-                log_prob = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
-                weights = weights.add(log_prob, alpha=sign)
-    return weights
-
-
-def _todays_epoch(vae, optimizer, images, *, batch_size, generator):
-    order = data.shuffle(len(images), generator=generator)
-    total = torch.zeros(())
-    vae.train()
-    with pyro.validation_enabled(False):
-        for x in data.batches(images, order, batch_size=batch_size, generator=generator, start=0):
-            value = _todays_log_weights(vae, x).sum().div(-1)
-            optimizer.found_inf = torch.isfinite(value).logical_not().float()
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            total += value.detach()
-    del optimizer.found_inf
-    return -total.item() / len(images)
-
-
-def test_beta_1_without_warm_up_trains_bit_for_bit_as_today(paths, tiny_model, tiny_train, monkeypatch):
+def test_beta_1_without_warm_up_trains_bit_for_bit_as_today(paths, tiny_model, tiny_train, monkeypatch, todays_epoch):
     # Both runs on torch's default kernels: the measured plan is chosen by timing, and a plan of
     # other kernels rounds differently whatever the loss.
     from pyro_vae import kernels
@@ -445,7 +414,7 @@ def test_beta_1_without_warm_up_trains_bit_for_bit_as_today(paths, tiny_model, t
         for epoch in (1, 2):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(epoch)
-            bounds.append(_todays_epoch(vae, optimizer, images, batch_size=config.batch_size, generator=generator))
+            bounds.append(todays_epoch(vae, optimizer, images, batch_size=config.batch_size, generator=generator))
     state = _final_state(paths)
     assert state["epoch"] == 2 and state["kernels"] == kernels.plan_of(vae)
     assert all(torch.equal(state["model"][k], v) for k, v in vae.state_dict().items())

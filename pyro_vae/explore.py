@@ -71,6 +71,9 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         and activity over the test set with the active ones (`latent.kl_per_dimension`,
         `latent.active_units`).
     """
+    if not isinstance(vae, VAE):  # the page's networks (nets.js) are the VAE's
+        raise PyroVAEError("the page runs the unsupervised VAE's networks, and this model was trained with "
+                           "labels; ask it for a class with generate's ⟨mode⟩ label or style")
     binarized = binarize_once(images)
     z_loc, z_scale = guide_params(vae, binarized)
     views = latent_views(z_loc, labels)

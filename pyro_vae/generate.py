@@ -190,8 +190,9 @@ def reconstructions(vae: VAE, x: torch.Tensor, *, cols: int = GRID_COLS) -> torc
     Returns:
         (2 * n, 784) pixel values in [0, 1].
     """
-    z_loc, _ = vae.encoder(x)
-    decoded = vae.x_probs(z_loc)
+    z_loc, _ = vae.encode(x)
+    # A labels model decodes each image's code with the class its classifier finds most probable, as `encode` took it.
+    decoded = vae.x_probs(z_loc, vae.classifier(x).argmax(-1)) if has_labels(vae) else vae.x_probs(z_loc)
     rows = [t for first in range(0, len(x), cols) for t in (x[first : first + cols], decoded[first : first + cols])]
     return torch.cat(rows)
 
@@ -205,6 +206,9 @@ def interpolation(vae: VAE, x_from: torch.Tensor, x_to: torch.Tensor, *, steps: 
     Returns:
         (steps, 784) pixel probabilities, from `x_from`'s end to `x_to`'s.
     """
+    if has_labels(vae):
+        raise ConfigError("interpolate walks the VAE's codes, and a labels model's codes need their class; for one "
+                          "style written as every class, run generate with ⟨mode⟩ style")
     z_loc, _ = vae.encoder(torch.stack([x_from, x_to]))
     t = torch.linspace(0, 1, steps, device=z_loc.device).unsqueeze(-1)  # (steps, 1)
     return vae.x_probs((1 - t) * z_loc[0] + t * z_loc[1])

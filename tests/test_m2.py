@@ -17,9 +17,9 @@ import torch.distributions as td
 from pyro.infer import TraceEnum_ELBO
 
 import pyro_vae
-from pyro_vae import checkpoint, data, generate as gen
+from pyro_vae import checkpoint, data, explore, generate as gen
 from pyro_vae.config import ModelConfig, TrainConfig
-from pyro_vae.errors import ConfigError, Interrupted, NoLabels
+from pyro_vae.errors import ConfigError, Interrupted, NoLabels, PyroVAEError
 from pyro_vae.m2 import M2, Y
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.model import VAE
@@ -242,7 +242,7 @@ def test_labels_need_the_elbo_and_one_draw():
 # ---------------------------------------------------------------------------------------------
 # The command line
 
-def test_train_labels_and_generate_its_modes(mnist_dir, cli_invoke, tiny_run_options, tmp_path):
+def test_train_labels_and_generate_its_modes(mnist_dir, cli_invoke, one_line_error, tiny_run_options, tmp_path):
     result = cli_invoke("train", *tiny_run_options, "--labels", "20", "--eval-every", "1", "--eval-particles", "3")
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output
@@ -253,6 +253,15 @@ def test_train_labels_and_generate_its_modes(mnist_dir, cli_invoke, tiny_run_opt
         result = cli_invoke("generate", *args)
         assert result.exit_code == 0, result.output
         assert (tmp_path / "results" / name).is_file()
+    # Reconstructions decode each code at the classifier's class; the VAE's line between codes, and the
+    # page's networks, are refused in one line.
+    assert cli_invoke("reconstruct", "--n", "4").exit_code == 0
+    assert cli_invoke("latent-map").exit_code == 0  # the codes at the classifier's class (`M2.encode`)
+    one_line_error(cli_invoke("interpolate"), "labels model", "--mode style")
+    model = pyro_vae.load("checkpoints")
+    with pytest.raises(PyroVAEError, match="trained with labels"):
+        explore.bundle(model.vae, torch.zeros(2, 784, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
+                       checkpoint=model.path, epoch=model.epoch)
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -189,7 +189,8 @@ def _device(device: str | torch.device) -> torch.device:
     return device if isinstance(device, torch.device) else resolve_device(str(device))
 
 
-_SETTINGS = frozenset(f.name for config in (TrainConfig, ModelConfig) for f in fields(config)) - {"epochs"}
+# (classes is no setting: labels=N sets it from the data.)
+_SETTINGS = frozenset(f.name for config in (TrainConfig, ModelConfig) for f in fields(config)) - {"epochs", "classes"}
 
 
 @dataclass

@@ -289,3 +289,21 @@ def test_label_mode_on_a_model_without_labels_is_one_line(mnist_dir, cli_invoke,
     assert cli_invoke("train", *tiny_run_options).exit_code == 0
     for mode in ("label", "style"):
         one_line_error(cli_invoke("generate", "--mode", mode), "trained without labels", "--labels")
+
+
+@pytest.mark.parametrize("precision, kernels", [("bf16", "default"), ("fp32", "onednn")])
+def test_labels_train_under_bf16_and_on_onednn_kernels(paths, tiny_model, tiny_train, monkeypatch, precision, kernels):
+    # The enumerated classes add a leading dimension to the networks' inputs: oneDNN's products take
+    # them reshaped to rows, and bf16 autocast leaves the densities in fp32 as the VAE's.
+    from pyro_vae import kernels as kernels_module
+
+    if kernels == "onednn" and not kernels_module.onednn_available(torch.device("cpu")):
+        pytest.skip("this torch has no oneDNN")
+    monkeypatch.setenv("PYRO_VAE_KERNELS", kernels)
+    config = dataclasses.replace(tiny_train, epochs=2, labels=20, precision=precision, eval_every=2, eval_particles=3)
+    result = train(config, model_config=tiny_model, paths=paths)
+    state = checkpoint.load(paths.checkpoint_dir / "last.pt")
+    assert all(k == kernels for plan in state["kernels"].values() for k in plan.values())  # bf16: torch's own
+    last = result.metrics[-1]
+    assert math.isfinite(last.lower_bound) and last.lower_bound > result.metrics[0].lower_bound
+    assert 0 <= last.test_accuracy <= 1

@@ -199,7 +199,7 @@ def semi_supervised_loss(labelled: LabelledSet, *, alpha: float, beta: float = 1
     it, `labelled.draw()` gives labelled images, whose bound observes y, and whose -log q(y | x) is the
     classification term. Both are weighted so that an epoch sums, in expectation, to Kingma et al.'s
         - sum_unlabelled U(x) - sum_labelled L(x, y) + alpha N E_labelled[-log q(y | x)]
-    for N images an epoch (their alpha is this one times N; they use 0.1 N). beta weights the KL
+    for N images an epoch (their alpha is this one times N; they use 0.1 N, config.ALPHA says why ours is 1). beta weights the KL
     terms as in `loss_fn`. Step.sums holds the unlabelled batch's true bound and terms, as the VAE's do.
     """
 

@@ -27,7 +27,7 @@ from pyro_vae.metrics import HISTORY, EpochRecord, claim, write_history
 from pyro_vae.model import VAE
 from pyro_vae.objectives import Loss, loss_fn
 from pyro_vae.progress import Bars
-from pyro_vae.runtime import autocast, flush_denormals, seed_all
+from pyro_vae.runtime import ThreadGovernor, autocast, computing, flush_denormals, seed_all
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class _Run:
 
 def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfig = ModelConfig(),
           paths: Paths | None = None, device: torch.device = torch.device("cpu"), fresh: bool = False,
-          progress: bool = False, explicit: frozenset[str] = frozenset(),
+          progress: bool = False, explicit: frozenset[str] = frozenset(), threads: str | int | None = None,
           on_evaluation: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train the VAE on the training images of `paths.dataset`, resuming from the furthest checkpoint unless `fresh`.
 
@@ -255,6 +255,9 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         fresh: archive existing checkpoints (to `archive-<time>/`) and start from epoch 1.
         progress: draw progress bars (for terminals).
         explicit: names of the options the user gave, checked against a resumed checkpoint.
+        threads: torch's CPU threads: `auto` (None: $PYRO_VAE_THREADS, else auto) starts from the
+            CPUs the process may use, shared with other pyro-vae processes computing, and keeps the
+            faster of fewer and more while the machine's load changes (`runtime.ThreadGovernor`).
         on_evaluation: called with the epoch and its held-out figures (`valid_log_likelihood`, ...)
             after each evaluation epoch is saved; an exception it raises ends the run there
             (`tune` prunes a trial this way).
@@ -268,7 +271,8 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     # --fresh moves anything; a resumed run may turn evaluations on.
     test, _ = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     trained_on = data.record(paths.dataset, paths.data_dir)
-    with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request, flush_denormals(device):
+    with checkpoint.lock(paths.checkpoint_dir), StopRequest().installed() as request, flush_denormals(device), \
+            computing(threads) as threads:
         claim(paths.results_dir, paths.checkpoint_dir)  # another run's results folder is refused, untouched
         for leftover in remove_temporaries(paths.checkpoint_dir):
             log.info("removed %s, left by a run that was killed while saving", leftover.name)
@@ -285,11 +289,12 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         again = commands.train(config, paths=paths, model_config=result.model_config, device=device)
         images, held_out = _split(images, test, config, device=device)
         n_batches = -(-len(images) // config.batch_size)
+        governor = ThreadGovernor(threads.count, most=threads.most) if threads.adapt and device.type == "cpu" else None
         with Bars(progress) as bars, _second_interrupt(again), tensorboard.opened(
                 paths.results_dir, config=config, first_epoch=first_epoch, device=device, fresh=fresh,
                 archived_to=result.archived_to) as board:
             # A resumed run starts mid-way; without a terminal the epoch lines say how far it is.
-            bars.add("epochs ", total=config.epochs, completed=first_epoch - 1, lines=False)
+            bars.add("epochs ", total=config.epochs, completed=first_epoch - 1, lines=False, unit_of="batches")
             bars.add("batches", total=n_batches)
             for epoch in range(first_epoch, config.epochs + 1):
                 bars.update("batches", completed=position.batch if position else 0)
@@ -297,11 +302,13 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
                     group["lr"] = config.lr_at(epoch)
                 loss = loss_fn(config.objective, particles=config.particles, beta=config.beta_at(epoch))
                 start = time.perf_counter()
+                if governor is not None:
+                    governor.begin()
                 try:
                     reached = run_epoch(run.vae, run.optimizer, images, batch_size=config.batch_size,
                                         generator=run.generator, loss=loss, precision=config.precision,
                                         resume=position, stop=request.requested,
-                                        on_batch=lambda: bars.advance("batches"))
+                                        on_batch=lambda: (bars.advance("batches"), governor and governor()))
                 except NonFiniteLoss as exc:
                     raise _diverged(exc, epoch=epoch, run=run) from None
                 position = None

@@ -373,7 +373,7 @@ def test_long_steps_say_how_far_they_are_without_a_terminal(trained, cli_invoke,
     monkeypatch.setattr("pyro_vae.progress.LINE_EVERY_S", 0.0)  # as if every batch took ten seconds
     result = cli_invoke("evaluate", "--particles", "2", "--batch-size", "10", *opts(trained))
     assert result.exit_code == 0, result.output
-    assert re.findall(r"^mnist test images: (\d+)/100 \(\d+%\)$", result.stdout, re.M) == [str(k) for k in range(10, 101, 10)]
+    assert re.findall(r"^mnist test images: (\d+)/100 \(\d+%\), \d+ s left$", result.stdout, re.M) == [str(k) for k in range(10, 101, 10)]
     assert result.stdout.index("mnist test images: 10/100") > result.stdout.index("scoring ")
 
 

@@ -147,7 +147,7 @@ CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written
 ResultsDir = Annotated[Optional[Path], typer.Option(help="Where images and metrics/history.csv are written "
                                                    "[default: from --checkpoint-dir: checkpoints -> results, "
                                                    "checkpoints/small -> results/small].")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu, cuda or mps (auto picks CUDA, then Apple's MPS, when present).")]
 CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [default: the furthest in --checkpoint-dir].")]
 Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed: same seed, same output.")]

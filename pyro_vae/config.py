@@ -56,9 +56,10 @@ class DatasetName(Choice):
 
 
 class Device(Choice):
-    auto = "auto"  # CUDA when present
+    auto = "auto"  # CUDA, then Apple's MPS, when present
     cpu = "cpu"
     cuda = "cuda"
+    mps = "mps"
 
 
 TRAIN_IMAGES = 60_000  # MNIST's training split; a validation split is carved from its end

@@ -23,14 +23,30 @@ from pyro_vae.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+ACCELERATORS = ("cuda", "mps")  # the kinds `auto` picks, in this order, before the CPU
+
+
+def _available(kind: str) -> bool:
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None)
+    return kind == "mps" and mps is not None and mps.is_available()
+
+
 def resolve_device(name: str) -> torch.device:
-    """Turn `auto|cpu|cuda` into a torch device; `auto` picks CUDA when present."""
+    """Turn `auto|cpu|cuda|mps` into a torch device: `auto` picks the machine's accelerator (CUDA,
+    then Apple's MPS; through `torch.accelerator` where this torch has it), else the CPU."""
     if name not in Device.values():
         raise ConfigError(f"⟨device⟩ must be one of {', '.join(Device.values())}, got {name!r}")
     if name == Device.auto:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("⟨device⟩ cuda was asked for but no CUDA GPU is visible; use ⟨device⟩ cpu")
+        accelerator = getattr(torch, "accelerator", None)
+        found = accelerator.current_accelerator() if accelerator is not None and accelerator.is_available() else None
+        if found is not None and found.type in ACCELERATORS:
+            return torch.device(found.type)
+        name = next((kind for kind in ACCELERATORS if _available(kind)), "cpu")
+    if name != "cpu" and not _available(name):
+        what = "no CUDA GPU is visible" if name == "cuda" else "this torch sees no Apple MPS device"
+        raise ConfigError(f"⟨device⟩ {name} was asked for but {what}; use ⟨device⟩ cpu (or auto)")
     return torch.device(name)
 
 
@@ -38,11 +54,22 @@ def native_bf16(device: torch.device) -> bool:
     """Whether bf16 matrix products run natively (not emulated) on `device`."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "mps":  # Metal has bf16 from macOS 14
+        return bool(torch.backends.mps.is_macos_or_newer(14, 0))
     # Without bf16 instructions (AVX512-BF16 or AMX on x86, BF16 on ARM) bf16 is emulated on the
     # CPU and slower than fp32. torch.cpu.get_capabilities() is the public reading of the CPU's
     # features (the private torch.ops.mkldnn._is_mkldnn_bf16_supported asks the same of oneDNN).
     capabilities = torch.cpu.get_capabilities()
     return any(capabilities.get(flag) for flag in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
+
+
+# torch's fused Adam kernels exist for these device kinds (torch.optim's list of them is private).
+FUSED_ADAM = ("cpu", "cuda", "mps")
+
+
+def fused_adam(device: torch.device) -> bool:
+    """Whether torch has a fused Adam kernel for `device` (elsewhere the optimizer runs `foreach`)."""
+    return device.type in FUSED_ADAM
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -124,6 +151,8 @@ def get_rng_state(device: torch.device = CPU) -> dict[str, Any]:
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)  # a CPU ByteTensor
+    if device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -154,6 +183,8 @@ def set_rng_state(state: dict[str, Any], *, device: torch.device = CPU) -> None:
         cuda = cuda[index] if index < len(cuda) else cuda[0] if cuda else None
     if device.type == "cuda" and cuda is not None:
         torch.cuda.set_rng_state(cuda.cpu(), device)
+    if device.type == "mps" and state.get("mps") is not None:
+        torch.mps.set_rng_state(state["mps"].cpu())
 
 
 # --- Threads -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pyro_vae.metrics import HISTORY, EpochRecord, claim, write_history
 from pyro_vae.model import VAE
 from pyro_vae.objectives import Loss, loss_fn
 from pyro_vae.progress import Bars
-from pyro_vae.runtime import ThreadGovernor, autocast, computing, flush_denormals, seed_all
+from pyro_vae.runtime import ThreadGovernor, autocast, computing, flush_denormals, fused_adam, seed_all
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,9 @@ def build(model_config: ModelConfig, train_config: TrainConfig, *, device: torch
     log.debug("matrix products: %s", kernels.describe(kernels.plan_of(vae)))
     # One fused Adam over all parameters: the same update as pyro.optim.Adam (which wraps
     # torch's Adam per parameter), in one kernel instead of one per parameter per step.
-    optimizer = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=True)
+    # Where a device has no fused kernel, `foreach` (and non-finite losses are still caught, at the
+    # epoch's end, before anything is saved; only fused Adam can skip the bad update itself).
+    optimizer = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=fused_adam(device) or None)
     generator = torch.Generator(device=device).manual_seed(train_config.seed)
     return vae, optimizer, generator
 

@@ -16,13 +16,75 @@ from pyro_vae import runtime
 from pyro_vae.errors import ConfigError
 
 
-def test_auto_device_is_cpu_without_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+def machine_with(monkeypatch, *, accelerator: str | None = None, cuda: bool = False, mps: bool = False,
+                 has_accelerator_api: bool = True) -> None:
+    """Stand-ins for what torch reports on a machine with these devices (none is needed here)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    if not has_accelerator_api:
+        monkeypatch.delattr(torch, "accelerator", raising=False)
+        return
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: accelerator is not None)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator",
+                        lambda: None if accelerator is None else torch.device(accelerator))
+
+
+def test_auto_device_is_cpu_without_an_accelerator(monkeypatch):
+    machine_with(monkeypatch)
     assert runtime.resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         runtime.resolve_device("cuda")
+    with pytest.raises(ConfigError, match="device mps was asked for but this torch sees no Apple MPS device"):
+        runtime.resolve_device("mps")
     with pytest.raises(ConfigError, match="device must be one of"):
         runtime.resolve_device("tpu")
+
+
+@pytest.mark.parametrize("api", [True, False], ids=["torch.accelerator", "older torch"])
+def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch, api):
+    machine_with(monkeypatch, accelerator="cuda", cuda=True, has_accelerator_api=api)
+    assert runtime.resolve_device("auto") == torch.device("cuda")
+    machine_with(monkeypatch, accelerator="mps", mps=True, has_accelerator_api=api)
+    assert runtime.resolve_device("auto") == torch.device("mps")
+    assert runtime.resolve_device("mps") == torch.device("mps")
+    machine_with(monkeypatch, accelerator="xpu", has_accelerator_api=api)  # a kind the product does not run on
+    assert runtime.resolve_device("auto") == torch.device("cpu")
+
+
+def test_bf16_and_fused_adam_only_where_the_device_has_them(monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: major <= 13)
+    assert not runtime.native_bf16(torch.device("mps"))  # macOS 13: Metal has no bf16
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: True)
+    assert runtime.native_bf16(torch.device("mps"))
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    assert not runtime.native_bf16(torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    assert runtime.native_bf16(torch.device("cpu"))
+    assert [runtime.fused_adam(torch.device(kind)) for kind in ("cpu", "cuda", "mps", "xpu")] == [True] * 3 + [False]
+    # And the trainer builds what the device has: a foreach Adam where there is no fused kernel.
+    from pyro_vae import trainer
+    from pyro_vae.config import ModelConfig, TrainConfig
+
+    monkeypatch.setattr(runtime, "FUSED_ADAM", ())
+    _, optimizer, _ = trainer.build(ModelConfig(z_dim=2, hidden_dim=8), TrainConfig(), device=torch.device("cpu"),
+                                    plan={})
+    assert not optimizer.defaults["fused"]
+    monkeypatch.setattr(runtime, "FUSED_ADAM", ("cpu",))
+    _, optimizer, _ = trainer.build(ModelConfig(z_dim=2, hidden_dim=8), TrainConfig(), device=torch.device("cpu"),
+                                    plan={})
+    assert optimizer.defaults["fused"]
+
+
+def test_an_mps_run_saves_and_restores_its_own_generator(monkeypatch):
+    saved = torch.arange(8, dtype=torch.uint8)
+    restored = []
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: saved)
+    monkeypatch.setattr(torch.mps, "set_rng_state", restored.append)
+    state = runtime.get_rng_state(torch.device("mps"))
+    assert torch.equal(state["mps"], saved)
+    runtime.set_rng_state(state, device=torch.device("mps"))
+    assert len(restored) == 1 and torch.equal(restored[0], saved)
+    assert "mps" not in runtime.get_rng_state(torch.device("cpu"))
 
 
 def test_rng_state_round_trip_covers_every_generator():

@@ -203,9 +203,14 @@ def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.devi
 
 
 def _machine_key(model: nn.Module, *, rows: int, backward: bool) -> str:
+    """The cache's key: the machine, torch, the shapes, and the CPUs the process may use. Not the
+    threads of the moment: a run sharing the CPUs, or one whose threads the governor moved, keeps
+    the kernels (and so the numbers) of the same command run alone."""
+    from pyro_vae.runtime import cpus_available
+
     cpu = torch.cpu.get_capabilities()
     return json.dumps([cpu.get("cpu_name"), cpu.get("architecture"), platform.machine(), torch.__version__,
-                       torch.get_num_threads(), rows, backward, layer_shapes(model)])
+                       cpus_available()[0], rows, backward, layer_shapes(model)])
 
 
 def _read_cache(path: Path) -> dict[str, Plan]:

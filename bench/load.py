@@ -39,8 +39,9 @@ EPOCH = re.compile(r"Epoch (\d+) \(([\d.]+)s\)")
 BUSY = "while True: pass"
 
 
-def start_training(tree: Path, folder: Path, *, epochs: int, threads: str | None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+def start_training(tree: Path, folder: Path, *, epochs: int, threads: str | None,
+                   env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(tree), **(env or {})}
     env.pop("OMP_NUM_THREADS", None)
     if threads is not None:
         env["PYRO_VAE_THREADS"] = threads
@@ -58,7 +59,8 @@ def epoch_seconds(process: subprocess.Popen) -> list[float]:
     return [float(seconds) for _, seconds in EPOCH.findall(out)]
 
 
-def run(tree: Path, *, epochs: int, threads: str | None, together: int = 1, busy: int = 0) -> list[float]:
+def run(tree: Path, *, epochs: int, threads: str | None, together: int = 1, busy: int = 0,
+        env: dict[str, str] | None = None) -> list[float]:
     """Each training's last epoch, in seconds: `together` trainings started at once, beside `busy` busy processes."""
     hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
     try:
@@ -67,7 +69,7 @@ def run(tree: Path, *, epochs: int, threads: str | None, together: int = 1, busy
             folders = [Path(scratch) / f"run{i}" for i in range(together)]
             for folder in folders:
                 folder.mkdir()
-            processes = [start_training(tree, folder, epochs=epochs, threads=threads) for folder in folders]
+            processes = [start_training(tree, folder, epochs=epochs, threads=threads, env=env) for folder in folders]
             return [epoch_seconds(process)[-1] for process in processes]
     finally:
         for hog in hogs:

@@ -138,6 +138,7 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
     known = resume.terms_sum is not None
     sums = torch.cat([resume.loss_sum.reshape(1), resume.terms_sum if known else resume.loss_sum.new_zeros(2)])
     losses = []  # each batch's, on the device, for the check at the end
+    fused = bool(optimizer.defaults.get("fused"))
     vae.train()
     # Pyro's validation re-checks every distribution's arguments at every step; the model is
     # fixed and the data binarized by construction, so in the hot loop it only costs time.
@@ -147,8 +148,9 @@ def run_epoch(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, 
                 with step_context:
                     value, step_sums = loss(vae, x)
                 # 1.0 makes the fused kernel skip the whole update (parameters, moments and step
-                # count), as it does for GradScaler, which sets the same attribute.
-                optimizer.found_inf = torch.isfinite(value).logical_not().float()
+                # count), as it does for GradScaler, which sets the same attribute; other Adams refuse it.
+                if fused:
+                    optimizer.found_inf = torch.isfinite(value).logical_not().float()
                 optimizer.zero_grad(set_to_none=True)
                 value.backward()
                 optimizer.step()

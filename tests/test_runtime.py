@@ -66,9 +66,13 @@ def test_bf16_and_fused_adam_only_where_the_device_has_them(monkeypatch):
     from pyro_vae.config import ModelConfig, TrainConfig
 
     monkeypatch.setattr(runtime, "FUSED_ADAM", ())
-    _, optimizer, _ = trainer.build(ModelConfig(z_dim=2, hidden_dim=8), TrainConfig(), device=torch.device("cpu"),
-                                    plan={})
+    vae, optimizer, generator = trainer.build(ModelConfig(z_dim=2, hidden_dim=8), TrainConfig(),
+                                              device=torch.device("cpu"), plan={})
     assert not optimizer.defaults["fused"]
+    images = torch.randint(0, 256, (64, 784), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in vae.parameters()]
+    reached = trainer.run_epoch(vae, optimizer, images, batch_size=16, generator=generator)  # it trains
+    assert reached.batch == 4 and not any(torch.equal(a, b) for a, b in zip(before, vae.parameters()))
     monkeypatch.setattr(runtime, "FUSED_ADAM", ("cpu",))
     _, optimizer, _ = trainer.build(ModelConfig(z_dim=2, hidden_dim=8), TrainConfig(), device=torch.device("cpu"),
                                     plan={})

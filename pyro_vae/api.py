@@ -12,13 +12,14 @@ from typing import Any, Callable
 
 import torch
 
-from pyro_vae import checkpoint, data, evaluate as ev, generate as gen
+from pyro_vae import checkpoint, data, evaluate as ev, generate as gen, trainer
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
                              with_recipe)
-from pyro_vae.errors import ConfigError, Hint
-from pyro_vae.metrics import HISTORY, EpochRecord, claim, read_history
+from pyro_vae.errors import ConfigError
+from pyro_vae.metrics import claim
 from pyro_vae.model import VAE
 from pyro_vae.runtime import isolated_rng, resolve_device
+from pyro_vae.trainer import TrainResult
 
 
 def _pixels(images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
@@ -169,20 +170,6 @@ def _device(device: str | torch.device) -> torch.device:
 _SETTINGS = frozenset(f.name for config in (TrainConfig, ModelConfig) for f in fields(config)) - {"epochs"}
 
 
-@dataclass
-class TrainResult:
-    """What `train` did: the run's history (every epoch so far, resumed ones included) and its newest checkpoint."""
-
-    history: list[EpochRecord]
-    checkpoint: Path | None
-    model_config: ModelConfig
-    train_config: TrainConfig
-    saved: list[Path]  # the checkpoints this call wrote
-    restored_from: Path | None = None
-    archived_to: Path | None = None
-    further: Hint | None = None  # already trained to `epochs`: the call that trains on
-
-
 def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Paths.checkpoint_dir,
           results_dir: str | Path | None = None, dataset: str = Paths.dataset, data_dir: str | Path | None = None,
           device: str | torch.device = "auto", fresh: bool = False, progress: bool = False,
@@ -205,8 +192,6 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         TrainResult. An interrupt (Ctrl-C, or a notebook's stop button) ends the current step, saves the
         position and raises `Interrupted`; calling `train` again continues from that batch.
     """
-    from pyro_vae.trainer import train as run
-
     unknown = sorted(set(settings) - _SETTINGS)
     if unknown:
         raise ConfigError(f"train() got unknown settings {', '.join(unknown)}; it takes {', '.join(sorted(_SETTINGS))}")
@@ -224,14 +209,8 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
     paths = Paths(data_dir=None if data_dir is None else Path(data_dir), checkpoint_dir=Path(checkpoint_dir),
                   results_dir=results_dir_for(Path(checkpoint_dir)) if results_dir is None else Path(results_dir),
                   dataset=dataset)
-    done = run(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
-               progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
-    newest = checkpoint.newest_valid(paths.checkpoint_dir)
-    history_file = paths.results_dir / HISTORY
-    return TrainResult(history=read_history(history_file) if history_file.exists() else list(done.metrics),
-                       checkpoint=newest[0] if newest else None, model_config=done.model_config,
-                       train_config=done.train_config, saved=done.saved, restored_from=done.restored_from,
-                       archived_to=done.archived_to, further=done.further)
+    return trainer.train(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
+                         progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
 
 
 def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir: str | Path | None = None,

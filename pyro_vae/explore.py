@@ -14,10 +14,8 @@ import http.server
 import io
 import json
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from pyro_vae.fsutil import atomic_write
 from pyro_vae.latent import ACTIVE_THRESHOLD, Classes, guide_params, latent_views, usage
 from pyro_vae.model import VAE
 from pyro_vae.priors import describe
+from pyro_vae.runtime import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -230,34 +229,18 @@ def url_of(server: _Server) -> str:
     return f"http://{host}:{port}/"
 
 
-class Stopped(Exception):
-    """SIGTERM arrived: stop serving as Ctrl-C does."""
-
-
-@contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise Stopped
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve(server: _Server, *, ready: Callable[[], None] = lambda: None) -> None:
     """Call `ready` (which tells the user the URL), then serve until Ctrl-C or SIGTERM, then close
     the socket; returns normally either way, also when the signal comes during `ready`."""
-    with _sigterm_stops():
+    # The handler runs in this thread, inside serve_forever, which `shutdown` waits for: another
+    # thread asks for it.
+    request = StopRequest(on_stop=lambda: threading.Thread(target=server.shutdown, daemon=True).start())
+    with request.installed():
         try:
             ready()
-            server.serve_forever(poll_interval=0.2)
-        except (KeyboardInterrupt, Stopped):
+            if not request.requested():
+                server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:  # a second Ctrl-C
             pass
         finally:
             server.server_close()

@@ -1,10 +1,13 @@
-"""Choosing the device and owning every random number generator's state (seeding, saving, restoring)."""
+"""The process's resources: choosing the device, every random number generator's state (seeding,
+saving, restoring), and the signals that stop a long-running command (`StopRequest`)."""
 
 from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -145,3 +148,52 @@ def set_rng_state(state: dict[str, Any], *, device: torch.device = CPU) -> None:
         cuda = cuda[index] if index < len(cuda) else cuda[0] if cuda else None
     if device.type == "cuda" and cuda is not None:
         torch.cuda.set_rng_state(cuda.cpu(), device)
+
+
+class StopRequest:
+    """The one way a long-running command (training, the explorer's server) stops on a signal.
+
+    While `installed`, the first SIGINT or SIGTERM sets `signum` and calls `on_stop`; the work asks
+    `requested()` where it can stop cleanly (training: after every step and evaluation batch, then
+    saves where it was). A second SIGINT raises KeyboardInterrupt at once. Outside the main thread,
+    where Python delivers no signals, installing changes nothing.
+
+    Args:
+        on_stop: called in the handler, on the first signal (e.g. to wake a blocking loop).
+    """
+
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
+        self.signum: int | None = None
+        self.on_stop = on_stop
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.on_stop is not None:
+            self.on_stop()
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        """The signal that arrived, e.g. "SIGTERM" (only once one has)."""
+        return signal.Signals(self.signum).name
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
+            yield self
+            return
+        previous = {}
+        # SIGTERM only where the platform delivers it to Python (not every one does).
+        for signum in (getattr(signal, name, None) for name in ("SIGINT", "SIGTERM")):
+            if signum is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    previous[signum] = signal.signal(signum, self)
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from pyro_vae import checkpoint, data, evaluate as ev, generate as gen, trainer
+from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options, trainer
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
                              with_recipe)
 from pyro_vae.errors import ConfigError
@@ -84,7 +84,7 @@ class Model:
         """The folders a command reading this model uses: `dataset` when given, else the one it was
         trained on (`data.reading`), and its run's results folder (from the checkpoint's folder),
         claimed for this run when the command `writes` there (`metrics.claim`)."""
-        chosen = data.dataset_names(dataset)
+        chosen = options.dataset_names(dataset)
         name, folder = data.reading(self.data, dataset=chosen[0] if chosen else None,
                                     data_dir=None if data_dir is None else Path(data_dir))
         paths = Paths(data_dir=folder, checkpoint_dir=self.path.parent, dataset=name,
@@ -227,7 +227,7 @@ def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir
 
 def download(dataset: str = Paths.dataset, *, data_dir: str | Path | None = None) -> list[Path]:
     """Fetch the data set's files missing from its folder, verifying each; returns the files written."""
-    return data.download(_folder(dataset, data_dir), dataset=dataset)
+    return fetch.download(_folder(dataset, data_dir), dataset=dataset)
 
 
 def _folder(dataset: str, data_dir: str | Path | None) -> Path:

@@ -77,7 +77,7 @@ def build(model_config: ModelConfig, train_config: TrainConfig, *, device: torch
         plan = kernels.calibrate(vae, rows=train_config.batch_size * train_config.particles, backward=True,
                                  device=device)
     kernels.use(vae, plan or {})
-    log.debug("matrix products: %s", kernels.describe(kernels.plan_of(vae)))
+    log.debug("matrix products: %s", kernels.summary(kernels.plan_of(vae)))
     # One fused Adam over all parameters: the same update as pyro.optim.Adam (which wraps
     # torch's Adam per parameter), in one kernel instead of one per parameter per step.
     optimizer = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=True)

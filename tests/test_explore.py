@@ -100,11 +100,12 @@ def test_the_manifest_carries_each_dimensions_kl_and_the_active_ones(mnist_dir, 
     ("idx", "image", "drawn from your data", None),
 ])
 def test_the_manifest_speaks_of_each_data_sets_own_images(dataset, item, made, threshold, mnist_dir, tmp_path):
-    """The page's words come from data.py's registry, and only black-and-white data plays the thresholded quiz."""
+    """The page's words are each data set's own (explore.WORDS), and only black-and-white data plays the
+    thresholded quiz."""
     vae = _vae(ModelConfig(z_dim=2, hidden_dim=8))
     images, labels = data.load_split(mnist_dir, "test")
     spec = data.get(dataset)
-    classes = latent.Classes(title=spec.title, words=spec.words, black_and_white=spec.black_and_white)
+    classes = latent.Classes(title=spec.title, dataset=dataset, black_and_white=spec.black_and_white)
     manifest = json.loads(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1, classes=classes)[ex.MANIFEST])
     words = manifest["dataset"]["words"]
     assert set(words) == {"item", "items", "an_item", "made", "real"}

@@ -98,3 +98,18 @@ def test_an_old_checkpoints_list_of_gpus_restores_with_fewer_visible(monkeypatch
     old = {**state, "cuda": [torch.full((16,), 10 + i, dtype=torch.uint8) for i in range(4)]}
     runtime.set_rng_state(old, device=torch.device("cuda"))
     assert cuda.calls == [("set", 0, 10)]
+
+
+def test_a_stop_request_is_asked_for_by_the_first_signal_and_a_second_ctrl_c_stops_at_once():
+    import os
+    import signal
+
+    woken, before = [], signal.getsignal(signal.SIGTERM)
+    request = runtime.StopRequest(on_stop=lambda: woken.append(request.signum))
+    with request.installed():
+        assert signal.getsignal(signal.SIGTERM) is request and not request.requested()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert request.requested() and request.name == "SIGTERM" and woken == [signal.SIGTERM]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is before

@@ -76,14 +76,14 @@ class Dataset:
     noun: str = "class"  # what one class is called in messages ("digit" for MNIST)
     black_and_white: bool = False  # ink on paper, by nature: the page's quiz thresholds it as the blog did
 
-    def fetch(self, folder: Path | None = None) -> Hint | None:
+    def download_hint(self, folder: Path | None = None) -> Hint | None:
         """The `download` call that fetches this data set into `folder`; None for data that cannot be fetched."""
         from pyro_vae import commands
 
         return None if self.sha256 is None else commands.download(self.name, folder)
 
     def remedy(self, folder: Path | None = None) -> str:
-        """What to do about a damaged or missing file in `folder` (with `fetch(folder)` as the hint)."""
+        """What to do about a damaged or missing file in `folder` (with `download_hint(folder)` as the hint)."""
         if self.sha256 is None:
             return "put a well-formed IDX file there (raw or .gz)"
         return f"delete it and run: {HINT}"
@@ -127,7 +127,7 @@ def parse_idx(raw: bytes, *, name: str, ndim: int, dataset: Dataset | None = Non
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "too long"
         raise DataError(f"{name}: {kind} ({len(raw)} bytes where its header {shape} needs {expected}); "
-                        f"{dataset.remedy(folder)}", hint=dataset.fetch(folder))
+                        f"{dataset.remedy(folder)}", hint=dataset.download_hint(folder))
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -140,7 +140,8 @@ def _read_bytes(path: Path, *, dataset: Dataset | None = None) -> bytes:
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         dataset = dataset or DATASETS["mnist"]
-        raise DataError(f"{path}: cannot be read ({exc}); {dataset.remedy(path.parent)}", hint=dataset.fetch(path.parent))
+        raise DataError(f"{path}: cannot be read ({exc}); {dataset.remedy(path.parent)}",
+                        hint=dataset.download_hint(path.parent))
 
 
 def read_idx(path: Path, *, ndim: int, sha256: str | None = None, dataset: Dataset | None = None) -> np.ndarray:
@@ -160,7 +161,7 @@ def read_idx(path: Path, *, ndim: int, sha256: str | None = None, dataset: Datas
     array = parse_idx(raw, name=str(path), ndim=ndim, dataset=dataset, folder=path.parent)
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise DataError(f"{path}: SHA-256 does not match the original {dataset.title} file; {dataset.remedy(path.parent)}",
-                        hint=dataset.fetch(path.parent))
+                        hint=dataset.download_hint(path.parent))
     return array
 
 
@@ -187,7 +188,8 @@ def _require_file(data_dir: Path, name: str, dataset: Dataset) -> Path:
     if path is None:
         how = ("put it there (raw or .gz), or pass ⟨data_dir⟩ the folder that holds the four IDX files"
                if dataset.sha256 is None else f"run: {HINT} (or put the file, raw or .gz, there by hand)")
-        raise DataError(f"{dataset.title} file {name} is missing from {data_dir}; {how}", hint=dataset.fetch(data_dir))
+        raise DataError(f"{dataset.title} file {name} is missing from {data_dir}; {how}",
+                        hint=dataset.download_hint(data_dir))
     return path
 
 

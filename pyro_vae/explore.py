@@ -253,13 +253,12 @@ def serve(server: _Server, *, ready: Callable[[], None] = lambda: None) -> None:
     """Call `ready` (which tells the user the URL), then serve until Ctrl-C or SIGTERM, then close
     the socket; returns normally either way, also when the signal comes during `ready`."""
     # The handler runs in this thread, inside serve_forever, which `shutdown` waits for: another
-    # thread asks for it.
+    # thread asks for it. Asked before serve_forever starts (during `ready`), it returns at once.
     request = StopRequest(on_stop=lambda: threading.Thread(target=server.shutdown, daemon=True).start())
     with request.installed():
         try:
             ready()
-            if not request.requested():
-                server.serve_forever(poll_interval=0.2)
+            server.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:  # a second Ctrl-C
             pass
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -337,3 +338,11 @@ def test_active_units_and_kl_per_dimension_follow_their_definitions():
                                                torch.distributions.Normal(0.0, 1.0)).mean(0)
     assert torch.allclose(latent.kl_per_dimension(z_loc, z_scale), direct.double(), atol=1e-6)
     assert torch.equal(latent.kl_per_dimension(torch.zeros(4, 2), torch.ones(4, 2)), torch.zeros(2, dtype=torch.float64))
+
+
+def test_a_stop_during_ready_ends_serving_at_once_and_closes_the_socket():
+    server = ex.open_server({"index.html": b"<p>page</p>"}, port=0)
+    port = server.server_address[1]
+    ex.serve(server, ready=lambda: os.kill(os.getpid(), signal.SIGTERM))  # as if sent while the URL is printed
+    with pytest.raises(OSError):
+        _get(port, "/")

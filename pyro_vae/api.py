@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options, trainer
+from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
                              with_recipe)
 from pyro_vae.errors import ConfigError
 from pyro_vae.metrics import claim
 from pyro_vae.model import VAE
 from pyro_vae.runtime import isolated_rng, resolve_device
-from pyro_vae.trainer import TrainResult
+
+if TYPE_CHECKING:  # the trainer (with TensorBoard's and the progress bars' modules) loads when `train` is called
+    from pyro_vae.trainer import TrainResult
 
 
 def _pixels(images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
@@ -209,6 +211,8 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
     paths = Paths(data_dir=None if data_dir is None else Path(data_dir), checkpoint_dir=Path(checkpoint_dir),
                   results_dir=results_dir_for(Path(checkpoint_dir)) if results_dir is None else Path(results_dir),
                   dataset=dataset)
+    from pyro_vae import trainer
+
     return trainer.train(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
                          progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
 

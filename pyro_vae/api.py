@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from pyro_vae import checkpoint, data, evaluate as ev, generate as gen
+from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
                              with_recipe)
-from pyro_vae.errors import ConfigError, Hint
-from pyro_vae.metrics import HISTORY, EpochRecord, claim, read_history
+from pyro_vae.errors import ConfigError
+from pyro_vae.metrics import claim
 from pyro_vae.model import VAE
 from pyro_vae.runtime import isolated_rng, resolve_device
+
+if TYPE_CHECKING:  # the trainer (with TensorBoard's and the progress bars' modules) loads when `train` is called
+    from pyro_vae.trainer import TrainResult
 
 
 def _pixels(images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
@@ -83,7 +86,7 @@ class Model:
         """The folders a command reading this model uses: `dataset` when given, else the one it was
         trained on (`data.reading`), and its run's results folder (from the checkpoint's folder),
         claimed for this run when the command `writes` there (`metrics.claim`)."""
-        chosen = data.dataset_names(dataset)
+        chosen = options.dataset_names(dataset)
         name, folder = data.reading(self.data, dataset=chosen[0] if chosen else None,
                                     data_dir=None if data_dir is None else Path(data_dir))
         paths = Paths(data_dir=folder, checkpoint_dir=self.path.parent, dataset=name,
@@ -169,20 +172,6 @@ def _device(device: str | torch.device) -> torch.device:
 _SETTINGS = frozenset(f.name for config in (TrainConfig, ModelConfig) for f in fields(config)) - {"epochs"}
 
 
-@dataclass
-class TrainResult:
-    """What `train` did: the run's history (every epoch so far, resumed ones included) and its newest checkpoint."""
-
-    history: list[EpochRecord]
-    checkpoint: Path | None
-    model_config: ModelConfig
-    train_config: TrainConfig
-    saved: list[Path]  # the checkpoints this call wrote
-    restored_from: Path | None = None
-    archived_to: Path | None = None
-    further: Hint | None = None  # already trained to `epochs`: the call that trains on
-
-
 def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Paths.checkpoint_dir,
           results_dir: str | Path | None = None, dataset: str = Paths.dataset, data_dir: str | Path | None = None,
           device: str | torch.device = "auto", fresh: bool = False, progress: bool = False,
@@ -205,8 +194,6 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         TrainResult. An interrupt (Ctrl-C, or a notebook's stop button) ends the current step, saves the
         position and raises `Interrupted`; calling `train` again continues from that batch.
     """
-    from pyro_vae.trainer import train as run
-
     unknown = sorted(set(settings) - _SETTINGS)
     if unknown:
         raise ConfigError(f"train() got unknown settings {', '.join(unknown)}; it takes {', '.join(sorted(_SETTINGS))}")
@@ -224,14 +211,10 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
     paths = Paths(data_dir=None if data_dir is None else Path(data_dir), checkpoint_dir=Path(checkpoint_dir),
                   results_dir=results_dir_for(Path(checkpoint_dir)) if results_dir is None else Path(results_dir),
                   dataset=dataset)
-    done = run(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
-               progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
-    newest = checkpoint.newest_valid(paths.checkpoint_dir)
-    history_file = paths.results_dir / HISTORY
-    return TrainResult(history=read_history(history_file) if history_file.exists() else list(done.metrics),
-                       checkpoint=newest[0] if newest else None, model_config=done.model_config,
-                       train_config=done.train_config, saved=done.saved, restored_from=done.restored_from,
-                       archived_to=done.archived_to, further=done.further)
+    from pyro_vae import trainer
+
+    return trainer.train(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
+                         progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
 
 
 def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir: str | Path | None = None,
@@ -248,7 +231,7 @@ def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir
 
 def download(dataset: str = Paths.dataset, *, data_dir: str | Path | None = None) -> list[Path]:
     """Fetch the data set's files missing from its folder, verifying each; returns the files written."""
-    return data.download(_folder(dataset, data_dir), dataset=dataset)
+    return fetch.download(_folder(dataset, data_dir), dataset=dataset)
 
 
 def _folder(dataset: str, data_dir: str | Path | None) -> Path:

@@ -355,15 +355,3 @@ def read_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
         raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
     vae.eval()
     return vae, path, state
-
-
-def _small_entries(path: Path) -> dict[str, Any]:
-    """A checkpoint's entries read memory-mapped (the weights are not read), with the keys older
-    checkpoints lack filled in as `load` fills them."""
-    return {**_ADDED_KEYS, **torch.load(path, map_location="cpu", weights_only=True, mmap=True)}
-
-
-def dataset_of(path: Path) -> dict[str, Any]:
-    """The data the checkpoint at `path` was trained on (`data.record`; MNIST for checkpoints
-    written before there were data sets to choose)."""
-    return _small_entries(path)["dataset"]

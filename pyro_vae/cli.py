@@ -22,6 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
+from pyro_vae.config import SEED_NOISE, WIDE_NOISE
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
                              PSEUDO_INPUTS, RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode,
@@ -161,7 +162,7 @@ def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
 def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir,
            results_dir: Optional[Path] = None, dataset: Optional[str] = None) -> Paths:
     """The folders; `Paths` supplies the defaults (data/<dataset>, the results of `checkpoint_dir`)."""
-    from pyro_vae.data import dataset_names
+    from pyro_vae.options import dataset_names
 
     return Paths(data_dir=data_dir, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
                  **({"dataset": dataset_names(dataset)[0]} if dataset else {}))
@@ -197,10 +198,10 @@ def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
 @app.command()
 def download(dataset: DatasetOpt = None, data_dir: DataDir = None) -> None:
     """Fetch the data set's files missing from its folder, verifying each."""
-    from pyro_vae import data
+    from pyro_vae import data, fetch
 
     paths = _paths(data_dir, dataset=dataset)
-    for path in data.download(paths.data_dir, dataset=paths.dataset):
+    for path in fetch.download(paths.data_dir, dataset=paths.dataset):
         typer.echo(f"wrote {path}")
     typer.echo(f"{data.get(paths.dataset).title} is complete in {paths.data_dir}")
 
@@ -287,7 +288,7 @@ def generate(
                                        "around real test digits.")] = Mode.prior,
     n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
     noise: Annotated[Optional[float], typer.Option(help=f"Digit mode: added to the guide's log-std, {MIN_NOISE:g} "
-                                                   f"to {MAX_NOISE:g}; 1.4 gives more varied digits [default: "
+                                                   f"to {MAX_NOISE:g}; {WIDE_NOISE:g} gives more varied digits [default: "
                                                    f"{GenerateConfig.noise:g}, the seed's].")] = None,
     digits: Annotated[Optional[str], typer.Option(help="Digit mode: which classes' exemplars, by number or name, "
                                                   "e.g. 3,8 or Sneaker,Bag [default: every class].")] = None,
@@ -330,9 +331,10 @@ def evaluate(
     """Test-set ELBO and importance-sampled log-likelihood, per image in nats, on one or several data sets
     (one record per checkpoint, data set and setting in results/metrics/evaluation.json)."""
     from pyro_vae import data, evaluate as ev
+    from pyro_vae.options import dataset_names
     from pyro_vae.progress import Bars
 
-    names = data.dataset_names(dataset, several=True)
+    names = dataset_names(dataset, several=True)
     model, paths = _load(checkpoint, device, None, None, checkpoint_dir, results_dir)
     sets = ev.test_sets(model.data, names, data_dir=data_dir)
     for test in (test for test in sets if test.foreign):
@@ -368,7 +370,7 @@ def _print_scores(model: Any, scored: list[Any], *, particles: int) -> None:
         typer.echo(f"  active units    {result.active_units:6d} of {model.model_config.z_dim}  (Burda et al.: "
                    "Var_x E_q[z_u|x] > 0.01)")
         return
-    typer.echo(f"checkpoint {model.path} (trained on {data.describe(model.data)}): {particles} particles, nats per "
+    typer.echo(f"checkpoint {model.path} (trained on {data.title_of(model.data)}): {particles} particles, nats per "
                "image")
     typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}  {'reconstruction':>14}  "
                f"{'KL':>8}  {'active':>6}")
@@ -431,7 +433,7 @@ def quiz(
     real_fraction: Annotated[float, typer.Option(help=f"Share of the {QuizConfig.cells} cells showing real test "
                                                  "digits.")] = QuizConfig.real_fraction,
     noise: Annotated[float, typer.Option(help="Spread of the generated digits' guide (the seed's "
-                                         "0.7).")] = QuizConfig.noise,
+                                         f"{SEED_NOISE:g}).")] = QuizConfig.noise,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same quiz.")] = QuizConfig.seed,
     scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,

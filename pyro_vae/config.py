@@ -90,12 +90,16 @@ EVAL_CHUNK = 50
 # to the same overhead; its largest intermediates (1000 x 100 x 784 floats, 314 MB each, a few
 # alive at once) fit any training GPU. (Chosen on paper: no GPU was at hand to time it.)
 EVAL_CHUNK_CUDA = 1000
+# Images through the encoder at a time where only the guide's parameters are wanted (no draws):
+# the whole test set in ten passes, a few MB of activations each.
+ENCODE_BATCH = 1000
 # --noise is added to the guide's log-std, so the spread is multiplied by exp(noise). Above 10
 # (a factor of 22000) the pictures are noise; below -3 (a twentieth of the guide's own spread)
 # the draws are copies of one digit, indistinguishable by eye.
 MAX_NOISE = 10.0
 MIN_NOISE = -3.0
-SEED_NOISE = 0.7  # the seed program's digit pictures (results/0.png ... 9.png)
+SEED_NOISE = 0.7  # the seed program's digit pictures (results/0.png ... 9.png), the blog's first spread
+WIDE_NOISE = 1.4  # the blog's second spread: more varied digits
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 CACHE_ENV = "PYRO_VAE_CACHE"  # overrides the default cache folder (the kernel measurements)
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -173,8 +177,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings: SVI with Trace_ELBO and Adam, as in the seed; the other objective,
-    the schedule, the validation split and the evaluations during training are opt-in."""
+    """Optimisation settings: the ELBO (`objectives.loss_fn`, from Pyro traces) and Adam, as in the seed;
+    the other objective, the schedule, the validation split and the evaluations during training are opt-in."""
 
     # Fixed on resume: the continuation is exact only with the same values. eval_particles too:
     # log p(x) estimates with different K are not comparable, and best.pt compares them.
@@ -438,7 +442,7 @@ class GenerateConfig:
         _require(0 <= self.seed <= MAX_SEED, f"⟨seed⟩ must be between 0 and {MAX_SEED}, got {self.seed}")
         _require(1 <= self.scale <= MAX_SCALE, f"⟨scale⟩ must be between 1 and {MAX_SCALE}, got {self.scale}")
         _require(len(self.digits) > 0, "⟨digits⟩ must name at least one digit, e.g. ⟨digits⟩ 3,8")
-        for d in self.digits:  # the upper bound is the data set's (data.class_numbers)
+        for d in self.digits:  # the upper bound is the data set's (options.class_numbers)
             _require(d >= 0, f"⟨digits⟩ takes class numbers from 0, got {d}")
         for i in self.indices:
             _require(i >= 0, f"⟨index⟩ must be 0 or more, got {i}")

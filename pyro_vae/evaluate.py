@@ -192,12 +192,10 @@ def score_and_record(model: Any, sets: Sequence[TestSet], *, results_dir: Path, 
 
     read_evaluations(results_dir / EVALUATION)
     with computing(threads) as chosen:
-        governor = ThreadGovernor(chosen.count, most=chosen.most) if (
-            chosen.adapt and model.device.type == "cpu") else None
+        governor = ThreadGovernor(chosen.count, most=chosen.most if chosen.adapt and model.device.type == "cpu" else None)
 
         def each_batch(dataset: str, done: int) -> None:
-            if governor is not None:
-                governor()
+            governor()
             if on_batch is not None:
                 on_batch(dataset, done)
 

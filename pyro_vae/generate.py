@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import torch
 from pyro.infer import Predictive
 
-from pyro_vae import data
+from pyro_vae import data, options
 from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, check_mode_options
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import Z, VAE
-from pyro_vae.priors import describe
+from pyro_vae.priors import in_words
 from pyro_vae.runtime import seed_all
 
 PRIOR_NAME = "random_samples"
@@ -49,7 +49,7 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
 
 
 def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None = None,
-           classes: Sequence[str] = (), prior: str = describe("standard", 0)) -> dict[str, str]:
+           classes: Sequence[str] = (), prior: str = in_words("standard", 0)) -> dict[str, str]:
     """The output names of a `generate` call, in `samples`' order, each with what its picture shows.
 
     Names are `random_samples` (prior), `3` (class 3's exemplar) or `index_17` (test image 17),
@@ -58,7 +58,7 @@ def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None =
     Args:
         chosen: digit mode's names and test images, `config.chosen(exemplars)`.
         classes: the data set's class names, to say what each exemplar shows ("a 3", "a Sneaker").
-        prior: what p(z) is (`priors.describe`).
+        prior: what p(z) is (`priors.in_words`).
     """
     check_mode_options(mode, frozenset())
     suffix = config.suffix(mode)
@@ -98,11 +98,11 @@ def grids(vae: VAE, mode: str, config: GenerateConfig, *, paths: Paths, digits: 
     chosen: dict[str, int] = {}
     if mode == Mode.digit:
         if digits is not None:
-            config = dataclasses.replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
+            config = dataclasses.replace(config, digits=options.class_numbers(digits, paths.dataset, paths.data_dir))
         chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
     x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
     shown = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir),
-                   prior=describe(vae.config.prior, vae.config.pseudo_inputs))
+                   prior=in_words(vae.config.prior, vae.config.pseudo_inputs))
     drawn = samples(vae, mode, config, x=x, names=list(shown))
     return {name: (shown[name], x_probs) for name, x_probs in drawn.items()}
 

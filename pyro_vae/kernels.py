@@ -7,7 +7,7 @@ IEEE fp32: no reduced-precision mode is switched on anywhere here.
 
 A `Plan` maps a layer shape to the kernel of each of its three products (forward, grad-input,
 grad-weight). `calibrate` times the candidates at the model's shapes; `use` installs a plan on a
-model's `nn.Linear` layers. Only the trainer does both (`train.build`), and records the plan in
+model's `nn.Linear` layers. Only the trainer does both (`trainer.build`), and records the plan in
 the checkpoint so a resumed run keeps it: `model.py` builds plain `nn.Linear` layers, and a model
 loaded to evaluate, sample or explore runs on torch's default without reading the cache.
 """
@@ -281,7 +281,7 @@ def used(model: nn.Module, plan: Plan) -> Iterator[None]:
         use(model, before)
 
 
-def describe(plan: Plan) -> str:
+def summary(plan: Plan) -> str:
     """One line: which products run on oneDNN, or that all run on torch's default."""
     fast = [f"{shape} {product}" for shape, choice in plan.items() for product, k in choice.items() if k == ONEDNN]
     return "oneDNN for " + ", ".join(fast) if fast else "torch's default for every product"

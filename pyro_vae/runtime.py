@@ -1,5 +1,6 @@
-"""The process's resources: the device, torch's threads (and adapting them to load), and every random
-number generator's state (seeding, saving, restoring)."""
+"""The process's resources: the device, torch's threads (and adapting them to load), every random
+number generator's state (seeding, saving, restoring), and the signals that stop a long-running
+command (`StopRequest`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -346,9 +349,11 @@ class ThreadGovernor:
 
     def __init__(self, count: int, *, most: int | None = None, clock: Callable[[], float] = time.perf_counter,
                  set_count: Callable[[int], None] = torch.set_num_threads) -> None:
-        most = max(count, most or count)
+        """Start on `count` threads; move between 1 and `most` (None: stay on `count`, e.g. threads
+        fixed by the user, or a GPU run)."""
         # The counts it moves between, e.g. 1, 2, 4, 8 (and the one it starts on).
-        self.counts = sorted({max(1, most >> k) for k in range(most.bit_length())} | {count})
+        self.counts = [count] if most is None else sorted(
+            {max(1, max(count, most) >> k) for k in range(max(count, most).bit_length())} | {count})
         self.count = count
         self._clock, self._set = clock, set_count
         self._recent: collections.deque[float] = collections.deque(maxlen=self.WINDOW)
@@ -426,3 +431,52 @@ class ThreadGovernor:
     def _switch(self, count: int) -> None:
         self._set(count)
         self._skip = True
+
+
+class StopRequest:
+    """The one way a long-running command (training, the explorer's server) stops on a signal.
+
+    While `installed`, the first SIGINT or SIGTERM sets `signum` and calls `on_stop`; the work asks
+    `requested()` where it can stop cleanly (training: after every step and evaluation batch, then
+    saves where it was). A second SIGINT raises KeyboardInterrupt at once. Outside the main thread,
+    where Python delivers no signals, installing changes nothing.
+
+    Args:
+        on_stop: called in the handler, on the first signal (e.g. to wake a blocking loop).
+    """
+
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
+        self.signum: int | None = None
+        self.on_stop = on_stop
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.on_stop is not None:
+            self.on_stop()
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        """The signal that arrived, e.g. "SIGTERM" (only once one has)."""
+        return signal.Signals(self.signum).name
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread
+            yield self
+            return
+        previous = {}
+        # SIGTERM only where the platform delivers it to Python (not every one does).
+        for signum in (getattr(signal, name, None) for name in ("SIGINT", "SIGTERM")):
+            if signum is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    previous[signum] = signal.signal(signum, self)
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

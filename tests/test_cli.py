@@ -385,9 +385,9 @@ def test_a_download_started_by_another_command_says_what_it_wrote(trained, tmp_p
     mirror.mkdir()
     for path in mnist_dir.iterdir():
         (mirror / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
-    from pyro_vae import data
+    from pyro_vae import fetch
 
-    monkeypatch.setitem(data.DATASETS, "mnist", dataclasses.replace(data.get("mnist"), mirrors=(mirror.as_uri() + "/",)))
+    monkeypatch.setitem(fetch.ROUTES, "mnist", dataclasses.replace(fetch.ROUTES["mnist"], mirrors=(mirror.as_uri() + "/",)))
     result = cli_invoke("evaluate", "--particles", "2", "--data-dir", empty, *opts(trained))
     assert result.exit_code == 0, result.output
     assert f"{empty} lacks " in result.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -100,11 +101,12 @@ def test_the_manifest_carries_each_dimensions_kl_and_the_active_ones(mnist_dir, 
     ("idx", "image", "drawn from your data", None),
 ])
 def test_the_manifest_speaks_of_each_data_sets_own_images(dataset, item, made, threshold, mnist_dir, tmp_path):
-    """The page's words come from data.py's registry, and only black-and-white data plays the thresholded quiz."""
+    """The page's words are each data set's own (explore.WORDS), and only black-and-white data plays the
+    thresholded quiz."""
     vae = _vae(ModelConfig(z_dim=2, hidden_dim=8))
     images, labels = data.load_split(mnist_dir, "test")
     spec = data.get(dataset)
-    classes = latent.Classes(title=spec.title, words=spec.words, black_and_white=spec.black_and_white)
+    classes = latent.Classes(title=spec.title, dataset=dataset, black_and_white=spec.black_and_white)
     manifest = json.loads(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1, classes=classes)[ex.MANIFEST])
     words = manifest["dataset"]["words"]
     assert set(words) == {"item", "items", "an_item", "made", "real"}
@@ -336,3 +338,11 @@ def test_active_units_and_kl_per_dimension_follow_their_definitions():
                                                torch.distributions.Normal(0.0, 1.0)).mean(0)
     assert torch.allclose(latent.kl_per_dimension(z_loc, z_scale), direct.double(), atol=1e-6)
     assert torch.equal(latent.kl_per_dimension(torch.zeros(4, 2), torch.ones(4, 2)), torch.zeros(2, dtype=torch.float64))
+
+
+def test_a_stop_during_ready_ends_serving_at_once_and_closes_the_socket():
+    server = ex.open_server({"index.html": b"<p>page</p>"}, port=0)
+    port = server.server_address[1]
+    ex.serve(server, ready=lambda: os.kill(os.getpid(), signal.SIGTERM))  # as if sent while the URL is printed
+    with pytest.raises(OSError):
+        _get(port, "/")

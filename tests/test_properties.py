@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, example, given, settings, strategies
 from hypothesis.extra import numpy as hnp
 
 from pyro_vae import cli
-from pyro_vae import data
+from pyro_vae import data, options
 from pyro_vae.config import GenerateConfig, ModelConfig, Precision, TrainConfig
 
 PRECISIONS = Precision.values()
@@ -272,9 +272,9 @@ def _expected_digits_ok(text: str) -> bool:
 @example(text="1\u20282")
 def test_generate_digits_are_read_or_refused_in_words(text):
     # The names are the checkpoint's data set's, so --digits is read once it is loaded: by
-    # data.class_numbers, whose ConfigError the command line prints as one line.
+    # options.class_numbers, whose ConfigError the command line prints as one line.
     try:
-        numbers = data.class_numbers(text, "mnist")
+        numbers = options.class_numbers(text, "mnist")
     except ConfigError as exc:
         assert not _expected_digits_ok(text) and re.match(r"digits (takes|must)", str(exc)), exc
     else:

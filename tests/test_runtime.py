@@ -254,9 +254,16 @@ class Machine:
             governor()
 
 
+def test_governor_with_its_threads_fixed_never_changes_them():
+    machine = Machine(lambda count, step: {1: 0.01, 2: 0.05}[count])
+    governor = runtime.ThreadGovernor(2, clock=machine.clock, set_count=machine.set_count)  # most=None: fixed
+    machine.run(governor, 3000)
+    assert governor.changes == [] and set(machine.at) == {2}
+
+
 def test_governor_keeps_two_threads_when_quiet_and_pays_little_for_probing():
     machine = Machine(lambda count, step: {1: 0.018, 2: 0.012}[count])
-    governor = runtime.ThreadGovernor(2, clock=machine.clock, set_count=machine.set_count)
+    governor = runtime.ThreadGovernor(2, most=2, clock=machine.clock, set_count=machine.set_count)
     machine.run(governor, 5000)
     assert governor.count == 2 and governor.changes == []
     # Probes ran some steps on one thread: a fraction of a percent of the run's time.
@@ -271,7 +278,7 @@ def test_governor_drops_to_one_thread_under_load_and_comes_back():
         return {1: 0.018, 2: 0.060 if busy else 0.012}[count]
 
     machine = Machine(cost)
-    governor = runtime.ThreadGovernor(2, clock=machine.clock, set_count=machine.set_count)
+    governor = runtime.ThreadGovernor(2, most=2, clock=machine.clock, set_count=machine.set_count)
     machine.run(governor, 6000)
     assert governor.changes == [(2, 1), (1, 2)]
     assert machine.at[340] == 1 and machine.at[-1] == 2  # within a few dozen steps of the load
@@ -310,3 +317,16 @@ def test_the_thread_count_does_not_change_the_numbers():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[2], runs[3])
+def test_a_stop_request_is_asked_for_by_the_first_signal_and_a_second_ctrl_c_stops_at_once():
+    import os
+    import signal
+
+    woken, before = [], signal.getsignal(signal.SIGTERM)
+    request = runtime.StopRequest(on_stop=lambda: woken.append(request.signum))
+    with request.installed():
+        assert signal.getsignal(signal.SIGTERM) is request and not request.requested()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert request.requested() and request.name == "SIGTERM" and woken == [signal.SIGTERM]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and signal.getsignal(signal.SIGTERM) is before

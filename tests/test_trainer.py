@@ -503,3 +503,15 @@ def test_an_epoch_resumed_from_a_position_without_its_terms_records_none(mnist_d
     reached = run_epoch(vae, optimizer, images, batch_size=16, generator=generator, loss=loss, resume=old)
     assert reached.batch == 5 and reached.terms_sum is None
     assert train_module._terms(reached, len(images)) == {"reconstruction": None, "kl": None}
+
+
+def test_the_result_names_the_newest_checkpoint_and_the_whole_history(paths, tiny_model, tiny_train):
+    config = dataclasses.replace(tiny_train, epochs=3, save_every=2)
+    result = train(config, model_config=tiny_model, paths=paths)
+    assert result.checkpoint == checkpoint.newest_valid(paths.checkpoint_dir)[0] == paths.checkpoint_dir / "vae.epoch.3.pt"
+    assert result.history == read_history(paths.results_dir / HISTORY) and result.metrics == result.history
+    again = train(dataclasses.replace(config, epochs=4), model_config=tiny_model, paths=paths)
+    assert again.checkpoint == paths.checkpoint_dir / "vae.epoch.4.pt" and again.history[:3] == result.history
+    assert [r.epoch for r in again.metrics] == [4] and again.first_epoch == 4
+    done = train(dataclasses.replace(config, epochs=4), model_config=tiny_model, paths=paths)  # already there
+    assert done.checkpoint == again.checkpoint and done.history == again.history and done.metrics == []

@@ -40,7 +40,10 @@ NOISE_MARKS = (SEED_NOISE, WIDE_NOISE)  # the blog's two spreads, marked on ever
 QUIZ_THRESHOLD = 0.5  # the blog's game draws black-and-white data black and white, real and generated alike
 MAX_NOISE_SLIDER = 2.0
 
-PAGE_FILES = ("index.html", "style.css", "boot.js", "nets.js", "app.js")  # pyro_vae/page/, shipped as package data
+# pyro_vae/page/, shipped as package data: the page, app.js that mounts one module a panel, and the
+# modules they share (the networks, the model's files, painting, random numbers, elements, "more of this").
+PAGE_FILES = ("index.html", "style.css", "boot.js", "app.js", "nets.js", "data.js", "paint.js", "random.js", "dom.js",
+              "grid.js", *(f"panels/{panel}.js" for panel in ("more", "draw", "map", "dims", "walk", "quiz")))
 MANIFEST, WEIGHTS, TEST, MAP = "manifest.json", "weights.bin", "test.bin", "map.bin"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".js": "text/javascript; charset=utf-8", ".json": "application/json",
@@ -132,7 +135,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     files[MANIFEST] = json.dumps(manifest, indent=1).encode()
     page = resources.files("pyro_vae") / "page"
     for name in PAGE_FILES:
-        files[name] = (page / name).read_bytes()
+        files[name] = page.joinpath(*name.split("/")).read_bytes()
     return files
 
 

@@ -20,14 +20,14 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pyro_vae import checkpoint, commands, data, plots
-from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig
+from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig, split_settings
 from pyro_vae.errors import HINT, ConfigError, DeviceMismatch, Hint, Hinted, Interrupted, MissingExtra
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
@@ -72,7 +72,6 @@ SEARCH_SPACE: dict[str, Dimension] = {
     "z_dim": Dimension(low=10, high=100, step=10),
     "hidden_dim": Dimension(low=200, high=1000, step=100),
 }
-_MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 
 
 def _optuna() -> Any:
@@ -264,11 +263,9 @@ def _suggest(trial: Any, name: str, dimension: Dimension) -> Any:
 
 def _configs(config: TuneConfig, settings: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
     """The trial's model and training configs (their validation makes a bad fixed value one line)."""
-    model = ModelConfig(**{k: v for k, v in settings.items() if k in _MODEL_FIELDS})
-    training = TrainConfig(epochs=config.epochs, eval_every=config.eval_every, valid_size=config.valid_size,
-                           eval_particles=config.eval_particles, eval_test=False,
-                           **{k: v for k, v in settings.items() if k not in _MODEL_FIELDS})
-    return model, training
+    return split_settings({**settings, "epochs": config.epochs, "eval_every": config.eval_every,
+                           "valid_size": config.valid_size, "eval_particles": config.eval_particles,
+                           "eval_test": False})
 
 
 def _describe(settings: dict[str, Any]) -> str:

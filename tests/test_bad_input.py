@@ -136,10 +136,11 @@ GENERATE_OPTIONS = [
     pytest.param(["--mode", "digit", "--noise", "-inf"], ["--noise must be a finite number, got -inf"],
                  id="noise-minus-inf"),
     pytest.param(["--noise", "abc"], ["'--noise'", INVALID_NUMBER], id="noise-word"),
-    pytest.param(["--mode", "digit", "--noise", "1000"], ["--noise must be between -3 and 10, got 1000", "exp(noise)"],
+    pytest.param(["--mode", "digit", "--noise", "1000"], ["--noise must be between 0 and 10, got 1000", "exp(noise)"],
                  id="noise-overflows-exp"),
-    pytest.param(["--mode", "digit", "--noise", "-5"], ["--noise must be between -3 and 10, got -5",
-                                                        "copies of one digit"], id="noise-copies"),
+    # A negative noise would narrow the guide (toward copies of one digit): refused, not taken silently.
+    pytest.param(["--mode", "digit", "--noise", "-1"], ["--noise must be between 0 and 10, got -1",
+                                                        "0: the guide's own spread"], id="noise-negative"),
     # Options prior mode (the default) would ignore are refused, not dropped silently.
     pytest.param(["--noise", "1.4"], ["--noise does nothing in prior mode", "--mode digit"], id="noise-in-prior-mode"),
     pytest.param(["--mode", "prior", "--digits", "3"], ["--digits does nothing in prior mode"], id="digits-in-prior-mode"),

@@ -247,7 +247,7 @@ def test_explore_refuses_a_bad_checkpoint_in_one_line(cli_invoke, one_line_error
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
     one_line_error(cli_invoke("explore", "--no-browser", "--checkpoint", tmp_path / "foreign.pt"),
                    "not a pyro-vae checkpoint")
-    one_line_error(cli_invoke("explore", "--no-browser"), "no checkpoint in checkpoints")
+    one_line_error(cli_invoke("explore", "--no-browser"), f"no checkpoint in {Path.cwd() / 'checkpoints'}")
 
 
 def test_explore_refuses_a_port_in_use_before_serving(cli_invoke, one_line_error, trained, monkeypatch):

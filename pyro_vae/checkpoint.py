@@ -296,7 +296,10 @@ def load(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is a folder; give ⟨checkpoint⟩ a file such as {path}/last.pt, "
                               "or pass the folder as ⟨checkpoint_dir⟩")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; list {path.parent} for the ones there are")
+        there = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        shown = f"holds {', '.join(there[:5])}{' ...' if len(there) > 5 else ''}" if there else "holds no checkpoint"
+        raise CheckpointError(f"checkpoint {path} does not exist ({path.parent.absolute()} {shown}); give "
+                              "⟨checkpoint⟩ one that does, or ⟨checkpoint_dir⟩ its folder for the furthest in it")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:

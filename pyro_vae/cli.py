@@ -229,6 +229,11 @@ def _report(written: Sequence[Written]) -> None:
         typer.echo(f"{'replaced' if one.replaced else 'wrote'} {one.path}{one.note}")
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options given (not None), choices as their values."""
+    return {k: getattr(v, "value", v) for k, v in options.items() if v is not None}
+
+
 def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip()) if text else ()
@@ -265,7 +270,15 @@ _TRAIN_SETTINGS = MODEL_SETTINGS | {"batch_size", "lr", "seed", "objective", "pa
                                     "eval_every", "eval_particles", "beta", "kl_warmup", "tensorboard_images_every"}
 
 
-@app.command(epilog=_recipes())
+# train's --help (its body is kept to the call): what the printed bound is.
+_TRAIN_HELP = """Train the VAE, resuming from the newest checkpoint by itself.
+
+The lower bound printed and recorded is the ELBO (or with --objective iwae the IWAE bound), per image in nats, never
+weighted by --beta or --kl-warmup, with its two terms: reconstruction E_q[log p(x|z)] and KL(q(z|x)||p(z)), whose
+difference it is (with iwae: each draw's ELBO terms, averaged over the particles)."""
+
+
+@app.command(help=_TRAIN_HELP, epilog=_recipes())
 def train(
     epochs: Annotated[int, typer.Option(help="Train up to this epoch (a resumed run continues to it).")] = TrainConfig.epochs,
     batch_size: Given(int, f"Images per step [default: {TrainConfig.batch_size}].") = None,
@@ -305,14 +318,9 @@ def train(
     results_dir: ResultsDir = None,
     dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
-    """Train the VAE, resuming from the newest checkpoint by itself.
-
-    The lower bound printed and recorded is the ELBO (or with --objective iwae the IWAE bound), per image in nats,
-    never weighted by --beta or --kl-warmup, with its two terms: reconstruction E_q[log p(x|z)] and KL(q(z|x)||p(z)),
-    whose difference it is (with iwae: each draw's ELBO terms, averaged over the particles)."""
     import pyro_vae
 
-    given = {k: v for k, v in locals().items() if k in _TRAIN_SETTINGS and v is not None}
+    given = _given(**{k: v for k, v in locals().items() if k in _TRAIN_SETTINGS})
     _paths(data_dir, checkpoint_dir, results_dir, dataset)  # a bad --dataset fails before anything is read
     result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
                             dataset=dataset or Paths.dataset, data_dir=data_dir, device=device.value, fresh=fresh,
@@ -483,7 +491,6 @@ def tune(
 ) -> None:
     """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
     from pyro_vae import tune as search
-    from pyro_vae.runtime import resolve_device
 
     config = TuneConfig(study=study, storage=storage, trials=trials, epochs=epochs, eval_every=eval_every,
                         valid_size=valid_size, eval_particles=eval_particles, test_particles=test_particles,
@@ -491,12 +498,11 @@ def tune(
     paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
     if report:
         return _print_study(config, paths)
-    fixed = {k: v for k, v in dict(objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
-                                   hidden_dim=hidden_dim).items() if v is not None}
-    best = search.search(config, fixed={k: getattr(v, "value", v) for k, v in fixed.items()}, paths=paths,
-                         device=resolve_device(device), resume=resume, progress=sys.stdout.isatty())
-    if best is not None:
-        _print_best(best, search.study_dir(paths, config.study) / search.BEST)
+    fixed = _given(objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
+                   hidden_dim=hidden_dim)
+    best = search.search(config, fixed=fixed, paths=paths, device=device.value, resume=resume,
+                         progress=sys.stdout.isatty())
+    _print_best(best, search.study_dir(paths, config.study) / search.BEST)
 
 
 def _print_study(config: TuneConfig, paths: Paths) -> None:
@@ -515,8 +521,10 @@ def _print_study(config: TuneConfig, paths: Paths) -> None:
         typer.echo(note)
 
 
-def _print_best(best: dict[str, Any], record: Path) -> None:
-    """The study's best trial, how to reproduce it, and where its record is."""
+def _print_best(best: dict[str, Any] | None, record: Path) -> None:
+    """The study's best trial, how to reproduce it, and where its record is (nothing before a trial completes)."""
+    if best is None:
+        return
     typer.echo(f"best trial {best['trial']}: validation log p(x) {best['valid_log_likelihood']:.2f}, test "
                f"log p(x) {best['test_log_likelihood']:.2f} +- {best['test_log_likelihood_se']:.2f} "
                f"(K={best['test_particles']})")

@@ -59,6 +59,17 @@ class Written:
     note: str = ""
 
 
+def _other_data(model: api.Model, paths: Paths) -> str:
+    """What an output's name adds when it shows another data set's images than the model's own
+    ("_fashion-mnist"), so that it never replaces the picture of the model's own test images."""
+    return "" if paths.dataset == model.dataset else f"_{paths.dataset}"
+
+
+def _named(path: Path, added: str) -> Path:
+    """`path` with `added` before its suffix: latent_map.png -> latent_map_fashion-mnist.png."""
+    return path.with_name(f"{path.stem}{added}{path.suffix}")
+
+
 def _save(path: Path, write: Callable[[Path], Path], note: str = "") -> Written:
     """Write `path` with `write`, noting whether it replaced a file."""
     replaced = path.exists()
@@ -80,7 +91,8 @@ def generate(source: Source, mode: str = Mode.prior.value, *, n: int = GenerateC
     model, paths = source.open()
     about = {**model.about(), "mode": mode, **({"noise": config.noise} if mode == Mode.digit else {}),
              "seed": config.seed}
-    return [_save(paths.results_dir / f"{name}.png", lambda out: images.save_grid(
+    other = _other_data(model, paths) if mode == Mode.digit else ""  # prior samples read no data
+    return [_save(paths.results_dir / f"{name}{other}.png", lambda out: images.save_grid(
                 x_probs, out, scale=config.scale, caption=images.Caption(title, about)))
             for name, (title, x_probs) in gen.grids(model.vae, mode, config, paths=paths, digits=digits).items()]
 
@@ -123,7 +135,7 @@ def reconstruct(source: Source, *, n: int, scale: int = PICTURE_SCALE) -> list[W
     caption = images.Caption(f"test images 0 to {n - 1} and their reconstructions (decoded guide means)",
                              model.about())
     labels = ["original", "reconstruction"] * -(-n // GRID_COLS)
-    return [_save(paths.results_dir / "reconstructions.png", lambda out: images.save_grid(
+    return [_save(paths.results_dir / f"reconstructions{_other_data(model, paths)}.png", lambda out: images.save_grid(
         pairs, out, scale=scale, cols=GRID_COLS, caption=caption, row_labels=labels))]
 
 
@@ -134,7 +146,7 @@ def interpolate(source: Source, *, from_index: int, to_index: int, steps: int,
     model, paths = source.open()
     x = data.test_images(paths.data_dir, indices=[from_index, to_index], dataset=paths.dataset)[0].to(model.device)
     line = gen.interpolation(model.vae, x[0], x[1], steps=steps)
-    stem = paths.results_dir / f"interpolation_{from_index}_{to_index}"
+    stem = paths.results_dir / f"interpolation_{from_index}_{to_index}{_other_data(model, paths)}"
     caption = images.Caption(f"from test image {from_index} to test image {to_index}: {steps} points on the "
                              "line between their encodings", model.about())
     ends = (f"test image {from_index}", f"test image {to_index}")
@@ -150,7 +162,7 @@ def quiz(source: Source, config: QuizConfig = QuizConfig(), *, scale: int = PICT
     model, paths = source.open()
     binarized, intensities = data.test_images(paths.data_dir, dataset=paths.dataset)
     shown, answers = gen.quiz(model.vae, binarized, intensities, config)
-    folder, about = paths.results_dir / QUIZ_DIR, {**model.about(), "noise": config.noise, "seed": config.seed}
+    folder, about = paths.results_dir / f"{QUIZ_DIR}{_other_data(model, paths)}", {**model.about(), "noise": config.noise, "seed": config.seed}
     marked = [not answer["real"] for answer in answers]
     ask = images.Caption("Human or machine? Some digits are real test images, the others generated", about)
     tell = images.Caption(f"The answers: the {sum(marked)} generated digits are framed in red", about)
@@ -166,13 +178,13 @@ def latent_map(source: Source) -> list[Written]:
     of each latent dimension, kl_per_dimension.png; and a VampPrior's pseudo-inputs, pseudo_inputs.png."""
     model, paths = source.open()
     test_images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
-    about = model.about()
+    about, other = model.about(), _other_data(model, paths)
     where = f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"
-    written = [_save(paths.results_dir / plots.LATENT_MAP, lambda out: plots.latent_map(
+    written = [_save(_named(paths.results_dir / plots.LATENT_MAP, other), lambda out: plots.latent_map(
         latent.views_of(model.vae, test_images, labels), labels, out,
         classes=latent.Classes.of(paths.dataset, paths.data_dir), about=where))]
     used = latent.usage_of(model.vae, test_images)
-    written.append(_save(paths.results_dir / plots.KL_PER_DIMENSION, lambda out: plots.kl_per_dimension(
+    written.append(_save(_named(paths.results_dir / plots.KL_PER_DIMENSION, other), lambda out: plots.kl_per_dimension(
         used.kl, used.active, out, about=f"{len(test_images)} {data.get(paths.dataset).title} test images; {where}",
         marginal=model.model_config.prior != "standard")))
     pseudo = model.pseudo_inputs()

@@ -162,7 +162,7 @@ def pruner(config: TuneConfig) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2 * config.eval_every)
 
 
-def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: torch.device,
+def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: torch.device | str = "auto",
            resume: bool = False, progress: bool = False) -> dict[str, Any] | None:
     """Run this worker's `config.trials` trials of the study, then score the study's best trial on
     the test set (`score_best`); returns that record, None when no trial has completed yet.
@@ -173,6 +173,7 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
     Raises:
         Interrupted: on Ctrl-C or SIGTERM, after saving the trial's position and queueing it again.
     """
+    device = resolve_device(device) if isinstance(device, str) else device
     unknown = set(fixed) - set(SEARCH_SPACE)
     if unknown:
         raise ConfigError(f"cannot fix {sorted(unknown)}: the search space is {sorted(SEARCH_SPACE)}")

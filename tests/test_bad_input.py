@@ -440,3 +440,14 @@ def test_results_dir_that_is_a_file(dirs, trained_ck, tmp_path, cli_invoke, one_
     result = cli_invoke("generate", "--checkpoint-dir", trained_ck, "--results-dir", afile)
     one_line_error(result, "could not write", str(afile))
     assert afile.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--noise", "-1"], ["--noise must be between 0 and 10, got -1"]),
+    (["--noise", "nan"], ["--noise must be a finite number"]),
+    (["--real-fraction", "2"], ["--real-fraction must be between 0 and 1, got 2"]),
+    (["--seed", "-1"], ["--seed must be between 0 and 4294967295, got -1"]),
+], ids=["noise-negative", "noise-nan", "real-fraction-2", "seed-negative"])
+def test_bad_quiz_option_before_reading_a_checkpoint(args, fragments, cli_invoke, one_line_error, tmp_path):
+    # No checkpoint anywhere: the option is refused first, so the error is about it.
+    one_line_error(cli_invoke("quiz", "--checkpoint-dir", tmp_path / "none", *args), *fragments)

@@ -6,6 +6,7 @@ notebook all come in through here. Images are (n, 28, 28) tensors (or (n, 784)) 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -14,7 +15,7 @@ import torch
 
 from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
-                             with_recipe)
+                             split_settings, with_recipe)
 from pyro_vae.errors import ConfigError
 from pyro_vae.metrics import claim
 from pyro_vae.model import VAE
@@ -22,6 +23,8 @@ from pyro_vae.runtime import isolated_rng, resolve_device
 
 if TYPE_CHECKING:  # the trainer (with TensorBoard's and the progress bars' modules) loads when `train` is called
     from pyro_vae.trainer import TrainResult
+
+log = logging.getLogger(__name__)
 
 
 def _pixels(images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
@@ -204,13 +207,13 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         settings.pop("pseudo_inputs", None)  # the vamp recipe's K, with the prior overridden to standard
     if "tensorboard_images_every" in settings and not settings.get("tensorboard"):
         raise ConfigError("⟨tensorboard_images_every⟩ does nothing without ⟨tensorboard⟩; add ⟨tensorboard⟩, or drop it")
-    model_names = {f.name for f in fields(ModelConfig)}
-    model_config = ModelConfig(**{k: v for k, v in settings.items() if k in model_names})
-    train_config = TrainConfig(epochs=epochs, **{str(k): getattr(v, "value", v) for k, v in settings.items()
-                                                 if k not in model_names})
+    model_config, train_config = split_settings({**settings, "epochs": epochs})
     paths = Paths(data_dir=None if data_dir is None else Path(data_dir), checkpoint_dir=Path(checkpoint_dir),
                   results_dir=results_dir_for(Path(checkpoint_dir)) if results_dir is None else Path(results_dir),
                   dataset=dataset)
+    # Said before the first epoch: a results folder derived from the checkpoint folder is not one the user named.
+    log.info("Checkpoints go to %s, results (metrics/history.csv, pictures) to %s", paths.checkpoint_dir,
+             paths.results_dir)
     from pyro_vae import trainer
 
     return trainer.train(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,

@@ -9,11 +9,11 @@ import enum
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pyro_vae.errors import CheckpointError, ConfigError
+from pyro_vae.errors import ConfigError
 
 
 class Choice(str, enum.Enum):
@@ -93,11 +93,12 @@ EVAL_CHUNK_CUDA = 1000
 # Images through the encoder at a time where only the guide's parameters are wanted (no draws):
 # the whole test set in ten passes, a few MB of activations each.
 ENCODE_BATCH = 1000
-# --noise is added to the guide's log-std, so the spread is multiplied by exp(noise). Above 10
-# (a factor of 22000) the pictures are noise; below -3 (a twentieth of the guide's own spread)
-# the draws are copies of one digit, indistinguishable by eye.
+# The noise of digit samples is added to the guide's log-std, so the spread is multiplied by
+# exp(noise). Above 10 (a factor of 22000) the pictures are noise. A negative noise would narrow
+# the guide instead, toward copies of one digit: a surprise for a setting called noise, so it is
+# refused (0 is the guide's own spread).
 MAX_NOISE = 10.0
-MIN_NOISE = -3.0
+MIN_NOISE = 0.0
 SEED_NOISE = 0.7  # the seed program's digit pictures (results/0.png ... 9.png), the blog's first spread
 WIDE_NOISE = 1.4  # the blog's second spread: more varied digits
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
@@ -119,6 +120,17 @@ EXPLORE_HOST, EXPLORE_PORT = "127.0.0.1", 8765  # where `explore` serves its pag
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _require_between(name: str, value: float, low: float, high: float, why: str = "", *, high_is: str = "",
+                     then: str = "") -> None:
+    """Refuse `value` of setting `name` outside [low, high] (NaN included): "⟨n⟩ must be between 1 and
+    10000, got 0", with `why` after the bounds and `then` after the value when given, and `high_is`
+    naming the upper bound ("⟨epochs⟩" -> "between 1 and ⟨epochs⟩ (100)")."""
+    shown = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    upper = f"{high_is} ({shown(high)})" if high_is else shown(high)
+    _require(low <= value <= high,
+             f"⟨{name}⟩ must be between {shown(low)} and {upper}{why}, got {shown(value)}{then}")
 
 
 def _require_choice(choices: type[Choice], value: str, flag: str) -> None:
@@ -168,11 +180,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require_choice(Prior, self.prior, "⟨prior⟩")
         object.__setattr__(self, "prior", str(self.prior))  # the plain string, as checkpoints record it
-        _require(1 <= self.pseudo_inputs <= MAX_PSEUDO_INPUTS,
-                 f"⟨pseudo_inputs⟩ must be between 1 and {MAX_PSEUDO_INPUTS}, got {self.pseudo_inputs}")
-        _require(1 <= self.z_dim <= MAX_Z_DIM, f"⟨z_dim⟩ must be between 1 and {MAX_Z_DIM}, got {self.z_dim}")
-        _require(1 <= self.hidden_dim <= MAX_HIDDEN_DIM,
-                 f"⟨hidden_dim⟩ must be between 1 and {MAX_HIDDEN_DIM}, got {self.hidden_dim}")
+        _require_between("pseudo_inputs", self.pseudo_inputs, 1, MAX_PSEUDO_INPUTS)
+        _require_between("z_dim", self.z_dim, 1, MAX_Z_DIM)
+        _require_between("hidden_dim", self.hidden_dim, 1, MAX_HIDDEN_DIM)
 
 
 @dataclass(frozen=True)
@@ -234,26 +244,22 @@ class TrainConfig:
         _require(
             math.isfinite(self.lr) and self.lr > 0, f"⟨lr⟩ must be a positive number, got {self.lr}"
         )
-        _require(0 <= self.seed <= MAX_SEED, f"⟨seed⟩ must be between 0 and {MAX_SEED}, got {self.seed}")
+        _require_between("seed", self.seed, 0, MAX_SEED)
         _require(self.save_every >= 1, f"⟨save_every⟩ must be at least 1, got {self.save_every}")
         _require(self.keep >= 1, f"⟨keep⟩ must be at least 1, got {self.keep}")
         _require_choice(Precision, self.precision, "⟨precision⟩")
         _require_choice(Objective, self.objective, "⟨objective⟩")
-        _require(1 <= self.particles <= MAX_TRAIN_PARTICLES,
-                 f"⟨particles⟩ must be between 1 and {MAX_TRAIN_PARTICLES}, got {self.particles}")
+        _require_between("particles", self.particles, 1, MAX_TRAIN_PARTICLES)
         _require(self.particles * self.batch_size <= MAX_TRAIN_SAMPLES,
                  f"⟨particles⟩ {self.particles} with ⟨batch_size⟩ {self.batch_size} keeps "
                  f"{self.particles * self.batch_size} samples' activations for the backward pass; keep particles "
                  f"x batch size at most {MAX_TRAIN_SAMPLES}")
         _require(math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1,
                  f"⟨lr_decay⟩ must be above 0 and at most 1 (1: constant), got {self.lr_decay}")
-        _require(0 <= self.valid_size < TRAIN_IMAGES,
-                 f"⟨valid_size⟩ must be between 0 and {TRAIN_IMAGES - 1}, got {self.valid_size}")
+        _require_between("valid_size", self.valid_size, 0, TRAIN_IMAGES - 1)
         _require(self.eval_every >= 0, f"⟨eval_every⟩ must be 0 (never) or more, got {self.eval_every}")
-        _require(1 <= self.eval_particles <= MAX_PARTICLES,
-                 f"⟨eval_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
-        _require(math.isfinite(self.beta) and 0 <= self.beta <= MAX_BETA,
-                 f"⟨beta⟩ must be between 0 and {MAX_BETA:g} (1: the ELBO itself), got {self.beta}")
+        _require_between("eval_particles", self.eval_particles, 1, MAX_PARTICLES)
+        _require_between("beta", self.beta, 0, MAX_BETA, " (1: the ELBO itself)")
         _require(self.kl_warmup >= 0, f"⟨kl_warmup⟩ must be 0 (none) or more epochs, got {self.kl_warmup}")
         _require(self.tensorboard_images_every >= 0,
                  f"⟨tensorboard_images_every⟩ must be 0 (none) or more, got {self.tensorboard_images_every}")
@@ -290,32 +296,15 @@ def with_recipe(recipe: str | None, settings: dict[str, Any]) -> dict[str, Any]:
     return {**RECIPES[recipe].settings, **settings, "recipe": recipe}
 
 
-# What fits each goal after a mismatch: resume the run that is there, train the other model in
-# folders of its own (checkpoints and history), or archive the run and start over.
-RESUME_HINT = ("drop {flag} to resume that run; to train this other model beside it, add ⟨checkpoint_dir⟩ {beside} "
-               "(a folder of its own; its results go to {results}); or add ⟨fresh⟩ to start over in this folder "
-               "(its checkpoints are archived)")
+MODEL_SETTINGS = frozenset(f.name for f in fields(ModelConfig))
 
 
-def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path, hint: str = RESUME_HINT) -> Any:
-    """The config (ModelConfig or TrainConfig) a run continuing from `source` uses, by each field's
-    FIXED/CARRIED metadata: `recorded` is the checkpoint's, `given` this call's, `explicit` the
-    names the user gave. A FIXED setting given explicitly with another value is an error, whose
-    `hint` may name `{flag}`, `{beside}` (a folder next to `source`'s, e.g. z-dim-4) and `{results}` (its results)."""
-    kept = {}
-    # A recipe's mismatch first: it says more than the first of its settings that differs.
-    for f in sorted(fields(given), key=lambda f: f.name != "recipe"):
-        rule = f.metadata.get("on_resume")
-        if rule is None:
-            continue
-        old, new = getattr(recorded, f.name), getattr(given, f.name)
-        if rule == FIXED["on_resume"] and f.name in explicit and new != old:
-            flag, beside = f"⟨{f.name}⟩", Path(source).parent / f"{f.name.replace('_', '-')}-{new}"
-            raise CheckpointError(f"{source} was trained with {flag} {old}, not {new}; "
-                                  + hint.format(flag=flag, beside=beside, results=results_dir_for(beside)))
-        if rule == FIXED["on_resume"] or f.name not in explicit:
-            kept[f.name] = old
-    return replace(given, **kept)
+def split_settings(settings: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """One flat set of settings (any `ModelConfig` and `TrainConfig` field, choices as members or
+    their values) as the two configs, each validated; a setting of neither is a TypeError."""
+    plain = {str(k): v.value if isinstance(v, Choice) else v for k, v in settings.items()}
+    return (ModelConfig(**{k: v for k, v in plain.items() if k in MODEL_SETTINGS}),
+            TrainConfig(**{k: v for k, v in plain.items() if k not in MODEL_SETTINGS}))
 
 
 @dataclass(frozen=True)
@@ -371,16 +360,12 @@ class TuneConfig:
                  f"⟨study⟩ must be letters, digits, '.', '_' or '-' (it names folders), got {self.study!r}")
         _require(self.trials >= 1, f"⟨trials⟩ must be at least 1, got {self.trials}")
         _require(self.epochs >= 1, f"⟨epochs⟩ must be at least 1, got {self.epochs}")
-        _require(1 <= self.eval_every <= self.epochs,
-                 f"⟨eval_every⟩ must be between 1 and ⟨epochs⟩ ({self.epochs}): trials are scored when "
-                 f"they are evaluated, got {self.eval_every}")
-        _require(1 <= self.valid_size < TRAIN_IMAGES,
-                 f"⟨valid_size⟩ must be between 1 and {TRAIN_IMAGES - 1}: trials are chosen on held-out "
-                 f"training images, never on the test set, got {self.valid_size}")
-        _require(1 <= self.eval_particles <= MAX_PARTICLES,
-                 f"⟨eval_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
-        _require(1 <= self.test_particles <= MAX_PARTICLES,
-                 f"⟨test_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.test_particles}")
+        _require_between("eval_every", self.eval_every, 1, self.epochs, ": trials are scored when they are evaluated",
+                         high_is="⟨epochs⟩")
+        _require_between("valid_size", self.valid_size, 1, TRAIN_IMAGES - 1,
+                         ": trials are chosen on held-out training images, never on the test set")
+        _require_between("eval_particles", self.eval_particles, 1, MAX_PARTICLES)
+        _require_between("test_particles", self.test_particles, 1, MAX_PARTICLES)
         _require(1 <= self.heartbeat_s < self.grace_s,
                  f"the heartbeat ({self.heartbeat_s} s) must be at least 1 s and shorter than the grace "
                  f"period ({self.grace_s} s)")
@@ -394,6 +379,19 @@ class EvaluateConfig:
     batch_size: int = 100  # test images at a time: particles x batch x 784 floats, chunked
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _require_between("particles", self.particles, 1, MAX_PARTICLES)
+        _require(self.batch_size >= 1, f"⟨batch_size⟩ must be at least 1, got {self.batch_size}")
+        _require_between("seed", self.seed, 0, MAX_SEED)
+
+
+def _require_noise(noise: float) -> None:
+    """A digit sample's noise: finite, 0 (the guide's own spread) to MAX_NOISE."""
+    _require(math.isfinite(noise), f"⟨noise⟩ must be a finite number, got {noise}")
+    _require_between("noise", noise, MIN_NOISE, MAX_NOISE,
+                     then=": it is added to the guide's log-std, multiplying the spread by exp(noise) (0: the guide's "
+                     f"own spread, 1.4: more varied digits; above {MAX_NOISE:g} the draws are noise)")
+
 
 @dataclass(frozen=True)
 class QuizConfig:
@@ -404,26 +402,18 @@ class QuizConfig:
     noise: float = SEED_NOISE  # the seed's spread for digit samples
     seed: int = 0
 
-
-# The options only digit mode uses, with what they do: given in prior mode they would do nothing.
-DIGIT_ONLY = {"noise": "it widens the guide around real digits", "digits": "it picks the digits to encode",
-              "index": "it picks the test images to encode"}
-
-
-def check_mode_options(mode: str, given: frozenset[str]) -> None:
-    """Refuse, in one line, an option that `mode` would ignore: the digit-mode options in prior
-    mode, and --digits beside --index (the test images given replace the digits' exemplars)."""
-    _require_choice(Mode, mode, "⟨mode⟩")
-    for name, does in DIGIT_ONLY.items():
-        _require(mode == Mode.digit or name not in given,
-                 f"⟨{name}⟩ does nothing in prior mode ({does}); drop it, or pass ⟨mode⟩ digit")
-    _require(not {"digits", "index"} <= given, "⟨digits⟩ and ⟨index⟩ both choose the images to encode; give one")
+    def __post_init__(self) -> None:
+        _require_between("cells", self.cells, 1, MAX_N)
+        _require_between("real_fraction", self.real_fraction, 0.0, 1.0)
+        _require_noise(self.noise)
+        _require_between("seed", self.seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     """Sampling settings: `noise` is added to the guide's log-std, widening its spread. The defaults
-    are the seed program's pictures (its digit pictures used noise 0.7), which keep its names."""
+    are the seed program's pictures (its digit pictures used noise 0.7), which keep its names
+    (`generate.suffix`)."""
 
     n: int = 100
     noise: float = SEED_NOISE
@@ -433,36 +423,12 @@ class GenerateConfig:
     indices: tuple[int, ...] = ()  # test images to encode instead of the digit exemplars
 
     def __post_init__(self) -> None:
-        _require(1 <= self.n <= MAX_N, f"⟨n⟩ must be between 1 and {MAX_N}, got {self.n}")
-        _require(math.isfinite(self.noise), f"⟨noise⟩ must be a finite number, got {self.noise}")
-        _require(MIN_NOISE <= self.noise <= MAX_NOISE,
-                 f"⟨noise⟩ must be between {MIN_NOISE:g} and {MAX_NOISE:g}, got {self.noise:g}: it multiplies the "
-                 f"guide's spread by exp(noise), and below {MIN_NOISE:g} the draws are copies of one digit, above "
-                 f"{MAX_NOISE:g} noise")
-        _require(0 <= self.seed <= MAX_SEED, f"⟨seed⟩ must be between 0 and {MAX_SEED}, got {self.seed}")
-        _require(1 <= self.scale <= MAX_SCALE, f"⟨scale⟩ must be between 1 and {MAX_SCALE}, got {self.scale}")
+        _require_between("n", self.n, 1, MAX_N)
+        _require_noise(self.noise)
+        _require_between("seed", self.seed, 0, MAX_SEED)
+        _require_between("scale", self.scale, 1, MAX_SCALE)
         _require(len(self.digits) > 0, "⟨digits⟩ must name at least one digit, e.g. ⟨digits⟩ 3,8")
         for d in self.digits:  # the upper bound is the data set's (options.class_numbers)
             _require(d >= 0, f"⟨digits⟩ takes class numbers from 0, got {d}")
         for i in self.indices:
             _require(i >= 0, f"⟨index⟩ must be 0 or more, got {i}")
-
-    def suffix(self, mode: str) -> str:
-        """What an output name adds for the settings that differ from the seed program's pictures
-        (the defaults: noise 0.7 in digit mode, seed 0, 100 images), e.g. "_noise1.4_seed7"; "" for the
-        seed's own, so a picture with other settings never replaces one with these."""
-        parts = [f"noise{self.noise:g}"] if mode == Mode.digit and self.noise != GenerateConfig.noise else []
-        parts += [f"seed{self.seed}"] if self.seed != GenerateConfig.seed else []
-        parts += [f"n{self.n}"] if self.n != GenerateConfig.n else []
-        return "".join("_" + part for part in parts)
-
-    def chosen(self, exemplars: tuple[int, ...]) -> dict[str, int]:
-        """Digit mode's output names and the test images they encode: the data set's `exemplars`
-        (a test index per class; MNIST's are the seed's) of each of `digits` ("3" -> 90), or the
-        `indices` given instead ("index_17" -> 17)."""
-        if self.indices:
-            return {f"index_{i}": i for i in self.indices}
-        for d in self.digits:
-            _require(d < len(exemplars) and exemplars[d] >= 0, f"class {d} has no test image to encode; "
-                     "pass ⟨index⟩ to pick test images yourself")
-        return {str(d): exemplars[d] for d in self.digits}

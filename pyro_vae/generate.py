@@ -10,13 +10,51 @@ import torch
 from pyro.infer import Predictive
 
 from pyro_vae import data, options
-from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, check_mode_options
+from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, QuizConfig, either
 from pyro_vae.errors import ConfigError
 from pyro_vae.model import Z, VAE
 from pyro_vae.priors import in_words
 from pyro_vae.runtime import seed_all
 
 PRIOR_NAME = "random_samples"
+# The settings only digit mode uses, with what they do: given in prior mode they would do nothing.
+DIGIT_ONLY = {"noise": "it widens the guide around real digits", "digits": "it picks the digits to encode",
+              "index": "it picks the test images to encode"}
+
+
+def check_mode(mode: str, given: frozenset[str] = frozenset()) -> None:
+    """Refuse, in one line, a setting that `mode` would ignore (`given`: the names given): the
+    digit-mode ones in prior mode, and digits beside index (the test images given replace the
+    classes' exemplars)."""
+    if mode not in Mode.values():
+        raise ConfigError(f"⟨mode⟩ must be {either(Mode.values())}, got {mode!r}")
+    for name, does in DIGIT_ONLY.items():
+        if mode != Mode.digit and name in given:
+            raise ConfigError(f"⟨{name}⟩ does nothing in prior mode ({does}); drop it, or pass ⟨mode⟩ digit")
+    if {"digits", "index"} <= given:
+        raise ConfigError("⟨digits⟩ and ⟨index⟩ both choose the images to encode; give one")
+
+
+def suffix(config: GenerateConfig, mode: str) -> str:
+    """What an output name adds for the settings that differ from the seed program's pictures
+    (the defaults: noise 0.7 in digit mode, seed 0, 100 images), e.g. "_noise1.4_seed7"; "" for the
+    seed's own, so a picture with other settings never replaces one with these."""
+    parts = [f"noise{config.noise:g}"] if mode == Mode.digit and config.noise != GenerateConfig.noise else []
+    parts += [f"seed{config.seed}"] if config.seed != GenerateConfig.seed else []
+    parts += [f"n{config.n}"] if config.n != GenerateConfig.n else []
+    return "".join("_" + part for part in parts)
+
+
+def chosen(config: GenerateConfig, exemplars: Sequence[int]) -> dict[str, int]:
+    """Digit mode's output names and the test images they encode: the data set's `exemplars`
+    (a test index per class; MNIST's are the seed's) of each of `config.digits` ("3" -> 90), or
+    the `config.indices` given instead ("index_17" -> 17)."""
+    if config.indices:
+        return {f"index_{i}": i for i in config.indices}
+    for d in config.digits:
+        if not (d < len(exemplars) and exemplars[d] >= 0):
+            raise ConfigError(f"class {d} has no test image to encode; pass ⟨index⟩ to pick test images yourself")
+    return {str(d): exemplars[d] for d in config.digits}
 
 
 @torch.no_grad()
@@ -53,18 +91,18 @@ def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None =
     """The output names of a `generate` call, in `samples`' order, each with what its picture shows.
 
     Names are `random_samples` (prior), `3` (class 3's exemplar) or `index_17` (test image 17),
-    plus `config.suffix(mode)` for settings other than the seed program's ("3_noise1.4").
+    plus `suffix(config, mode)` for settings other than the seed program's ("3_noise1.4").
 
     Args:
-        chosen: digit mode's names and test images, `config.chosen(exemplars)`.
+        chosen: digit mode's names and test images, `chosen(config, exemplars)`.
         classes: the data set's class names, to say what each exemplar shows ("a 3", "a Sneaker").
         prior: what p(z) is (`priors.in_words`).
     """
-    check_mode_options(mode, frozenset())
-    suffix = config.suffix(mode)
+    check_mode(mode)
+    added = suffix(config, mode)
     if mode == Mode.prior:
-        return {PRIOR_NAME + suffix: f"{config.n} samples from {prior}"}
-    return {name + suffix: f"{config.n} draws from the guide around test image {index}"
+        return {PRIOR_NAME + added: f"{config.n} samples from {prior}"}
+    return {name + added: f"{config.n} draws from the guide around test image {index}"
             + (f" (a {classes[int(name)]})" if name.isdigit() and int(name) < len(classes) else "")
             for name, index in (chosen or {}).items()}
 
@@ -75,7 +113,7 @@ def samples(vae: VAE, mode: str, config: GenerateConfig, *, x: torch.Tensor | No
 
     Args:
         mode: `prior` (one grid) or `digit` (one grid per image of `x`).
-        x: digit mode's test images, binarized: (k, 784), as `config.chosen(...)` picks them.
+        x: digit mode's test images, binarized: (k, 784), as `chosen(config, ...)` picks them.
         names: the output names, `titles(...)`'s keys (one for prior mode, one per image of `x`).
     Returns:
         name -> (config.n, 784) float pixel probabilities.
@@ -95,13 +133,13 @@ def grids(vae: VAE, mode: str, config: GenerateConfig, *, paths: Paths, digits: 
     """What a `generate` call draws, by output name: (what the picture shows, (config.n, 784) pixel
     probabilities). Digit mode encodes the test exemplars of `digits` (numbers or class names of
     `paths.dataset`, e.g. "3,8"; None: every class), or `config.indices` when given."""
-    chosen: dict[str, int] = {}
+    picked: dict[str, int] = {}
     if mode == Mode.digit:
         if digits is not None:
             config = dataclasses.replace(config, digits=options.class_numbers(digits, paths.dataset, paths.data_dir))
-        chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir))
-    x = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)[0] if chosen else None
-    shown = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir),
+        picked = chosen(config, data.exemplars(paths.dataset, paths.data_dir))
+    x = data.test_images(paths.data_dir, indices=list(picked.values()), dataset=paths.dataset)[0] if picked else None
+    shown = titles(mode, config, chosen=picked, classes=data.class_names(paths.dataset, paths.data_dir),
                    prior=in_words(vae.config.prior, vae.config.pseudo_inputs))
     drawn = samples(vae, mode, config, x=x, names=list(shown))
     return {name: (shown[name], x_probs) for name, x_probs in drawn.items()}
@@ -138,23 +176,22 @@ def interpolation(vae: VAE, x_from: torch.Tensor, x_to: torch.Tensor, *, steps: 
 
 
 @torch.no_grad()
-def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, *, cells: int, real_fraction: float,
-         noise: float, seed: int) -> tuple[torch.Tensor, list[dict]]:
+def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, config: QuizConfig = QuizConfig(),
+         ) -> tuple[torch.Tensor, list[dict]]:
     """The blog's game: real test digits and generated ones at random places.
 
     A generated cell encodes a randomly chosen test image and decodes one draw of the guide
-    widened by `noise`; a real cell shows another test image as it is.
+    widened by `config.noise`; a real cell shows another test image as it is.
 
     Args:
         binarized: (n, 784) test images as the guide sees them; intensities: the same in [0, 1].
     Returns:
-        (cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
+        (config.cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
     """
-    if not 0.0 <= real_fraction <= 1.0:
-        raise ConfigError(f"⟨real_fraction⟩ must be between 0 and 1, got {real_fraction}")
+    cells, seed = config.cells, config.seed
     seed_all(seed)
     generator = torch.Generator().manual_seed(seed)
-    n_real = round(cells * real_fraction)
+    n_real = round(cells * config.real_fraction)
     real = torch.zeros(cells, dtype=torch.bool)
     real[torch.randperm(cells, generator=generator)[:n_real]] = True
     sources = torch.randperm(len(binarized), generator=generator)[:cells]  # a distinct test image per cell
@@ -162,7 +199,7 @@ def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, *, cells:
     shown = intensities[sources].to(device)
     fake = ~real.to(device)
     if fake.any():
-        drawn = guide_samples(vae, binarized[sources].to(device)[fake], n=1, noise=noise)  # (k, 1, 784)
+        drawn = guide_samples(vae, binarized[sources].to(device)[fake], n=1, noise=config.noise)  # (k, 1, 784)
         shown[fake] = drawn[:, 0]
     answers = [{"cell": k, "real": bool(real[k]), "test_index": int(sources[k])} for k in range(cells)]
     return shown, answers

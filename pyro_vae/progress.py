@@ -15,9 +15,11 @@ log = logging.getLogger(__name__)
 
 # Without a terminal a row says how far it is at most every LINE_EVERY_S seconds, and only after
 # another LINE_STEP of it is done: a step of a few seconds prints nothing, a 3-minute evaluation
-# a line every 10% or so.
+# a line every 10% or so. A slower one (evaluate's 1000 particles on a small CPU take an hour)
+# still says something every LINE_QUIET_S seconds, however little it did meanwhile.
 LINE_EVERY_S = 10.0
 LINE_STEP = 0.1
+LINE_QUIET_S = 60.0
 
 
 @dataclass
@@ -132,8 +134,9 @@ class Bars:
                     self._progress.update(self._tasks[other], left=self._left_text(other))
             return
         now = time.monotonic()
-        if row.lines and row.total and now - row.said_at >= LINE_EVERY_S and \
-                row.done - row.said_done >= LINE_STEP * row.total:
+        quiet = now - row.said_at
+        if row.lines and row.total and row.done > row.said_done and quiet >= LINE_EVERY_S and (
+                row.done - row.said_done >= LINE_STEP * row.total or quiet >= LINE_QUIET_S):
             log.info("%s: %d/%d (%d%%)%s", name.strip(), row.done, row.total, 100 * row.done // row.total,
                      self._left_text(name, whole=True))
             row.said_done, row.said_at = row.done, now

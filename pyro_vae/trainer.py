@@ -16,7 +16,8 @@ import pyro
 import torch
 
 from pyro_vae import checkpoint, commands, data, kernels, tensorboard
-from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
+from pyro_vae.checkpoint import resumed
+from pyro_vae.config import ModelConfig, Paths, TrainConfig
 from pyro_vae.errors import (HINT, CheckpointError, DeviceMismatch, Hint, Interrupted, InterruptedTwice,
                              TrainingDiverged)
 from pyro_vae.evaluate import Stopped, evaluate

@@ -342,7 +342,7 @@ def test_explore_refuses_a_bad_checkpoint_in_one_line(cli_invoke, one_line_error
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
     one_line_error(cli_invoke("explore", "--no-browser", "--checkpoint", tmp_path / "foreign.pt"),
                    "not a pyro-vae checkpoint")
-    one_line_error(cli_invoke("explore", "--no-browser"), "no checkpoint in checkpoints")
+    one_line_error(cli_invoke("explore", "--no-browser"), f"no checkpoint in {Path.cwd() / 'checkpoints'}")
 
 
 def test_explore_refuses_a_port_in_use_before_serving(cli_invoke, one_line_error, trained, monkeypatch):
@@ -369,6 +369,8 @@ def test_explore_prints_its_url_and_opens_the_browser(cli_invoke, trained, monke
     url = served[0]
     assert url.startswith("http://127.0.0.1:") and url in result.stdout.splitlines() and opened == [url]
     assert "warning" not in result.stderr
+    # Which checkpoint the page shows, where a folder may hold several.
+    assert f"serving checkpoint {Path('checkpoints') / 'vae.epoch.1.pt'} (epoch 1, mnist)" in result.stderr
     opened.clear()
     result = cli_invoke("explore", "--port", "0", "--no-browser", "--host", "0.0.0.0")
     assert result.exit_code == 0 and opened == []
@@ -379,6 +381,7 @@ def test_explore_prints_its_url_and_opens_the_browser(cli_invoke, trained, monke
 def test_explore_exports_a_folder_for_a_static_host(cli_invoke, trained, tmp_path):
     result = cli_invoke("explore", "--export", tmp_path / "site")
     assert result.exit_code == 0, result.output
+    assert f"for checkpoint {Path('checkpoints') / 'vae.epoch.1.pt'} (epoch 1)" in result.stdout
     manifest = json.loads((tmp_path / "site" / ex.MANIFEST).read_text())
     assert manifest["checkpoint"]["epoch"] == 1 and manifest["checkpoint"]["z_dim"] == 2
     assert (tmp_path / "site" / "index.html").read_bytes() == (PAGE / "index.html").read_bytes()

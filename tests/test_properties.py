@@ -201,7 +201,7 @@ def test_train_config_constructs_or_refuses(epochs, batch_size, lr, seed, save_e
 @example(n=1, noise=0.0, seed=0, scale=16, digits=(9,), indices=(0,))
 def test_generate_config_constructs_or_refuses(n, noise, seed, scale, digits, indices):
     made = _outcome(lambda: GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=digits, indices=indices))
-    valid = (n >= 1 and math.isfinite(noise) and seed >= 0 and 1 <= scale <= 16 and len(digits) > 0
+    valid = (n >= 1 and math.isfinite(noise) and noise >= 0 and seed >= 0 and 1 <= scale <= 16 and len(digits) > 0
              and all(d >= 0 for d in digits) and all(i >= 0 for i in indices))
     if isinstance(made, ConfigError):
         big = max(n, *indices, 0) > MODEST or seed > MODEST_SEED or abs(noise) > MODEST_NOISE

@@ -179,7 +179,7 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
           results_dir: str | Path | None = None, dataset: str = Paths.dataset, data_dir: str | Path | None = None,
           device: str | torch.device = "auto", fresh: bool = False, progress: bool = False,
           on_evaluation: Callable[[int, dict[str, float]], None] | None = None, recipe: str | None = None,
-          **settings: Any) -> TrainResult:
+          threads: str | int | None = None, **settings: Any) -> TrainResult:
     """Train a VAE, resuming from `checkpoint_dir`'s furthest checkpoint by itself.
 
     Args:
@@ -187,6 +187,9 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         results_dir: where metrics/history.csv goes [default: from `checkpoint_dir`, see `config.results_dir_for`].
         dataset, data_dir: what to train on [default: MNIST in data/mnist, or $PYRO_VAE_DATA].
         fresh: archive the folder's checkpoints and start from epoch 1.
+        threads: torch's CPU threads, "auto" or a number [default: $PYRO_VAE_THREADS, else auto: the
+            CPUs this process may use, shared with other pyro-vae processes computing, adapted to load
+            while training]. The figures do not depend on it.
         recipe: a named bundle of settings (`config.RECIPES`: "seed", "iwae", "vamp"); the settings
             given beside it override its values. It is recorded, and counts as given on resume.
         settings: any `TrainConfig` or `ModelConfig` field (lr=3e-4, z_dim=20, objective="iwae", ...).
@@ -217,7 +220,8 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
     from pyro_vae import trainer
 
     return trainer.train(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
-                         progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
+                         progress=progress, explicit=frozenset(settings), threads=threads,
+                         on_evaluation=on_evaluation)
 
 
 def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir: str | Path | None = None,

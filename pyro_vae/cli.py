@@ -174,6 +174,10 @@ CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [d
 Size = Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")]
 Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed: same seed, same output.")]
+ThreadsOpt = Annotated[Optional[str], typer.Option(
+    "--threads", metavar="N|auto", help="torch's CPU threads: a number, or auto: the CPUs this process may use "
+    "(affinity mask, CPU quota), shared with other pyro-vae processes computing, adapted to load while training; "
+    "-v says what was chosen [default: $PYRO_VAE_THREADS, else auto].")]
 
 # The options of a command that reads a trained model (`outputs.Source`'s fields), in --help's order.
 _SOURCE_OPTIONS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
@@ -181,7 +185,8 @@ _SOURCE_OPTIONS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annot
                                                ("hidden_dim", Size, None),
                                                ("checkpoint_dir", CheckpointDir, Paths.checkpoint_dir),
                                                ("results_dir", ResultsDir, None), ("dataset", DatasetOpt, None),
-                                               ("data_dir", DataDir, None), ("device", DeviceOpt, Device.auto))]
+                                               ("data_dir", DataDir, None), ("device", DeviceOpt, Device.auto),
+                                               ("threads", ThreadsOpt, None))]
 
 
 def _reads_checkpoint(*omit: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -316,7 +321,7 @@ def train(
     checkpoint_dir: Annotated[Path, typer.Option(help="Where checkpoints are written and found; results go "
                                                  "beside it (--results-dir).")] = Paths.checkpoint_dir,
     results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto, threads: ThreadsOpt = None,
 ) -> None:
     import pyro_vae
 
@@ -325,7 +330,8 @@ def train(
     result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
                             dataset=dataset or Paths.dataset, data_dir=data_dir, device=device.value, fresh=fresh,
                             progress=sys.stdout.isatty(), save_every=save_every, keep=keep,
-                            precision=precision.value, tensorboard=tensorboard, recipe=recipe, **given)
+                            precision=precision.value, tensorboard=tensorboard, recipe=recipe, threads=threads,
+                            **given)
     if result.further is not None:
         typer.echo(f"to train on, e.g. to epoch {result.further.options['epochs']}, run: "
                    f"{command_line(result.further)}")
@@ -487,7 +493,7 @@ def tune(
     grace_period: Annotated[int, typer.Option(help="Seconds without a heartbeat before a trial is retried "
                                               "elsewhere.")] = TuneConfig.grace_s,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto, threads: ThreadsOpt = None,
 ) -> None:
     """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
     from pyro_vae import tune as search
@@ -501,7 +507,7 @@ def tune(
     fixed = _given(objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
                    hidden_dim=hidden_dim)
     best = search.search(config, fixed=fixed, paths=paths, device=device.value, resume=resume,
-                         progress=sys.stdout.isatty())
+                         progress=sys.stdout.isatty(), threads=threads)
     _print_best(best, search.study_dir(paths, config.study) / search.BEST)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pyro_vae import api, data, evaluate as ev, explore, generate as gen, images, latent, options, plots
+from pyro_vae import api, data, evaluate as ev, explore, generate as gen, images, latent, options, plots, runtime
 from pyro_vae.checkpoint import require_file
 from pyro_vae.config import GRID_COLS, PICTURE_SCALE, EvaluateConfig, GenerateConfig, Mode, Paths, QuizConfig
 from pyro_vae.metrics import EVALUATION, HISTORY, read_evaluations, read_history, write_json
@@ -38,10 +38,12 @@ class Source:
     device: str = "auto"
     z_dim: int | None = None
     hidden_dim: int | None = None
+    threads: str | None = None  # torch's CPU threads: auto (None: $PYRO_VAE_THREADS, else auto) or a number
 
     def open(self, *, writes: bool = True) -> tuple[api.Model, Paths]:
         """The loaded model and the folders to read and write; the results folder is claimed for
         this run when the command `writes` there (`metrics.claim`)."""
+        runtime.apply_threads(self.threads)
         if self.checkpoint is not None:
             require_file(self.checkpoint)  # `checkpoint` names a file; a folder is `checkpoint_dir`
         model = api.load(self.checkpoint if self.checkpoint is not None else self.checkpoint_dir, device=self.device,
@@ -122,7 +124,7 @@ def evaluate(source: Source, config: EvaluateConfig = EvaluateConfig(), *, progr
         for test in sets:
             bars.add(f"{test.dataset} test images", total=len(test.x))
         scored = ev.score_and_record(model, sets, results_dir=paths.results_dir, particles=config.particles,
-                                     seed=config.seed, batch_size=config.batch_size,
+                                     seed=config.seed, batch_size=config.batch_size, threads=source.threads,
                                      on_batch=lambda name, done: bars.update(f"{name} test images", completed=done))
     return Scores(model, scored)
 

@@ -290,6 +290,14 @@ def computing(spec: str | int | None = None) -> Iterator[Threads]:
                 os.unlink(held.name)
 
 
+def apply_threads(spec: str | int | None = None) -> Threads:
+    """Choose and apply torch's threads for a short piece of work (drawing pictures, exporting the
+    page): its part of the CPUs beside the pyro-vae processes computing now, without joining them."""
+    threads = choose_threads(spec, share=_count_computing())
+    use_threads(threads)
+    return threads
+
+
 def _announce() -> Any:
     """Open and lock this process's file in the running folder; None where that cannot be done."""
     try:

@@ -163,7 +163,7 @@ def pruner(config: TuneConfig) -> Any:
 
 
 def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: torch.device | str = "auto",
-           resume: bool = False, progress: bool = False) -> dict[str, Any] | None:
+           resume: bool = False, progress: bool = False, threads: str | int | None = None) -> dict[str, Any] | None:
     """Run this worker's `config.trials` trials of the study, then score the study's best trial on
     the test set (`score_best`); returns that record, None when no trial has completed yet.
 
@@ -202,7 +202,7 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
         explicit = frozenset(settings) | {"valid_size", "eval_every", "eval_particles"}
         def train_on(on: torch.device) -> None:
             train(train_config, model_config=model_config, paths=where, device=on, progress=progress,
-                  explicit=explicit, on_evaluation=report)
+                  explicit=explicit, threads=threads, on_evaluation=report)
 
         try:
             try:

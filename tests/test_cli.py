@@ -515,3 +515,35 @@ def test_another_data_sets_pictures_keep_the_models_own(trained, fashion_dir, cl
     assert all(after[name] == sha for name, sha in own.items())  # the model's own pictures untouched
     assert {"reconstructions_fashion-mnist.png", "latent_map_fashion-mnist.png",
             "kl_per_dimension_fashion-mnist.png"} <= set(after)
+
+
+def test_threads_are_chosen_said_with_v_and_bad_ones_refused(trained, dirs, cli_invoke, one_line_error, tiny_options,
+                                                               monkeypatch):
+    from pyro_vae import runtime
+
+    monkeypatch.setattr(runtime, "cpus_available", lambda: (2, "2 CPUs on the machine"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+    # -v says what was chosen and why, for every command that computes.
+    result = cli_invoke("-v", "train", "--epochs", "3", *tiny_options, *opts(dirs, "--checkpoint-dir"))
+    assert result.exit_code == 0, result.output
+    assert "threads: 2, auto: 2 CPUs on the machine" in result.stdout
+    result = cli_invoke("-v", "evaluate", "--particles", "2", "--threads", "1", *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert "threads: 1, as asked" in result.stdout
+    monkeypatch.setenv(runtime.THREADS_ENV, "1")
+    for command in (("generate", "--mode", "prior"), ("latent-map",), ("reconstruct",)):
+        result = cli_invoke("-v", *command, *opts(trained))
+        assert result.exit_code == 0, (command, result.output)
+        assert f"threads: 1, as asked ({runtime.THREADS_ENV})" in result.stdout, command
+    # Bad counts: one line each, nothing written.
+    before = sorted(p for p in dirs["--results-dir"].rglob("*"))
+    one_line_error(cli_invoke("generate", "--threads", "0", *opts(trained)),
+                   "--threads must be auto or a whole number of at least 1, got '0'")
+    one_line_error(cli_invoke("train", "--epochs", "4", "--threads", "two", *tiny_options,
+                              *opts(dirs, "--checkpoint-dir")), "--threads must be auto or a whole number")
+    monkeypatch.setenv(runtime.THREADS_ENV, "lots")
+    one_line_error(cli_invoke("evaluate", "--particles", "2", *opts(trained)),
+                   f"{runtime.THREADS_ENV} must be auto or a whole number of at least 1, got 'lots'; fix or unset it")
+    assert sorted(p for p in dirs["--results-dir"].rglob("*")) == before
+    assert "--threads N|auto" in cli_invoke("tune", "--help").stdout

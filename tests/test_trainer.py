@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import dataclasses
 import errno
 import logging
@@ -515,3 +516,35 @@ def test_the_result_names_the_newest_checkpoint_and_the_whole_history(paths, tin
     assert [r.epoch for r in again.metrics] == [4] and again.first_epoch == 4
     done = train(dataclasses.replace(config, epochs=4), model_config=tiny_model, paths=paths)  # already there
     assert done.checkpoint == again.checkpoint and done.history == again.history and done.metrics == []
+
+
+def test_a_run_whose_threads_change_every_step_resumes_bit_for_bit(tmp_path, paths, tiny_train, signal_during_loss,
+                                                                   monkeypatch):
+    """Under load the governor moves torch's threads between steps: an interrupted run that did so,
+    resumed, ends bit for bit where a straight run on fixed threads does (full-width layers, so
+    the products are big enough for torch to split them across threads)."""
+    from pyro_vae import runtime
+    from pyro_vae.config import ModelConfig
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.fail("this test needs a machine with at least 2 CPUs")
+    model = ModelConfig(z_dim=40, hidden_dim=500)
+    config = dataclasses.replace(tiny_train, epochs=3, save_every=10)
+    before = torch.get_num_threads()
+    try:
+        straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=tmp_path / "r1")
+        train(config, model_config=model, paths=straight, threads=2)
+        flips = []
+        monkeypatch.setattr(runtime.ThreadGovernor, "__call__",
+                            lambda self: flips.append(torch.get_num_threads()) or torch.set_num_threads(3 - flips[-1]))
+        moved = dataclasses.replace(paths, checkpoint_dir=tmp_path / "moved", results_dir=tmp_path / "r2")
+        with signal_during_loss(8, signal.SIGTERM), pytest.raises(Interrupted):
+            train(config, model_config=model, paths=moved, threads="auto")
+        train(config, model_config=model, paths=moved, threads="auto")
+    finally:
+        torch.set_num_threads(before)
+    assert {1, 2} <= set(flips)
+    a, b = _final_state(straight), _final_state(moved)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [m["lower_bound"] for m in a["metrics"]] == [m["lower_bound"] for m in b["metrics"]]

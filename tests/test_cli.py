@@ -320,6 +320,9 @@ def test_plot_draws_the_history(dirs, cli_invoke, one_line_error, tiny_options):
 
 def test_plot_without_history_says_train_first(dirs, cli_invoke, one_line_error):
     one_line_error(cli_invoke("plot", *opts(dirs, "--results-dir")), "no training history", "train first")
+    # The hint trains the run the user named, in its own folders.
+    one_line_error(cli_invoke("plot", "--checkpoint-dir", "elsewhere"), "train first (python cli.py train "
+                   "--checkpoint-dir elsewhere)")
 
 
 def test_a_run_that_diverges_for_real_ends_in_one_line(trained, cli_invoke, one_line_error):

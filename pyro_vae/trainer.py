@@ -249,7 +249,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
 
     Args:
         train_config, model_config: settings for a new run; a resumed run keeps what
-            `config.resumed` says (the FIXED and CARRIED fields) from its checkpoint.
+            `checkpoint.resumed` says (the FIXED and CARRIED fields) from its checkpoint.
         paths: data, checkpoint and results folders (default `Paths()`, read at call time);
             every epoch rewrites `results/metrics/history.csv`.
         device: where the model and the data live.

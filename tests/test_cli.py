@@ -463,8 +463,7 @@ def test_verbose_works_after_the_command_too(dirs, cli_invoke, tiny_run_options,
     assert quiet.exit_code == 0, quiet.output
     detail = "matrix products:"  # a DEBUG line: only --verbose shows it
     assert detail not in quiet.stdout
-    for where in (["-v", "train", *tiny_run_options], ["train", "-v", *tiny_run_options],
-                  ["train", *tiny_run_options, "--verbose"]):
+    for where in (["train", "-v", *tiny_run_options], ["train", *tiny_run_options, "--verbose"]):
         result = cli_invoke(*where, *opts(dirs, "--checkpoint-dir"), "--fresh")
         assert result.exit_code == 0, (where, result.output)
         assert detail in result.stdout, where

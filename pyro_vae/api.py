@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options
-from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
-                             split_settings, with_recipe)
+from pyro_vae.config import (EvaluateConfig, GenerateConfig, Mode, ModelConfig, Paths, Prior, TrainConfig,
+                             results_dir_for, split_settings, with_recipe)
 from pyro_vae.errors import ConfigError
 from pyro_vae.metrics import claim
 from pyro_vae.model import VAE
@@ -101,9 +101,9 @@ class Model:
     def sample(self, n: int = GenerateConfig.n, *, seed: int = GenerateConfig.seed) -> torch.Tensor:
         """Decode `n` draws of z ~ p(z), the model's prior: (n, 28, 28) pixel probabilities (`generate
         --mode prior`'s grid)."""
-        GenerateConfig(n=n, seed=seed)  # the same ranges as the command line's
-        with isolated_rng(seed, device=self.device):
-            return _square(gen.prior_samples(self.vae, n=n))
+        with isolated_rng(seed, device=self.device):  # `generate`'s own draws, its ranges checked
+            drawn = gen.samples(self.vae, Mode.prior, GenerateConfig(n=n, seed=seed))
+        return _square(next(iter(drawn.values())))
 
     def more_like(self, images: torch.Tensor, *, n: int = GenerateConfig.n, noise: float = GenerateConfig.noise,
                   seed: int = GenerateConfig.seed) -> torch.Tensor:
@@ -114,10 +114,11 @@ class Model:
         Returns:
             (m, n, 28, 28) pixel probabilities (`generate --mode digit`'s grids).
         """
-        GenerateConfig(n=n, noise=noise, seed=seed)
+        config = GenerateConfig(n=n, noise=noise, seed=seed)  # first: a bad setting says so before the images
         x = _pixels(images, device=self.device)
-        with isolated_rng(seed, device=self.device):
-            return _square(gen.guide_samples(self.vae, x, n=n, noise=noise))
+        with isolated_rng(seed, device=self.device):  # `generate --mode digit`'s own draws
+            drawn = gen.samples(self.vae, Mode.digit, config, x=x, names=[str(k) for k in range(len(x))])
+        return _square(torch.stack(list(drawn.values())))
 
     @torch.no_grad()
     def pseudo_inputs(self) -> torch.Tensor | None:

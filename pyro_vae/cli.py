@@ -194,9 +194,10 @@ def _reads_checkpoint(*omit: str) -> Callable[[Callable[..., None]], Callable[..
     say which (`_SOURCE_OPTIONS`, less `omit`), declared here once and added to its signature."""
 
     def add_options(command: Callable[..., None]) -> Callable[..., None]:
-        own = [p.replace(annotation=eval(p.annotation, command.__globals__) if isinstance(p.annotation, str)  # noqa: S307
-                         else p.annotation) for p in inspect.signature(command).parameters.values()
-               if p.name != "source"]  # its own options' annotations, evaluated as typer needs them
+        # Its own options, their annotations evaluated (typer reads the Annotated objects); `Source`
+        # is only named there, and imported when the command runs, so that --help stays fast.
+        own = [p for p in inspect.signature(command, eval_str=True, locals={"Source": object}).parameters.values()
+               if p.name != "source"]
         shared = [p for p in _SOURCE_OPTIONS if p.name not in omit]
 
         @functools.wraps(command)

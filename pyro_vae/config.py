@@ -48,7 +48,7 @@ class Mode(Choice):
 
 
 class DatasetName(Choice):
-    """The data sets `--dataset` offers (pyro_vae.data registers each)."""
+    """The data sets a run may read (pyro_vae.data registers each)."""
 
     mnist = "mnist"
     fashion_mnist = "fashion-mnist"
@@ -107,7 +107,7 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 MAX_SCALE = 16  # pixels per MNIST pixel in a picture
 # Pictures are drawn with each MNIST pixel 2x2 and a caption band by default: the seed's 280x280
-# grid is a thumbnail on today's screens. `--scale 1` gives that raw grid (caption in the metadata only).
+# grid is a thumbnail on today's screens. A scale of 1 gives that raw grid (caption in the metadata only).
 PICTURE_SCALE = 2
 GRID_COLS = 10  # images per row in reconstructions (originals above their reconstructions)
 RECONSTRUCT_IMAGES, MAX_RECONSTRUCT_IMAGES = 50, 1000  # the first test images
@@ -163,7 +163,7 @@ def cache_dir() -> Path:
 # What a resumed run does with a setting, as dataclass field metadata (the one place these rules live):
 FIXED = {"on_resume": "fixed"}  # keeps the checkpoint's value; another one given explicitly is an error
 CARRIED = {"on_resume": "carried"}  # keeps the checkpoint's value unless given again
-# (no metadata: this call's value, e.g. --epochs, --save-every, --precision)
+# (no metadata: this call's value, e.g. epochs, save_every, precision)
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class TrainConfig:
     beta: float = field(default=1.0, metadata=FIXED)
     kl_warmup: int = field(default=0, metadata=FIXED)
     # TensorBoard events in results/<run>/tensorboard/ (pyro_vae.tensorboard): this call's choice, as
-    # --save-every is; a resumed run writes them only when asked again.
+    # save_every is; a resumed run writes them only when asked again.
     tensorboard: bool = False
     tensorboard_images_every: int = 10  # a prior-samples grid at epoch 1, every N-th and the last; 0: none
     # The named bundle of settings the run started from (RECIPES), "" for none; its values may have
@@ -272,7 +272,7 @@ class Recipe:
     """A named bundle of train settings (`TrainConfig` and `ModelConfig` fields): `train(recipe=...)`
     applies them, and any setting given beside it overrides the recipe's value."""
 
-    about: str  # one line for --help and the docs
+    about: str  # one line for the help and the docs
     settings: dict[str, Any]
 
 

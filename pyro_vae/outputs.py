@@ -201,7 +201,8 @@ def latent_map(source: Source) -> list[Written]:
 
 def curves(paths: Paths) -> Written:
     """One run's training curves (its metrics/history.csv, and evaluate's figures) in its metrics/curves.png."""
-    records, evaluations = read_history(paths.results_dir / HISTORY), read_evaluations(paths.results_dir / EVALUATION)
+    records = read_history(paths.results_dir / HISTORY, run=paths)
+    evaluations = read_evaluations(paths.results_dir / EVALUATION)
     counted = f", {len(evaluations)} evaluation{'s' * (len(evaluations) != 1)}" if evaluations else ""
     note = f" ({len(records)} epoch{'s' * (len(records) != 1)}{counted})"
     return _save(paths.results_dir / plots.CURVES, lambda out: plots.plot_history(

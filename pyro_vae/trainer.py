@@ -232,7 +232,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
 
     Args:
         train_config, model_config: a new run's settings; a resumed run keeps its checkpoint's
-            (`config.resumed`), and refuses those in `explicit` (the options given) that differ.
+            (`checkpoint.resumed`), and refuses those in `explicit` (the options given) that differ.
         paths: data, checkpoint and results folders (default `Paths()`, read at call time).
         fresh: archive existing checkpoints (to `archive-<time>/`) and start from epoch 1.
         progress: draw progress bars (for terminals).

@@ -320,6 +320,9 @@ def test_plot_draws_the_history(dirs, cli_invoke, one_line_error, tiny_options):
 
 def test_plot_without_history_says_train_first(dirs, cli_invoke, one_line_error):
     one_line_error(cli_invoke("plot", *opts(dirs, "--results-dir")), "no training history", "train first")
+    # The hint trains the run the user named, in its own folders.
+    one_line_error(cli_invoke("plot", "--checkpoint-dir", "elsewhere"), "train first (python cli.py train "
+                   "--checkpoint-dir elsewhere)")
 
 
 def test_a_run_that_diverges_for_real_ends_in_one_line(trained, cli_invoke, one_line_error):
@@ -460,8 +463,7 @@ def test_verbose_works_after_the_command_too(dirs, cli_invoke, tiny_run_options,
     assert quiet.exit_code == 0, quiet.output
     detail = "matrix products:"  # a DEBUG line: only --verbose shows it
     assert detail not in quiet.stdout
-    for where in (["-v", "train", *tiny_run_options], ["train", "-v", *tiny_run_options],
-                  ["train", *tiny_run_options, "--verbose"]):
+    for where in (["train", "-v", *tiny_run_options], ["train", *tiny_run_options, "--verbose"]):
         result = cli_invoke(*where, *opts(dirs, "--checkpoint-dir"), "--fresh")
         assert result.exit_code == 0, (where, result.output)
         assert detail in result.stdout, where

@@ -192,7 +192,7 @@ def score_and_record(model: Any, sets: Sequence[TestSet], *, results_dir: Path, 
 
     read_evaluations(results_dir / EVALUATION)
     with computing(threads) as chosen:
-        governor = ThreadGovernor(chosen.count, most=chosen.most if chosen.adapt and model.device.type == "cpu" else None)
+        governor = ThreadGovernor.of(chosen, device=model.device)
 
         def each_batch(dataset: str, done: int) -> None:
             governor()

@@ -374,6 +374,12 @@ class ThreadGovernor:
         self._down = True  # which neighbour the next probe tries
         self.changes: list[tuple[int, int]] = []  # (from, to), for the log and tests
 
+    @classmethod
+    def of(cls, threads: Threads, *, device: torch.device) -> ThreadGovernor:
+        """The governor of a run with `threads` on `device`: it adapts on the CPU under `auto`, and
+        otherwise keeps the count it was given (a number the user chose, a GPU run)."""
+        return cls(threads.count, most=threads.most if threads.adapt and device.type == "cpu" else None)
+
     def begin(self) -> None:
         """A new stretch of steps starts (an epoch, after an evaluation): don't time the gap before it."""
         self._skip, self._last = True, self._clock()

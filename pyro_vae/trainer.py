@@ -225,10 +225,9 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
     """Train the VAE on `paths.dataset`'s training images, resuming from the furthest checkpoint unless `fresh`.
 
     Checkpoints: `last.pt` every epoch, `vae.epoch.N.pt` every `save_every` epochs and at the last,
-    `best.pt` when the validation log p(x) improves; every epoch rewrites `results/metrics/history.csv`.
-    Every `eval_every` epochs the held-out images are scored (`evaluate`). SIGINT or SIGTERM finishes
-    the step (or evaluation batch), saves the position in `last.pt` and raises `Interrupted`; the next
-    call continues from that batch.
+    `best.pt` when the validation log p(x) improves; `results/metrics/history.csv` every epoch; held-out
+    scores every `eval_every` epochs. SIGINT or SIGTERM finishes the step (or evaluation batch), saves
+    the position in `last.pt` and raises `Interrupted`; the next call continues from that batch.
 
     Args:
         train_config, model_config: a new run's settings; a resumed run keeps its checkpoint's
@@ -236,9 +235,8 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
         paths: data, checkpoint and results folders (default `Paths()`, read at call time).
         fresh: archive existing checkpoints (to `archive-<time>/`) and start from epoch 1.
         progress: draw progress bars (for terminals).
-        threads: torch's CPU threads: `auto` (None: $PYRO_VAE_THREADS, else auto) starts from the
-            CPUs the process may use, shared with other pyro-vae processes computing, and keeps the
-            faster of fewer and more while the machine's load changes (`runtime.ThreadGovernor`).
+        threads: torch's CPU threads, a number or auto (None: $PYRO_VAE_THREADS, else auto), see
+            `runtime.computing`; auto keeps the faster count as the load changes (`runtime.ThreadGovernor`).
         on_evaluation: called with the epoch and its held-out figures after each evaluation epoch
             is saved; an exception it raises ends the run there (`tune` prunes a trial this way).
     """
@@ -253,8 +251,7 @@ def train(train_config: TrainConfig = TrainConfig(), *, model_config: ModelConfi
             return _result(run, begun, saved, further=_already_trained(run, begun.epoch - 1, device=device))
         again = commands.train(config, paths=paths, model_config=run.vae.config, device=device)
         images, held_out = _split(images, test, config, device=device)
-        n_batches = -(-len(images) // config.batch_size)
-        governor = ThreadGovernor(chosen.count, most=chosen.most if chosen.adapt and device.type == "cpu" else None)
+        n_batches, governor = -(-len(images) // config.batch_size), ThreadGovernor.of(chosen, device=device)
         try:
             with Bars(progress) as bars, tensorboard.opened(paths.results_dir, config=config, first_epoch=begun.epoch,
                                                             device=device, fresh=fresh,

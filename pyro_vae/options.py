@@ -4,6 +4,7 @@ class numbers. Parsing only: the command line (and the pipelines it calls) take 
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 from pyro_vae import data
@@ -26,11 +27,13 @@ def class_numbers(text: str, dataset: str, data_dir: Path | None = None) -> tupl
     names, noun = data.class_names(dataset, data_dir), data.get(dataset).noun
     lower = [name.lower() for name in names]
     numbers = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
+    for part in text.split(","):
+        if not part.strip():
             continue
+        # ASCII white space only, as int() takes: str.strip's is wider and would read "0\x1f" as 0.
+        name = part.strip(string.whitespace).lower()
         try:
-            number = lower.index(part.lower()) if part.lower() in lower else int(part)
+            number = lower.index(name) if name in lower else int(part)
         except ValueError:
             number = -1
         if 0 <= number < len(names):

@@ -9,7 +9,7 @@ NOISE ?= 0.7
 # Debian's chromium, the binary behind its /usr/bin/chromium wrapper (the browser tests launch it)
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: install test test-slow browser run bench bench-prior bench-explore clean
+.PHONY: install test test-slow browser run bench bench-load bench-prior bench-explore clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ run: install  ## fetch MNIST, train (resumes by itself: after `make run EPOCHS=3
 
 bench: install  ## training speed, floor, memory and start-up figures (about 10 minutes)
 	$(PY) bench/train_speed.py
+
+bench-load: install  ## the epoch quiet, beside a busy process per spare CPU and as two runs at once, auto threads against fixed (about 8 minutes)
+	$(PY) bench/load.py
 
 bench-prior: install  ## the VampPrior's training step against the standard prior's, K 500, 100 and 50, interleaved (about 5 minutes)
 	$(PY) bench/prior_ab.py

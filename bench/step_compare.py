@@ -57,7 +57,8 @@ def before(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, 
 
     def batches() -> Iterator[torch.Tensor]:
         while True:
-            yield from data.epoch_batches(images, batch_size=batch_size, generator=generator)
+            yield from data.batches(images, data.shuffle(len(images), generator=generator), batch_size=batch_size,
+                                    generator=generator)
 
     stream = batches()
 

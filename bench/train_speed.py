@@ -63,7 +63,8 @@ def handwritten_runner(images: torch.Tensor, *, fused: bool) -> Callable[[], tup
 
     def epoch() -> tuple[float, float]:
         start, total = time.perf_counter(), 0.0
-        for x in data.epoch_batches(images, batch_size=128, generator=generator):
+        for x in data.batches(images, data.shuffle(len(images), generator=generator), batch_size=128,
+                              generator=generator):
             z_loc, z_logstd = vae.encoder(x)
             z = z_loc + torch.exp(z_logstd) * torch.randn_like(z_loc)
             nll = F.binary_cross_entropy_with_logits(vae.decoder(z), x, reduction="sum")
@@ -267,7 +268,7 @@ def main() -> None:
         report["startup"] = startup(data_dir, workdir)
         report["cli"] = cli_times(report["startup"]["checkpoint_dir"], workdir)
         product = product_runner(images, precision="fp32")
-        report["kernels"] = kernels.describe(kernels.plan_of(product.vae))
+        report["kernels"] = kernels.summary(kernels.plan_of(product.vae))
         runners = {"product_fp32": product}
         if bf16:
             runners["product_bf16"] = product_runner(images, precision="bf16")

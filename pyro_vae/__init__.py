@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 # name -> the module that defines it, imported on first use (PEP 562).
 _API = {
-    "load": "api", "Model": "api", "train": "api", "TrainResult": "api", "load_dataset": "api", "download": "api",
+    "load": "api", "Model": "api", "train": "api", "TrainResult": "trainer", "load_dataset": "api", "download": "api",
     "ModelConfig": "config", "TrainConfig": "config", "Paths": "config",
     "EpochRecord": "metrics",
     "PyroVAEError": "errors", "CheckpointError": "errors", "CheckpointNotFound": "errors",
@@ -28,13 +28,14 @@ _API = {
 __all__ = sorted(_API)
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
-    from pyro_vae.api import Model, TrainResult, download, load, load_dataset, train  # noqa: F401
+    from pyro_vae.api import Model, download, load, load_dataset, train  # noqa: F401
     from pyro_vae.config import ModelConfig, Paths, TrainConfig  # noqa: F401
     from pyro_vae.errors import (CheckpointError, CheckpointNotFound, ConfigError, DamagedCheckpoint,  # noqa: F401
                                  DataError, Hint, HistoryError, Interrupted, InterruptedTwice, MissingExtra,
                                  PyroVAEError,
                                  TrainingDiverged, WriteError)
     from pyro_vae.metrics import EpochRecord  # noqa: F401
+    from pyro_vae.trainer import TrainResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -6,20 +6,26 @@ notebook all come in through here. Images are (n, 28, 28) tensors (or (n, 784)) 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from pyro_vae import checkpoint, data, evaluate as ev, generate as gen
-from pyro_vae.config import (EvaluateConfig, GenerateConfig, ModelConfig, Paths, Prior, TrainConfig, results_dir_for,
-                             with_recipe)
-from pyro_vae.errors import ConfigError, Hint
+from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options
+from pyro_vae.config import (EvaluateConfig, GenerateConfig, Mode, ModelConfig, Paths, Prior, TrainConfig,
+                             results_dir_for, split_settings, with_recipe)
+from pyro_vae.errors import ConfigError
 from pyro_vae.m2 import has_labels
-from pyro_vae.metrics import HISTORY, EpochRecord, claim, read_history
+from pyro_vae.metrics import claim
 from pyro_vae.model import VAE
 from pyro_vae.runtime import isolated_rng, resolve_device
+
+if TYPE_CHECKING:  # the trainer (with TensorBoard's and the progress bars' modules) loads when `train` is called
+    from pyro_vae.trainer import TrainResult
+
+log = logging.getLogger(__name__)
 
 
 def _pixels(images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
@@ -85,7 +91,7 @@ class Model:
         """The folders a command reading this model uses: `dataset` when given, else the one it was
         trained on (`data.reading`), and its run's results folder (from the checkpoint's folder),
         claimed for this run when the command `writes` there (`metrics.claim`)."""
-        chosen = data.dataset_names(dataset)
+        chosen = options.dataset_names(dataset)
         name, folder = data.reading(self.data, dataset=chosen[0] if chosen else None,
                                     data_dir=None if data_dir is None else Path(data_dir))
         paths = Paths(data_dir=folder, checkpoint_dir=self.path.parent, dataset=name,
@@ -102,16 +108,15 @@ class Model:
     def sample(self, n: int = GenerateConfig.n, *, digit: int | None = None, seed: int = GenerateConfig.seed
                ) -> torch.Tensor:
         """Decode `n` draws of z ~ p(z), the model's prior: (n, 28, 28) pixel probabilities (`generate
-        --mode prior`'s grid); with `digit`, a labels model's draws of that class (`--mode label`).
+        --mode prior`'s grid); with `digit`, a labels model's draws of that class (`--mode label`'s grid).
 
         Raises:
             NoLabels: `digit` asked of a model trained without labels.
         """
-        GenerateConfig(n=n, seed=seed)  # the same ranges as the command line's
-        with isolated_rng(seed, device=self.device):
-            if digit is None:
-                return _square(gen.prior_samples(self.vae, n=n))
-            return _square(gen.label_samples(self.vae, n=n, digit=int(digit)))
+        mode, digits = (Mode.prior, GenerateConfig.digits) if digit is None else (Mode.label, (int(digit),))
+        with isolated_rng(seed, device=self.device):  # `generate`'s own draws, its ranges checked
+            drawn = gen.samples(self.vae, mode, GenerateConfig(n=n, seed=seed, digits=digits))
+        return _square(next(iter(drawn.values())))
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """q(y | x) of a labels model: images (m, 28, 28) in [0, 1] -> (m, classes) class probabilities.
@@ -131,10 +136,11 @@ class Model:
         Returns:
             (m, n, 28, 28) pixel probabilities (`generate --mode digit`'s grids).
         """
-        GenerateConfig(n=n, noise=noise, seed=seed)
+        config = GenerateConfig(n=n, noise=noise, seed=seed)  # first: a bad setting says so before the images
         x = _pixels(images, device=self.device)
-        with isolated_rng(seed, device=self.device):
-            return _square(gen.guide_samples(self.vae, x, n=n, noise=noise))
+        with isolated_rng(seed, device=self.device):  # `generate --mode digit`'s own draws
+            drawn = gen.samples(self.vae, Mode.digit, config, x=x, names=[str(k) for k in range(len(x))])
+        return _square(torch.stack(list(drawn.values())))
 
     @torch.no_grad()
     def pseudo_inputs(self) -> torch.Tensor | None:
@@ -193,25 +199,11 @@ def _device(device: str | torch.device) -> torch.device:
 _SETTINGS = frozenset(f.name for config in (TrainConfig, ModelConfig) for f in fields(config)) - {"epochs", "classes"}
 
 
-@dataclass
-class TrainResult:
-    """What `train` did: the run's history (every epoch so far, resumed ones included) and its newest checkpoint."""
-
-    history: list[EpochRecord]
-    checkpoint: Path | None
-    model_config: ModelConfig
-    train_config: TrainConfig
-    saved: list[Path]  # the checkpoints this call wrote
-    restored_from: Path | None = None
-    archived_to: Path | None = None
-    further: Hint | None = None  # already trained to `epochs`: the call that trains on
-
-
 def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Paths.checkpoint_dir,
           results_dir: str | Path | None = None, dataset: str = Paths.dataset, data_dir: str | Path | None = None,
           device: str | torch.device = "auto", fresh: bool = False, progress: bool = False,
           on_evaluation: Callable[[int, dict[str, float]], None] | None = None, recipe: str | None = None,
-          **settings: Any) -> TrainResult:
+          threads: str | int | None = None, **settings: Any) -> TrainResult:
     """Train a VAE, resuming from `checkpoint_dir`'s furthest checkpoint by itself.
 
     Args:
@@ -219,6 +211,9 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         results_dir: where metrics/history.csv goes [default: from `checkpoint_dir`, see `config.results_dir_for`].
         dataset, data_dir: what to train on [default: MNIST in data/mnist, or $PYRO_VAE_DATA].
         fresh: archive the folder's checkpoints and start from epoch 1.
+        threads: torch's CPU threads, "auto" or a number [default: $PYRO_VAE_THREADS, else auto: the
+            CPUs this process may use, shared with other pyro-vae processes computing, adapted to load
+            while training]. The figures do not depend on it.
         recipe: a named bundle of settings (`config.RECIPES`: "seed", "iwae", "vamp"); the settings
             given beside it override its values. It is recorded, and counts as given on resume.
         settings: any `TrainConfig` or `ModelConfig` field (lr=3e-4, z_dim=20, objective="iwae", ...).
@@ -229,8 +224,6 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         TrainResult. An interrupt (Ctrl-C, or a notebook's stop button) ends the current step, saves the
         position and raises `Interrupted`; calling `train` again continues from that batch.
     """
-    from pyro_vae.trainer import train as run
-
     unknown = sorted(set(settings) - _SETTINGS)
     if unknown:
         raise ConfigError(f"train() got unknown settings {', '.join(unknown)}; it takes {', '.join(sorted(_SETTINGS))}")
@@ -241,21 +234,18 @@ def train(*, epochs: int = TrainConfig.epochs, checkpoint_dir: str | Path = Path
         settings.pop("pseudo_inputs", None)  # the vamp recipe's K, with the prior overridden to standard
     if "tensorboard_images_every" in settings and not settings.get("tensorboard"):
         raise ConfigError("⟨tensorboard_images_every⟩ does nothing without ⟨tensorboard⟩; add ⟨tensorboard⟩, or drop it")
-    model_names = {f.name for f in fields(ModelConfig)}
-    model_config = ModelConfig(**{k: v for k, v in settings.items() if k in model_names})
-    train_config = TrainConfig(epochs=epochs, **{str(k): getattr(v, "value", v) for k, v in settings.items()
-                                                 if k not in model_names})
+    model_config, train_config = split_settings({**settings, "epochs": epochs})
     paths = Paths(data_dir=None if data_dir is None else Path(data_dir), checkpoint_dir=Path(checkpoint_dir),
                   results_dir=results_dir_for(Path(checkpoint_dir)) if results_dir is None else Path(results_dir),
                   dataset=dataset)
-    done = run(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
-               progress=progress, explicit=frozenset(settings), on_evaluation=on_evaluation)
-    newest = checkpoint.newest_valid(paths.checkpoint_dir)
-    history_file = paths.results_dir / HISTORY
-    return TrainResult(history=read_history(history_file) if history_file.exists() else list(done.metrics),
-                       checkpoint=newest[0] if newest else None, model_config=done.model_config,
-                       train_config=done.train_config, saved=done.saved, restored_from=done.restored_from,
-                       archived_to=done.archived_to, further=done.further)
+    # Said before the first epoch: a results folder derived from the checkpoint folder is not one the user named.
+    log.info("Checkpoints go to %s, results (metrics/history.csv, pictures) to %s", paths.checkpoint_dir,
+             paths.results_dir)
+    from pyro_vae import trainer
+
+    return trainer.train(train_config, model_config=model_config, paths=paths, device=_device(device), fresh=fresh,
+                         progress=progress, explicit=frozenset(settings), threads=threads,
+                         on_evaluation=on_evaluation)
 
 
 def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir: str | Path | None = None,
@@ -272,7 +262,7 @@ def load_dataset(dataset: str = Paths.dataset, *, split: str = "train", data_dir
 
 def download(dataset: str = Paths.dataset, *, data_dir: str | Path | None = None) -> list[Path]:
     """Fetch the data set's files missing from its folder, verifying each; returns the files written."""
-    return data.download(_folder(dataset, data_dir), dataset=dataset)
+    return fetch.download(_folder(dataset, data_dir), dataset=dataset)
 
 
 def _folder(dataset: str, data_dir: str | Path | None) -> Path:

@@ -20,14 +20,14 @@ import time
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pyro_vae import __version__, commands, data, kernels, m2
-from pyro_vae.config import ModelConfig, Paths, TrainConfig, resumed
+from pyro_vae.config import FIXED, ModelConfig, Paths, TrainConfig, results_dir_for
 from pyro_vae.errors import HINT, CheckpointError, CheckpointNotFound, DamagedCheckpoint
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.metrics import EpochRecord
@@ -201,7 +201,9 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dic
         return Path(path), load(path)
     found = newest_valid(checkpoint_dir)
     if found is None:
-        raise CheckpointNotFound(f"no checkpoint in {checkpoint_dir}; train first: {HINT}", folder=checkpoint_dir,
+        # The folder in full: a relative one means little to a notebook or a script run elsewhere.
+        raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; train first: {HINT}",
+                                 folder=checkpoint_dir,
                                  hint=commands.first_training(Paths(checkpoint_dir=Path(checkpoint_dir))))
     return found
 
@@ -294,7 +296,10 @@ def load(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is a folder; give ⟨checkpoint⟩ a file such as {path}/last.pt, "
                               "or pass the folder as ⟨checkpoint_dir⟩")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; list {path.parent} for the ones there are")
+        there = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        shown = f"holds {', '.join(there[:5])}{' ...' if len(there) > 5 else ''}" if there else "holds no checkpoint"
+        raise CheckpointError(f"checkpoint {path} does not exist ({path.parent.absolute()} {shown}); give "
+                              "⟨checkpoint⟩ one that does, or ⟨checkpoint_dir⟩ its folder for the furthest in it")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
@@ -319,6 +324,37 @@ def load(path: Path) -> dict[str, Any]:
             f"{path} has checkpoint format {state['format']}, this pyro-vae reads {FORMAT_VERSION}"
         )
     return {**_ADDED_KEYS, **state}
+
+
+# Resume rules: what a continuing run does with each setting, by its field's metadata in config.py
+# (FIXED, CARRIED, or none: this call's value).
+FIXED_ON_RESUME = FIXED["on_resume"]
+# What fits each goal after a mismatch: resume the run that is there, train the other model in
+# folders of its own (checkpoints and history), or archive the run and start over.
+RESUME_HINT = ("drop {flag} to resume that run; to train this other model beside it, add ⟨checkpoint_dir⟩ {beside} "
+               "(a folder of its own; its results go to {results}); or add ⟨fresh⟩ to start over in this folder "
+               "(its checkpoints are archived)")
+
+
+def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path, hint: str = RESUME_HINT) -> Any:
+    """The config (ModelConfig or TrainConfig) a run continuing from `source` uses, by each field's
+    FIXED/CARRIED metadata: `recorded` is the checkpoint's, `given` this call's, `explicit` the
+    names the user gave. A FIXED setting given explicitly with another value is an error, whose
+    `hint` may name `{flag}`, `{beside}` (a folder next to `source`'s, e.g. z-dim-4) and `{results}` (its results)."""
+    kept = {}
+    # A recipe's mismatch first: it says more than the first of its settings that differs.
+    for f in sorted(fields(given), key=lambda f: f.name != "recipe"):
+        rule = f.metadata.get("on_resume")
+        if rule is None:
+            continue
+        old, new = getattr(recorded, f.name), getattr(given, f.name)
+        if rule == FIXED_ON_RESUME and f.name in explicit and new != old:
+            flag, beside = f"⟨{f.name}⟩", Path(source).parent / f"{f.name.replace('_', '-')}-{new}"
+            raise CheckpointError(f"{source} was trained with {flag} {old}, not {new}; "
+                                  + hint.format(flag=flag, beside=beside, results=results_dir_for(beside)))
+        if rule == FIXED_ON_RESUME or f.name not in explicit:
+            kept[f.name] = old
+    return replace(given, **kept)
 
 
 def model_config_of(state: dict[str, Any], *, path: Path, z_dim: int | None = None,
@@ -355,15 +391,3 @@ def read_vae(path: Path | None, *, checkpoint_dir: Path, device: torch.device, z
         raise CheckpointError(f"{path}: weights do not fit the architecture it records; it is damaged") from None
     vae.eval()
     return vae, path, state
-
-
-def _small_entries(path: Path) -> dict[str, Any]:
-    """A checkpoint's entries read memory-mapped (the weights are not read), with the keys older
-    checkpoints lack filled in as `load` fills them."""
-    return {**_ADDED_KEYS, **torch.load(path, map_location="cpu", weights_only=True, mmap=True)}
-
-
-def dataset_of(path: Path) -> dict[str, Any]:
-    """The data the checkpoint at `path` was trained on (`data.record`; MNIST for checkpoints
-    written before there were data sets to choose)."""
-    return _small_entries(path)["dataset"]

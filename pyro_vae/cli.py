@@ -7,6 +7,8 @@ libraries load inside the commands, so `--help` stays fast.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import os
@@ -14,28 +16,31 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
-from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
-                             MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
-                             PSEUDO_INPUTS, RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode,
-                             ModelConfig, Objective, Paths, Precision, Prior, QuizConfig, TrainConfig, TuneConfig,
-                             check_mode_options, either)
+from pyro_vae.config import (EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO,
+                             MAX_INTERPOLATE_STEPS, MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE,
+                             MODEL_SETTINGS, PICTURE_SCALE, PSEUDO_INPUTS, RECONSTRUCT_IMAGES, WIDE_NOISE, Device, EvaluateConfig,
+                             GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision, Prior, QuizConfig,
+                             TrainConfig, TuneConfig, either)
 from pyro_vae.errors import Hint, Hinted, Interrupted, PyroVAEError, render
+
+if TYPE_CHECKING:  # the library loads inside the commands, so that --help stays fast
+    from pyro_vae.outputs import Source, Written
 
 
 class _OneLineErrors(TyperGroup):
     """Every mistake, in the options or in what they point at, becomes one line on stderr and a non-zero exit."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, *rest: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(self._verbose_first(sys.argv[1:] if args is None else list(args)), *rest,
+                                standalone_mode=False, **kwargs)
         except typer.TyperException as exc:  # click's usage errors: bad or missing option values
             where = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) else ""
             typer.echo(f"error: {_usage_error(exc)}{where}", err=True)
@@ -52,6 +57,22 @@ class _OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+    def _verbose_first(self, args: list[str]) -> list[str]:
+        """`train -v` as `-v train`: --verbose is the program's option, but users put it anywhere.
+        A -v that is the value of the option before it (`--recipe -v`), or comes after `--`, stays."""
+        first = next((k for k, word in enumerate(args) if word in self.commands), None)
+        if first is None:
+            return args
+        takes_value = {opt for param in self.commands[args[first]].params if not getattr(param, "is_flag", True)
+                       for opt in getattr(param, "opts", ())}
+        front, kept = [], args[:first + 1]
+        for word in args[first + 1:]:
+            if word in ("-v", "--verbose") and kept[-1] not in takes_value and "--" not in kept:
+                front.append(word)
+            else:
+                kept.append(word)
+        return front + kept
 
 
 # Typer's words for a value outside a list of choices: "Value error, 'priors' is not one of 'prior', 'digit'."
@@ -144,13 +165,54 @@ DatasetOpt = Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, o
                                                    "--data-dir); evaluate takes several, comma-separated [default: "
                                                    "mnist; for a command that reads a checkpoint, its data set].")]
 CheckpointDir = Annotated[Path, typer.Option(help="Where checkpoints are written and found.")]
-ResultsDir = Annotated[Optional[Path], typer.Option(help="Where images and metrics/history.csv are written "
-                                                   "[default: from --checkpoint-dir: checkpoints -> results, "
-                                                   "checkpoints/small -> results/small].")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when present).")]
+ResultsDir = Annotated[Optional[Path], typer.Option(help="Where pictures and metrics/history.csv are written "
+                                                   "[default: beside --checkpoint-dir, one folder a run: checkpoints "
+                                                   "-> results, checkpoints/small -> results/small, runs/a -> "
+                                                   "results/runs/a, /data/ck2 -> /data/results/ck2].")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="auto, cpu, cuda or mps (auto picks CUDA, then Apple's MPS, when present).")]
 CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [default: the furthest in --checkpoint-dir].")]
+Size = Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")]
 Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed: same seed, same output.")]
+ThreadsOpt = Annotated[Optional[str], typer.Option(
+    "--threads", metavar="N|auto", help="torch's CPU threads: a number, or auto: the CPUs this process may use "
+    "(affinity mask, CPU quota), shared with other pyro-vae processes computing, adapted to load while training; "
+    "-v says what was chosen [default: $PYRO_VAE_THREADS, else auto].")]
+
+# The options of a command that reads a trained model (`outputs.Source`'s fields), in --help's order.
+_SOURCE_OPTIONS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+                   for name, kind, default in (("checkpoint", CheckpointFile, None), ("z_dim", Size, None),
+                                               ("hidden_dim", Size, None),
+                                               ("checkpoint_dir", CheckpointDir, Paths.checkpoint_dir),
+                                               ("results_dir", ResultsDir, None), ("dataset", DatasetOpt, None),
+                                               ("data_dir", DataDir, None), ("device", DeviceOpt, Device.auto),
+                                               ("threads", ThreadsOpt, None))]
+
+
+def _reads_checkpoint(*omit: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command that reads a trained model takes `source: Source` instead of the options that
+    say which (`_SOURCE_OPTIONS`, less `omit`), declared here once and added to its signature."""
+
+    def add_options(command: Callable[..., None]) -> Callable[..., None]:
+        # Its own options, their annotations evaluated (typer reads the Annotated objects); `Source`
+        # is only named there, and imported when the command runs, so that --help stays fast.
+        own = [p for p in inspect.signature(command, eval_str=True, locals={"Source": object}).parameters.values()
+               if p.name != "source"]
+        shared = [p for p in _SOURCE_OPTIONS if p.name not in omit]
+
+        @functools.wraps(command)
+        def run(**options: Any) -> None:
+            from pyro_vae.outputs import Source
+
+            chosen = {p.name: options.pop(p.name) for p in shared}
+            chosen["device"] = str(chosen.get("device", Device.auto))
+            command(Source(**chosen), **options)
+
+        run.__signature__ = inspect.Signature([*own, *shared], return_annotation=None)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
+        return run
+
+    return add_options
 
 
 def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
@@ -161,30 +223,21 @@ def Given(kind: type, text: str) -> Any:  # noqa: N802 (used as a type)
 def _paths(data_dir: Optional[Path], checkpoint_dir: Path = Paths.checkpoint_dir,
            results_dir: Optional[Path] = None, dataset: Optional[str] = None) -> Paths:
     """The folders; `Paths` supplies the defaults (data/<dataset>, the results of `checkpoint_dir`)."""
-    from pyro_vae.data import dataset_names
+    from pyro_vae.options import dataset_names
 
     return Paths(data_dir=data_dir, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
                  **({"dataset": dataset_names(dataset)[0]} if dataset else {}))
 
 
-def _load(checkpoint: Optional[Path], device: Device, dataset: Optional[str], data_dir: Optional[Path],
-          checkpoint_dir: Path, results_dir: Optional[Path], *, writes: bool = True,
-          **sizes: Optional[int]) -> tuple[Any, Paths]:
-    """`pyro_vae.load` of `checkpoint` (default: the furthest readable one in `checkpoint_dir`), checked
-    against the sizes given, and the folders to read and write (`data.reading`)."""
-    import pyro_vae
-    from pyro_vae.checkpoint import require_file
-
-    if checkpoint is not None:
-        require_file(checkpoint)  # --checkpoint names a file; a folder is --checkpoint-dir
-    model = pyro_vae.load(checkpoint if checkpoint is not None else checkpoint_dir, device=device.value, **sizes)
-    return model, model.paths(dataset=dataset, data_dir=data_dir, results_dir=results_dir, writes=writes)
+def _report(written: Sequence[Written]) -> None:
+    """Say what a command wrote: "wrote PATH", or "replaced PATH" where a file of that name was there before."""
+    for one in written:
+        typer.echo(f"{'replaced' if one.replaced else 'wrote'} {one.path}{one.note}")
 
 
-def _saved(path: Path, write: Callable[[Path], Path], note: str = "") -> None:
-    """Write `path` with `write` and say so: "replaced" where a file of that name was there before."""
-    verb = "replaced" if path.exists() else "wrote"
-    typer.echo(f"{verb} {write(path)}{note}")
+def _given(**options: Any) -> dict[str, Any]:
+    """The options given (not None), choices as their values."""
+    return {k: getattr(v, "value", v) for k, v in options.items() if v is not None}
 
 
 def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
@@ -197,10 +250,10 @@ def _int_list(text: Optional[str], flag: str) -> tuple[int, ...]:
 @app.command()
 def download(dataset: DatasetOpt = None, data_dir: DataDir = None) -> None:
     """Fetch the data set's files missing from its folder, verifying each."""
-    from pyro_vae import data
+    from pyro_vae import data, fetch
 
     paths = _paths(data_dir, dataset=dataset)
-    for path in data.download(paths.data_dir, dataset=paths.dataset):
+    for path in fetch.download(paths.data_dir, dataset=paths.dataset):
         typer.echo(f"wrote {path}")
     typer.echo(f"{data.get(paths.dataset).title} is complete in {paths.data_dir}")
 
@@ -218,7 +271,21 @@ def _recipes() -> str:
     return "\n".join(lines)
 
 
-@app.command(epilog=_recipes())
+# train's options that are settings of the run (`ModelConfig` and `TrainConfig` fields); None: not given.
+_TRAIN_SETTINGS = MODEL_SETTINGS | {"batch_size", "lr", "seed", "objective", "particles", "lr_decay", "valid_size",
+                                    "eval_every", "eval_particles", "beta", "kl_warmup", "tensorboard_images_every",
+                                    "labels", "alpha"}
+
+
+# train's --help (its body is kept to the call): what the printed bound is.
+_TRAIN_HELP = """Train the VAE, resuming from the newest checkpoint by itself.
+
+The lower bound printed and recorded is the ELBO (or with --objective iwae the IWAE bound), per image in nats, never
+weighted by --beta or --kl-warmup, with its two terms: reconstruction E_q[log p(x|z)] and KL(q(z|x)||p(z)), whose
+difference it is (with iwae: each draw's ELBO terms, averaged over the particles)."""
+
+
+@app.command(help=_TRAIN_HELP, epilog=_recipes())
 def train(
     epochs: Annotated[int, typer.Option(help="Train up to this epoch (a resumed run continues to it).")] = TrainConfig.epochs,
     batch_size: Given(int, f"Images per step [default: {TrainConfig.batch_size}].") = None,
@@ -257,27 +324,20 @@ def train(
     tensorboard_images_every: Annotated[Optional[int], typer.Option(
         help="With --tensorboard: a grid of prior samples at epoch 1, every N-th and the last; 0: none "
              f"[default: {TrainConfig.tensorboard_images_every}].")] = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    checkpoint_dir: Annotated[Path, typer.Option(help="Where checkpoints are written and found; results go "
+                                                 "beside it (--results-dir).")] = Paths.checkpoint_dir,
+    results_dir: ResultsDir = None,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto, threads: ThreadsOpt = None,
 ) -> None:
-    """Train the VAE, resuming from the newest checkpoint by itself.
-
-    The lower bound printed and recorded is the ELBO (or with --objective iwae the IWAE bound), per image in nats,
-    never weighted by --beta or --kl-warmup, with its two terms: reconstruction E_q[log p(x|z)] and KL(q(z|x)||p(z)),
-    whose difference it is (with iwae: each draw's ELBO terms, averaged over the particles)."""
     import pyro_vae
 
-    given = {k: v for k, v in dict(batch_size=batch_size, lr=lr, seed=seed, objective=objective, particles=particles,
-                                   lr_decay=lr_decay, valid_size=valid_size, eval_every=eval_every,
-                                   eval_particles=eval_particles, beta=beta, kl_warmup=kl_warmup, z_dim=z_dim,
-                                   hidden_dim=hidden_dim, tensorboard_images_every=tensorboard_images_every,
-                                   prior=prior, pseudo_inputs=pseudo_inputs, labels=labels, alpha=alpha).items()
-             if v is not None}
+    given = _given(**{k: v for k, v in locals().items() if k in _TRAIN_SETTINGS})
     _paths(data_dir, checkpoint_dir, results_dir, dataset)  # a bad --dataset fails before anything is read
     result = pyro_vae.train(epochs=epochs, checkpoint_dir=checkpoint_dir, results_dir=results_dir,
                             dataset=dataset or Paths.dataset, data_dir=data_dir, device=device.value, fresh=fresh,
                             progress=sys.stdout.isatty(), save_every=save_every, keep=keep,
-                            precision=precision.value, tensorboard=tensorboard, recipe=recipe, **given)
+                            precision=precision.value, tensorboard=tensorboard, recipe=recipe, threads=threads,
+                            **given)
     if result.further is not None:
         typer.echo(f"to train on, e.g. to epoch {result.further.options['epochs']}, run: "
                    f"{command_line(result.further)}")
@@ -286,89 +346,71 @@ def train(
 
 
 @app.command()
+@_reads_checkpoint()
 def generate(
+    source: Source,
     mode: Annotated[Mode, typer.Option(help="prior: decode z ~ p(z), the model's prior; digit: widen the guide "
                                        "around real test digits; a model trained with --labels also has label: "
                                        "ask for each class of --digits, and style: test digits' styles written "
                                        "as every class.")] = Mode.prior,
     n: Annotated[int, typer.Option(help="Images per grid.")] = GenerateConfig.n,
     noise: Annotated[Optional[float], typer.Option(help=f"Digit mode: added to the guide's log-std, {MIN_NOISE:g} "
-                                                   f"to {MAX_NOISE:g}; 1.4 gives more varied digits [default: "
-                                                   f"{GenerateConfig.noise:g}, the seed's].")] = None,
-    digits: Annotated[Optional[str], typer.Option(help="Digit mode: which classes' exemplars, by number or name, "
-                                                  "e.g. 3,8 or Sneaker,Bag [default: every class].")] = None,
-    index: Annotated[Optional[str], typer.Option(help="Digit mode: encode these test images instead, e.g. "
-                                                 "17,42.")] = None,
+                                                   f"(its own spread) to {MAX_NOISE:g}; {WIDE_NOISE:g} gives more varied digits "
+                                                   f"[default: {GenerateConfig.noise:g}, the seed's].")] = None,
+    digits: Annotated[Optional[str], typer.Option(help="Digit and style modes: which classes' exemplars "
+                                                  "(label mode: which classes to ask for), by number or name, e.g. "
+                                                  "3,8 or Sneaker,Bag [default: every class].")] = None,
+    index: Annotated[Optional[str], typer.Option(help="Digit and style modes: encode these test images "
+                                                 "instead, e.g. 17,42.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same images.")] = GenerateConfig.seed,
     scale: Annotated[int, typer.Option(help="Draw each pixel as scale x scale; 1: the seed's raw grid, no "
                                        "caption band.")] = GenerateConfig.scale,
-    checkpoint: CheckpointFile = None,
-    z_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
-    hidden_dim: Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")] = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
 ) -> None:
     """Generate grids of digits from a trained checkpoint (other settings than the seed's get other names)."""
-    from pyro_vae import generate as gen, images
+    from pyro_vae import outputs
 
-    check_mode_options(mode.value, frozenset(k for k, v in dict(noise=noise, digits=digits, index=index).items()
-                                              if v is not None))
-    config = GenerateConfig(n=n, noise=GenerateConfig.noise if noise is None else noise, seed=seed, scale=scale,
-                            indices=_int_list(index, "--index"))
-    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, z_dim=z_dim,
-                         hidden_dim=hidden_dim)
-    about = {**model.about(), "mode": mode.value, **({"noise": config.noise} if mode == Mode.digit else {}),
-             "seed": seed}
-    for name, (title, x_probs) in gen.grids(model.vae, mode.value, config, paths=paths, digits=digits).items():
-        _saved(paths.results_dir / f"{name}.png", lambda out: images.save_grid(
-            x_probs, out, scale=config.scale, caption=images.Caption(title, about)))
+    _report(outputs.generate(source, mode.value, n=n, noise=noise, digits=digits,
+                             indices=_int_list(index, "--index"), seed=seed, scale=scale))
 
 
 @app.command()
+@_reads_checkpoint()
 def evaluate(
-    particles: Annotated[int, typer.Option(min=1, help="Importance samples per image for log p(x).")] = EvaluateConfig.particles,
-    batch_size: Annotated[int, typer.Option(min=1, help="Test images per batch (memory: particles x batch x 784 "
+    source: Source,
+    particles: Annotated[int, typer.Option(help="Importance samples per image for log p(x) (1: the ELBO "
+                                           "itself).")] = EvaluateConfig.particles,
+    batch_size: Annotated[int, typer.Option(help="Test images per batch (memory: particles x batch x 784 "
                                             "floats).")] = EvaluateConfig.batch_size,
-    seed: Seed = EvaluateConfig.seed, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    seed: Seed = EvaluateConfig.seed,
 ) -> None:
     """Test-set ELBO and importance-sampled log-likelihood, per image in nats, on one or several data sets
     (one record per checkpoint, data set and setting in results/metrics/evaluation.json)."""
-    from pyro_vae import data, evaluate as ev
-    from pyro_vae.progress import Bars
+    from pyro_vae import outputs
 
-    names = data.dataset_names(dataset, several=True)
-    model, paths = _load(checkpoint, device, None, None, checkpoint_dir, results_dir)
-    sets = ev.test_sets(model.data, names, data_dir=data_dir)
-    for test in (test for test in sets if test.foreign):
-        typer.echo(f"note: {model.path} {test.foreign}; {data.get(test.dataset).title}'s test images are scored "
-                   "with the same estimator")
-    typer.echo(f"scoring {model.path} (epoch {model.epoch}) on "
-               f"{' and '.join(f'{len(test.x)} {test.dataset}' for test in sets)} test images with {particles} "
-               "particles...")
-    with Bars(sys.stdout.isatty()) as bars:
-        for test in sets:
-            bars.add(f"{test.dataset} test images", total=len(test.x))
-        scored = ev.score_and_record(model, sets, results_dir=paths.results_dir, particles=particles, seed=seed,
-                                     batch_size=batch_size,
-                                     on_batch=lambda name, done: bars.update(f"{name} test images", completed=done))
-    _print_scores(model, scored, particles=particles)
-    for one in scored:
+    config = EvaluateConfig(particles=particles, batch_size=batch_size, seed=seed)
+    scores = outputs.evaluate(source, config, progress=sys.stdout.isatty())
+    _print_scores(scores, particles=particles)
+    for one in scores.scored:
         typer.echo(f"replaced this checkpoint's record on {one.test.dataset} with K={particles}, seed {seed} in "
                    f"{one.record_file}" if one.replaced else f"wrote {one.record_file} (a record of its own for this "
                    f"checkpoint on {one.test.dataset}, K={particles}, seed {seed})")
 
 
-def _print_scores(model: Any, scored: list[Any], *, particles: int) -> None:
-    """One data set: a line a figure; several: a table, a row a data set."""
+def _print_scores(scores: Any, *, particles: int) -> None:
+    """One data set: a line a figure; several: a table, a row a data set. With one particle the
+    importance-sampled estimate is the ELBO itself, and says so instead of repeating it."""
     from pyro_vae import data
 
-    if len(scored) == 1:
-        result = scored[0].result
-        typer.echo(f"checkpoint {model.path}: {result.images} test images, {particles} particles")
+    model, one_draw = scores.model, particles == 1
+    if len(scores.scored) == 1:
+        result = scores.scored[0].result
+        typer.echo(f"checkpoint {model.path}: {result.images} test images, {particles} particle{'s' * (not one_draw)}")
         typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
-        typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
+        if one_draw:
+            typer.echo("  log p(x) (IS)   the ELBO: with 1 particle the estimate is the ELBO itself; pass --particles "
+                       f"{EvaluateConfig.particles} for a tighter one")
+        else:
+            typer.echo(f"  log p(x) (IS)   {result.log_likelihood:9.2f} +- {result.log_likelihood_se:.2f} nats")
         typer.echo(f"  reconstruction  {result.reconstruction:9.2f} nats   E_q[log p(x|z)], over the same draws")
         typer.echo(f"  KL              {result.kl:9.2f} nats   KL(q(z|x) || p(z)); ELBO = reconstruction - KL")
         typer.echo(f"  active units    {result.active_units:6d} of {model.model_config.z_dim}  (Burda et al.: "
@@ -377,11 +419,12 @@ def _print_scores(model: Any, scored: list[Any], *, particles: int) -> None:
             typer.echo(f"  accuracy        {100 * result.accuracy:9.2f} +- {100 * result.accuracy_se:.2f} %    "
                        "q(y|x)'s most probable class, against the test labels")
         return
-    typer.echo(f"checkpoint {model.path} (trained on {data.describe(model.data)}): {particles} particles, nats per "
-               "image")
+    typer.echo(f"checkpoint {model.path} (trained on {data.title_of(model.data)}): {particles} "
+               f"particle{'s' * (not one_draw)}, nats per image" + ("; with 1 particle log p(x) (IS) is the ELBO "
+                                                                     "itself" if one_draw else ""))
     typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}  {'reconstruction':>14}  "
                f"{'KL':>8}  {'active':>6}")
-    for one in scored:
+    for one in scores.scored:
         r = one.result
         typer.echo(f"  {one.test.dataset:<15} {r.images:>6}  {r.elbo:9.2f} +- {r.elbo_se:<4.2f}  "
                    f"{r.log_likelihood:9.2f} +- {r.log_likelihood_se:<4.2f}  {r.reconstruction:14.2f}  {r.kl:8.2f}  "
@@ -389,81 +432,51 @@ def _print_scores(model: Any, scored: list[Any], *, particles: int) -> None:
 
 
 @app.command()
+@_reads_checkpoint("z_dim", "hidden_dim")
 def reconstruct(
+    source: Source,
     n: Annotated[int, typer.Option(min=1, max=MAX_RECONSTRUCT_IMAGES, help="Test images to reconstruct (the first "
                                    "n).")] = RECONSTRUCT_IMAGES,
-    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    scale: Scale = PICTURE_SCALE,
 ) -> None:
     """Test digits, each row followed by its reconstructions: results/reconstructions.png."""
-    from pyro_vae import data, generate as gen, images
+    from pyro_vae import outputs
 
-    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
-    x = data.test_images(paths.data_dir, indices=range(n), dataset=paths.dataset)[0].to(model.device)
-    pairs = gen.reconstructions(model.vae, x)
-    caption = images.Caption(f"test images 0 to {n - 1} and their reconstructions (decoded guide means)",
-                             model.about())
-    labels = ["original", "reconstruction"] * -(-n // GRID_COLS)
-    _saved(paths.results_dir / "reconstructions.png", lambda out: images.save_grid(
-        pairs, out, scale=scale, cols=GRID_COLS, caption=caption, row_labels=labels))
+    _report(outputs.reconstruct(source, n=n, scale=scale))
 
 
 @app.command()
+@_reads_checkpoint("z_dim", "hidden_dim")
 def interpolate(
+    source: Source,
     from_index: Annotated[int, typer.Option(help="Test image to start from (3 is a 0).")] = INTERPOLATE_FROM,
     to_index: Annotated[int, typer.Option(help="Test image to end at (2 is a 1).")] = INTERPOLATE_TO,
     steps: Annotated[int, typer.Option(min=2, max=MAX_INTERPOLATE_STEPS, help="Points on the line, ends "
                                        "included.")] = INTERPOLATE_STEPS,
-    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    scale: Scale = PICTURE_SCALE,
 ) -> None:
     """Decode the straight line between two test images' encodings: a PNG strip and a GIF."""
-    from pyro_vae import data, generate as gen, images
+    from pyro_vae import outputs
 
-    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
-    x = data.test_images(paths.data_dir, indices=[from_index, to_index],
-                         dataset=paths.dataset)[0].to(model.device)
-    line = gen.interpolation(model.vae, x[0], x[1], steps=steps)
-    stem = paths.results_dir / f"interpolation_{from_index}_{to_index}"
-    caption = images.Caption(f"from test image {from_index} to test image {to_index}: {steps} points on the "
-                             "line between their encodings", model.about())
-    ends = (f"test image {from_index}", f"test image {to_index}")
-    _saved(stem.with_suffix(".png"), lambda out: images.save_grid(line, out, scale=scale, cols=steps, caption=caption,
-                                                                  end_labels=ends))
-    _saved(stem.with_suffix(".gif"), lambda out: images.save_animation(line, out, scale=scale * 4, caption=caption))
+    _report(outputs.interpolate(source, from_index=from_index, to_index=to_index, steps=steps, scale=scale))
 
 
 @app.command()
+@_reads_checkpoint("z_dim", "hidden_dim")
 def quiz(
+    source: Source,
     real_fraction: Annotated[float, typer.Option(help=f"Share of the {QuizConfig.cells} cells showing real test "
-                                                 "digits.")] = QuizConfig.real_fraction,
-    noise: Annotated[float, typer.Option(help="Spread of the generated digits' guide (the seed's "
-                                         "0.7).")] = QuizConfig.noise,
+                                                 "digits, 0 to 1.")] = QuizConfig.real_fraction,
+    noise: Annotated[float, typer.Option(help=f"Spread of the generated digits' guide, {MIN_NOISE:g} to "
+                                         f"{MAX_NOISE:g} (the seed's {QuizConfig.noise:g}).")] = QuizConfig.noise,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same quiz.")] = QuizConfig.seed,
-    scale: Scale = PICTURE_SCALE, checkpoint: CheckpointFile = None,
-    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    scale: Scale = PICTURE_SCALE,
 ) -> None:
     """Human or machine? A 10x10 grid of real and generated digits, and its answers."""
-    from pyro_vae import data, generate as gen, images
-    from pyro_vae.metrics import write_json
+    from pyro_vae import outputs
 
-    config = GenerateConfig(noise=noise, seed=seed, scale=scale)  # validates noise, seed and scale
-    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
-    binarized, intensities = data.test_images(paths.data_dir, dataset=paths.dataset)
-    shown, answers = gen.quiz(model.vae, binarized, intensities, cells=QuizConfig.cells, real_fraction=real_fraction,
-                              noise=config.noise, seed=config.seed)
-    folder, about = paths.results_dir / "quiz", {**model.about(), "noise": noise, "seed": seed}
-    marked = [not answer["real"] for answer in answers]
-    ask = images.Caption("Human or machine? Some digits are real test images, the others generated", about)
-    tell = images.Caption(f"The answers: the {sum(marked)} generated digits are framed in red", about)
-    _saved(folder / "quiz.png", lambda out: images.save_grid(shown, out, scale=scale, caption=ask))
-    _saved(folder / "answers.png", lambda out: images.save_marked_grid(shown, marked, out, scale=scale, caption=tell),
-           " (generated: red)")
-    record = {**about, "real_fraction": real_fraction, "cells": answers}
-    _saved(folder / "answers.json", lambda out: write_json(record, out))
+    config = QuizConfig(real_fraction=real_fraction, noise=noise, seed=seed)  # refused before the model is read
+    _report(outputs.quiz(source, config, scale=scale))
 
 
 @app.command()
@@ -492,39 +505,49 @@ def tune(
     grace_period: Annotated[int, typer.Option(help="Seconds without a heartbeat before a trial is retried "
                                               "elsewhere.")] = TuneConfig.grace_s,
     checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
-    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto, threads: ThreadsOpt = None,
 ) -> None:
     """Search recipes on Optuna: each trial an ordinary training run; start it on several machines."""
     from pyro_vae import tune as search
-    from pyro_vae.runtime import resolve_device
 
     config = TuneConfig(study=study, storage=storage, trials=trials, epochs=epochs, eval_every=eval_every,
                         valid_size=valid_size, eval_particles=eval_particles, test_particles=test_particles,
                         heartbeat_s=heartbeat, grace_s=grace_period)
     paths = _paths(data_dir, checkpoint_dir, results_dir, dataset)
     if report:
-        there = set(search.study_dir(paths, config.study).glob("*"))
-        rows, written, notes = search.report(config, paths=paths)
-        columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
-        typer.echo("  ".join(f"{c:>10}" for c in columns))
-        for row in rows:
-            typer.echo("  ".join(f"{_cell(c, row.get(c)):>10}" for c in columns))
-        for path in written:
-            typer.echo(f"{'replaced' if path in there else 'wrote'} {path}")
-        for note in notes:
-            typer.echo(note)
+        return _print_study(config, paths)
+    fixed = _given(objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
+                   hidden_dim=hidden_dim)
+    best = search.search(config, fixed=fixed, paths=paths, device=device.value, resume=resume,
+                         progress=sys.stdout.isatty(), threads=threads)
+    _print_best(best, search.study_dir(paths, config.study) / search.BEST)
+
+
+def _print_study(config: TuneConfig, paths: Paths) -> None:
+    """tune --report: the study's trials as a table, and the files written."""
+    from pyro_vae import tune as search
+
+    there = set(search.study_dir(paths, config.study).glob("*"))
+    rows, written, notes = search.report(config, paths=paths)
+    columns = list(dict.fromkeys(k for row in rows for k in row if k != "worker"))
+    typer.echo("  ".join(f"{c:>10}" for c in columns))
+    for row in rows:
+        typer.echo("  ".join(f"{_cell(c, row.get(c)):>10}" for c in columns))
+    for path in written:
+        typer.echo(f"{'replaced' if path in there else 'wrote'} {path}")
+    for note in notes:
+        typer.echo(note)
+
+
+def _print_best(best: dict[str, Any] | None, record: Path) -> None:
+    """The study's best trial, how to reproduce it, and where its record is (nothing before a trial completes)."""
+    if best is None:
         return
-    fixed = {k: v.value if isinstance(v, Objective) else v for k, v in dict(
-        objective=objective, particles=particles, lr=lr, lr_decay=lr_decay, z_dim=z_dim,
-        hidden_dim=hidden_dim).items() if v is not None}
-    best = search.search(config, fixed=fixed, paths=paths, device=resolve_device(device), resume=resume,
-                         progress=sys.stdout.isatty())
-    if best is not None:
-        typer.echo(f"best trial {best['trial']}: validation log p(x) {best['valid_log_likelihood']:.2f}, test "
-                   f"log p(x) {best['test_log_likelihood']:.2f} +- {best['test_log_likelihood_se']:.2f} "
-                   f"(K={best['test_particles']})")
-        typer.echo(f"reproduce it with: {command_line(Hint.from_json(best['reproduce']))}")
-        typer.echo(f"wrote {search.study_dir(paths, config.study) / search.BEST}")
+    typer.echo(f"best trial {best['trial']}: validation log p(x) {best['valid_log_likelihood']:.2f}, test "
+               f"log p(x) {best['test_log_likelihood']:.2f} +- {best['test_log_likelihood_se']:.2f} "
+               f"(K={best['test_particles']})")
+    typer.echo(f"reproduce it with: {command_line(Hint.from_json(best['reproduce']))}")
+    typer.echo(f"wrote {record}")
 
 
 def _cell(column: str, value: Any) -> str:
@@ -537,50 +560,54 @@ def _cell(column: str, value: Any) -> str:
 @app.command()
 def plot(checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None) -> None:
     """Draw one run's training curves (its metrics/history.csv, and evaluate's figures) to its metrics/curves.png."""
-    from pyro_vae.metrics import EVALUATION, HISTORY, read_evaluations, read_history
-    from pyro_vae.plots import CURVES, plot_history
+    from pyro_vae import outputs
 
-    paths = _paths(None, checkpoint_dir, results_dir)
-    records, evaluations = read_history(paths.results_dir / HISTORY), read_evaluations(paths.results_dir / EVALUATION)
-    counted = f", {len(evaluations)} evaluation{'s' * (len(evaluations) != 1)}" if evaluations else ""
-    note = f" ({len(records)} epoch{'s' * (len(records) != 1)}{counted})"
-    _saved(paths.results_dir / CURVES, lambda out: plot_history(records, out, evaluations=evaluations,
-                                                                    run=str(paths.results_dir)), note)
+    _report([outputs.curves(_paths(None, checkpoint_dir, results_dir))])
 
 
 @app.command()
+@_reads_checkpoint("z_dim", "hidden_dim", "results_dir", "device")
 def explore(
+    source: Source,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")] = EXPLORE_PORT,
     host: Annotated[str, typer.Option(help=f"Address to listen on; anything but {EXPLORE_HOST} shows the model to "
                                       "the network.")] = EXPLORE_HOST,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL.")] = False,
     export: Annotated[Optional[Path], typer.Option(help="Write the page into this folder for a static web host, "
                                                    "instead of serving it.")] = None,
-    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
-    dataset: DatasetOpt = None, data_dir: DataDir = None,
 ) -> None:
     """Play with a trained model in the browser: digits, drawing, the latent map, walks, the quiz."""
-    from pyro_vae import data, explore as ex, latent
+    from pyro_vae import outputs
 
-    # The page computes; the CPU only exports.
-    model, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, None, writes=False)
-    images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
-    files = ex.bundle(model.vae, images, labels, checkpoint=model.path, epoch=model.epoch,
-                      classes=latent.Classes.of(paths.dataset, paths.data_dir))
+    page = outputs.page(source)  # the page computes; the CPU only exports
     if export is not None:
-        ex.export(files, export)
-        typer.echo(f"wrote {export}/ ({len(files)} files): serve it with any static web server, e.g. "
-                   f"python -m http.server -d {export}")
-        return
-    server = ex.open_server(files, host=host, port=port)  # a taken port fails here, before anything is served
+        return _export(page, export)
+    _serve(page, host=host, port=port, browser=not no_browser)
+
+
+def _export(page: Any, folder: Path) -> None:
+    from pyro_vae import explore as ex
+
+    ex.export(page.files, folder)
+    typer.echo(f"wrote {folder}/ ({len(page.files)} files) for checkpoint {page.model.path} (epoch "
+               f"{page.model.epoch}): serve it with any static web server, e.g. python -m http.server -d {folder}")
+
+
+def _serve(page: Any, *, host: str, port: int, browser: bool) -> None:
+    """Serve the page until Ctrl-C or SIGTERM, saying which checkpoint it shows and where."""
+    from pyro_vae import explore as ex
+
+    server = ex.open_server(page.files, host=host, port=port)  # a taken port fails here, before anything is served
     if host not in (EXPLORE_HOST, "localhost", "::1"):
         typer.echo(f"warning: listening on {host}: the model and the test images are visible to the network", err=True)
     url = ex.url_of(server)
 
     def ready() -> None:
+        typer.echo(f"serving checkpoint {page.model.path} (epoch {page.model.epoch}, {page.model.dataset}) at:",
+                   err=True)
         typer.echo(url)
         typer.echo("Ctrl-C stops the server.", err=True)
-        if not no_browser:
+        if browser:
             import webbrowser
 
             webbrowser.open(url)
@@ -589,41 +616,15 @@ def explore(
     typer.echo("stopped", err=True)
 
 
-PSEUDO_INPUTS_PNG = "pseudo_inputs.png"  # latent-map's picture of a VampPrior's learned images
-PSEUDO_SHOWN = 100  # of them, a 10 x 10 grid
-
-
 @app.command("latent-map")
-def latent_map(
-    checkpoint: CheckpointFile = None, checkpoint_dir: CheckpointDir = Paths.checkpoint_dir,
-    results_dir: ResultsDir = None, dataset: DatasetOpt = None, data_dir: DataDir = None,
-    device: DeviceOpt = Device.auto,
-) -> None:
+@_reads_checkpoint("z_dim", "hidden_dim")
+def latent_map(source: Source) -> None:
     """The test images' codes on two planes (LDA and PCA), coloured by class: results/latent_map.png;
     KL per latent dimension, the active ones marked: results/kl_per_dimension.png; and with a VampPrior,
     its pseudo-inputs: results/pseudo_inputs.png."""
-    from pyro_vae import data, latent, plots
+    from pyro_vae import outputs
 
-    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir)
-    images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
-    about = model.about()
-    where = f"checkpoint {about['checkpoint']}, epoch {about['epoch']}"
-    _saved(paths.results_dir / plots.LATENT_MAP, lambda out: plots.latent_map(
-        latent.views_of(model.vae, images, labels), labels, out,
-        classes=latent.Classes.of(paths.dataset, paths.data_dir), about=where))
-    used = latent.usage_of(model.vae, images)
-    _saved(paths.results_dir / plots.KL_PER_DIMENSION, lambda out: plots.kl_per_dimension(
-        used.kl, used.active, out, about=f"{len(images)} {data.get(paths.dataset).title} test images; {where}",
-        marginal=model.model_config.prior != "standard"))
-    pseudo = model.pseudo_inputs()
-    if pseudo is not None:  # the VampPrior's own images: what its mixture is centred on
-        from pyro_vae import images as pictures
-
-        shown = pseudo[:PSEUDO_SHOWN]
-        title = (f"The VampPrior's pseudo-inputs: {len(shown)} of its {len(pseudo)} learned images; p(z) is the "
-                 "guide's mixture at them")
-        _saved(paths.results_dir / PSEUDO_INPUTS_PNG, lambda out: pictures.save_grid(
-            shown.reshape(len(shown), -1), out, scale=PICTURE_SCALE, caption=pictures.Caption(title, about)))
+    _report(outputs.latent_map(source))
 
 
 def main() -> None:

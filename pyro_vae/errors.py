@@ -37,7 +37,7 @@ class Hint:
 
     def python(self) -> str:
         """The call as Python: pyro_vae.train(epochs=10, checkpoint_dir='ck')."""
-        args = ", ".join(f"{k}={_python_value(v)}" for k, v in self.given().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.given().items())
         return f"pyro_vae.{self.command.replace('-', '_')}({args})"
 
     def given(self) -> dict[str, Any]:
@@ -51,10 +51,6 @@ class Hint:
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Hint:
         return cls(record["command"], dict(record["options"]))
-
-
-def _python_value(value: Any) -> str:
-    return repr(value)
 
 
 @dataclass(frozen=True)

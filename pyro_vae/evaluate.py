@@ -27,7 +27,7 @@ from pyro_vae.latent import active_units, guide_params
 from pyro_vae.m2 import M2, has_labels
 from pyro_vae.model import VAE
 from pyro_vae.objectives import iwae_bound, log_weight_terms
-from pyro_vae.runtime import isolated_rng
+from pyro_vae.runtime import ThreadGovernor, computing, isolated_rng
 
 
 @dataclass(frozen=True)
@@ -205,15 +205,29 @@ class Scored:
 
 
 def score_and_record(model: Any, sets: Sequence[TestSet], *, results_dir: Path, particles: int, seed: int = 0,
-                     batch_size: int = EvaluateConfig.batch_size,
+                     batch_size: int = EvaluateConfig.batch_size, threads: str | int | None = None,
                      on_batch: Callable[[str, int], None] | None = None) -> list[Scored]:
     """`score` a loaded model (`pyro_vae.Model`) on `sets`, and keep one record per checkpoint,
     data set and setting in `results_dir/metrics/evaluation.json` (a damaged record file fails
-    before the work)."""
+    before the work).
+
+    Args:
+        threads: as `train`'s: auto (None: $PYRO_VAE_THREADS, else auto) shares the CPUs with other
+            pyro-vae processes and keeps the faster thread count batch by batch. The figures do not
+            depend on it.
+    """
     from pyro_vae.metrics import EVALUATION, add_evaluation, read_evaluations
 
     read_evaluations(results_dir / EVALUATION)
-    results = score(model.vae, sets, particles=particles, seed=seed, batch_size=batch_size, on_batch=on_batch)
+    with computing(threads) as chosen:
+        governor = ThreadGovernor.of(chosen, device=model.device)
+
+        def each_batch(dataset: str, done: int) -> None:
+            governor()
+            if on_batch is not None:
+                on_batch(dataset, done)
+
+        results = score(model.vae, sets, particles=particles, seed=seed, batch_size=batch_size, on_batch=each_batch)
     scored = []
     for test, result in zip(sets, results):
         record = {**model.about(), "trained_on": model.dataset, "dataset": test.dataset, "seed": seed, **vars(result)}

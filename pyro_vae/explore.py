@@ -14,10 +14,8 @@ import http.server
 import io
 import json
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,22 +23,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERPOLATE_TO, QuizConfig
+from pyro_vae.config import (EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERPOLATE_TO, SEED_NOISE, WIDE_NOISE,
+                             QuizConfig)
 from pyro_vae.data import IMAGE_SIZE, binarize_once
 from pyro_vae.errors import PyroVAEError
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.latent import ACTIVE_THRESHOLD, Classes, guide_params, latent_views, usage
 from pyro_vae.model import VAE
-from pyro_vae.priors import describe
+from pyro_vae.priors import in_words
+from pyro_vae.runtime import StopRequest
 
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # of manifest.json; the page refuses another
-NOISE_MARKS = (0.7, 1.4)  # the blog's two spreads, marked on every noise slider
+NOISE_MARKS = (SEED_NOISE, WIDE_NOISE)  # the blog's two spreads, marked on every noise slider
 QUIZ_THRESHOLD = 0.5  # the blog's game draws black-and-white data black and white, real and generated alike
 MAX_NOISE_SLIDER = 2.0
 
-PAGE_FILES = ("index.html", "style.css", "boot.js", "nets.js", "app.js")  # pyro_vae/page/, shipped as package data
+# pyro_vae/page/, shipped as package data: the page, app.js that mounts one module a panel, and the
+# modules they share (the networks, the model's files, painting, random numbers, elements, "more of this").
+PAGE_FILES = ("index.html", "style.css", "boot.js", "app.js", "nets.js", "data.js", "paint.js", "random.js", "dom.js",
+              "grid.js", *(f"panels/{panel}.js" for panel in ("more", "draw", "map", "dims", "walk", "quiz")))
 MANIFEST, WEIGHTS, TEST, MAP = "manifest.json", "weights.bin", "test.bin", "map.bin"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".js": "text/javascript; charset=utf-8", ".json": "application/json",
@@ -49,6 +52,24 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset
 MAX_REQUEST_LINE = 2048
 MAX_HEADERS = 32
 REQUEST_TIMEOUT_S = 10.0  # a client that stops sending does not hold a thread
+
+
+@dataclasses.dataclass(frozen=True)
+class Words:
+    """How the page speaks of one data set's images, so that no sentence calls a garment a digit."""
+
+    item: str = "image"  # one image, as a thing: "digit", "garment"
+    items: str = "images"
+    an_item: str = "an image"  # with its article
+    made: str = "drawn from your data"  # how the real ones came to be, after "real test images, ..."
+    real: str = "real"  # what the quiz calls a real one, against the machine's: "human" for handwriting
+
+
+# Each registered data set's words; a user's own IDX data is spoken of as `Words()`'s plain images.
+WORDS: dict[str, Words] = {
+    "mnist": Words("digit", "digits", "a digit", "written by people", "human"),
+    "fashion-mnist": Words("garment", "garments", "a garment", "photographed"),
+}
 
 
 def _packed_bits(binarized: torch.Tensor) -> np.ndarray:
@@ -67,7 +88,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         little-endian, in state-dict order; `test.bin` the images (uint8), the binarized images the
         guide sees (`data.binarize_once`, bit-packed) and the labels; `map.bin` the views of the
         test codes (`latent_views`). `manifest.json` gives each array's file, byte offset, dtype and
-        shape, the words the page uses for the data set's images, and each latent dimension's KL
+        shape, the words the page uses for the data set's images (`WORDS`), and each latent dimension's KL
         and activity over the test set with the active ones (`latent.kl_per_dimension`,
         `latent.active_units`).
     """
@@ -83,7 +104,8 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         "checkpoint": {"path": str(checkpoint), "epoch": epoch, "z_dim": vae.config.z_dim,
                        "hidden_dim": vae.config.hidden_dim},
         "dataset": {"name": classes.title, "classes": list(classes.names), "image_size": IMAGE_SIZE,
-                    "exemplars": list(classes.exemplars), "words": dataclasses.asdict(classes.words)},
+                    "exemplars": list(classes.exemplars),
+                    "words": dataclasses.asdict(WORDS.get(classes.dataset, Words()))},
         "defaults": {"noise_marks": list(NOISE_MARKS), "max_noise": MAX_NOISE_SLIDER,
                      "interpolate": _interpolate_ends(classes), "quiz_noise": QuizConfig.noise,
                      "quiz_real_fraction": QuizConfig.real_fraction,
@@ -91,7 +113,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
                      "quiz_threshold": QUIZ_THRESHOLD if classes.black_and_white else None},
         "latent": {"kl": used.kl.tolist(), "activity": used.activity.tolist(), "active": used.active.tolist(),
                    "threshold": ACTIVE_THRESHOLD, "prior": vae.config.prior,
-                   "about_prior": describe(vae.config.prior, vae.config.pseudo_inputs)},
+                   "about_prior": in_words(vae.config.prior, vae.config.pseudo_inputs)},
         "map": {"planes": {plane.name: plane.label for plane in views.planes}, "variance_share": views.share},
         "layers": {}, "arrays": {},
     }
@@ -116,7 +138,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     files[MANIFEST] = json.dumps(manifest, indent=1).encode()
     page = resources.files("pyro_vae") / "page"
     for name in PAGE_FILES:
-        files[name] = (page / name).read_bytes()
+        files[name] = page.joinpath(*name.split("/")).read_bytes()
     return files
 
 
@@ -233,34 +255,17 @@ def url_of(server: _Server) -> str:
     return f"http://{host}:{port}/"
 
 
-class Stopped(Exception):
-    """SIGTERM arrived: stop serving as Ctrl-C does."""
-
-
-@contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise Stopped
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve(server: _Server, *, ready: Callable[[], None] = lambda: None) -> None:
     """Call `ready` (which tells the user the URL), then serve until Ctrl-C or SIGTERM, then close
     the socket; returns normally either way, also when the signal comes during `ready`."""
-    with _sigterm_stops():
+    # The handler runs in this thread, inside serve_forever, which `shutdown` waits for: another
+    # thread asks for it. Asked before serve_forever starts (during `ready`), it returns at once.
+    request = StopRequest(on_stop=lambda: threading.Thread(target=server.shutdown, daemon=True).start())
+    with request.installed():
         try:
             ready()
             server.serve_forever(poll_interval=0.2)
-        except (KeyboardInterrupt, Stopped):
+        except KeyboardInterrupt:  # a second Ctrl-C
             pass
         finally:
             server.server_close()

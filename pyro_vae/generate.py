@@ -10,18 +10,60 @@ from collections.abc import Sequence
 import torch
 from pyro.infer import Predictive
 
-from pyro_vae import data
-from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, check_mode_options
+from pyro_vae import data, options
+from pyro_vae.config import GRID_COLS, GenerateConfig, Mode, Paths, QuizConfig, either
 from pyro_vae.errors import ConfigError, NoLabels
 from pyro_vae.m2 import M2, has_labels
 from pyro_vae.model import Z, VAE
-from pyro_vae.priors import describe
+from pyro_vae.priors import in_words
 from pyro_vae.runtime import seed_all
 
 PRIOR_NAME = "random_samples"
+STYLE_NAME = "style"  # style mode's one grid
+# The modes that encode test images (the exemplars of the classes, or the images given), and the
+# modes that need a model trained with labels.
+ENCODING = (Mode.digit, Mode.style)
+LABELLED = (Mode.label, Mode.style)
+# The settings only some modes use, with those modes and what they do: given to another they would do nothing.
+MODE_ONLY = {"noise": ((Mode.digit,), "it widens the guide around real digits"),
+             "digits": ((Mode.digit, *LABELLED), "it picks the classes"),
+             "index": (ENCODING, "it picks the test images to encode")}
 
 
-STYLE_NAME = "style"
+def check_mode(mode: str, given: frozenset[str] = frozenset()) -> None:
+    """Refuse, in one line, a setting that `mode` would ignore (`given`: the names given): the
+    digit-mode ones in prior mode, say, and digits beside index (the test images given replace the
+    classes' exemplars)."""
+    if mode not in Mode.values():
+        raise ConfigError(f"⟨mode⟩ must be {either(Mode.values())}, got {mode!r}")
+    for name, (modes, does) in MODE_ONLY.items():
+        if mode not in modes and name in given:
+            raise ConfigError(f"⟨{name}⟩ does nothing in {mode} mode ({does}); drop it, or pass ⟨mode⟩ "
+                              f"{either(tuple(map(str, modes)))}")
+    if {"digits", "index"} <= given:
+        raise ConfigError("⟨digits⟩ and ⟨index⟩ both choose the images to encode; give one")
+
+
+def suffix(config: GenerateConfig, mode: str) -> str:
+    """What an output name adds for the settings that differ from the seed program's pictures
+    (the defaults: noise 0.7 in digit mode, seed 0, 100 images), e.g. "_noise1.4_seed7"; "" for the
+    seed's own, so a picture with other settings never replaces one with these."""
+    parts = [f"noise{config.noise:g}"] if mode == Mode.digit and config.noise != GenerateConfig.noise else []
+    parts += [f"seed{config.seed}"] if config.seed != GenerateConfig.seed else []
+    parts += [f"n{config.n}"] if config.n != GenerateConfig.n else []
+    return "".join("_" + part for part in parts)
+
+
+def chosen(config: GenerateConfig, exemplars: Sequence[int]) -> dict[str, int]:
+    """Digit mode's output names and the test images they encode: the data set's `exemplars`
+    (a test index per class; MNIST's are the seed's) of each of `config.digits` ("3" -> 90), or
+    the `config.indices` given instead ("index_17" -> 17)."""
+    if config.indices:
+        return {f"index_{i}": i for i in config.indices}
+    for d in config.digits:
+        if not (d < len(exemplars) and exemplars[d] >= 0):
+            raise ConfigError(f"class {d} has no test image to encode; pass ⟨index⟩ to pick test images yourself")
+    return {str(d): exemplars[d] for d in config.digits}
 
 
 @torch.no_grad()
@@ -99,31 +141,31 @@ def guide_samples(vae: VAE, x: torch.Tensor, *, n: int, noise: float) -> torch.T
 
 
 def titles(mode: str, config: GenerateConfig, *, chosen: dict[str, int] | None = None,
-           classes: Sequence[str] = (), prior: str = describe("standard", 0)) -> dict[str, str]:
+           classes: Sequence[str] = (), prior: str = in_words("standard", 0)) -> dict[str, str]:
     """The output names of a `generate` call, in `samples`' order, each with what its picture shows.
 
     Names are `random_samples` (prior), `3` (class 3's exemplar) or `index_17` (test image 17),
-    `label_7` (class 7 asked of a labels model) or `style`, plus `config.suffix(mode)` for settings
+    `label_7` (class 7 asked of a labels model) or `style`, plus `suffix(config, mode)` for settings
     other than the seed program's ("3_noise1.4").
 
     Args:
-        chosen: digit and style modes' names and test images, `config.chosen(exemplars)`.
+        chosen: digit and style modes' names and test images, `chosen(config, exemplars)`.
         classes: the data set's class names, to say what each exemplar shows ("a 3", "a Sneaker").
-        prior: what p(z) is (`priors.describe`).
+        prior: what p(z) is (`priors.in_words`).
     """
-    check_mode_options(mode, frozenset())
-    suffix = config.suffix(mode)
+    check_mode(mode)
+    added = suffix(config, mode)
     named = lambda k: classes[k] if k < len(classes) else str(k)  # noqa: E731
     if mode == Mode.prior:
-        return {PRIOR_NAME + suffix: f"{config.n} samples from {prior}"}
+        return {PRIOR_NAME + added: f"{config.n} samples from {prior}"}
     if mode == Mode.label:
-        return {f"label_{d}{suffix}": f"{config.n} samples of class {named(d)}: x ~ p(x | z, y = {d}), z ~ N(0, I)"
+        return {f"label_{d}{added}": f"{config.n} samples of class {named(d)}: x ~ p(x | z, y = {d}), z ~ N(0, I)"
                 for d in config.digits}
     if mode == Mode.style:
-        return {STYLE_NAME + suffix: f"the style of test images {', '.join(map(str, (chosen or {}).values()))} "
+        return {STYLE_NAME + added: f"the style of test images {', '.join(map(str, (chosen or {}).values()))} "
                 f"(the mean of q(z | x, y)) written as every class, {', '.join(map(named, range(len(classes))))}; "
                 "first column: the image"}
-    return {name + suffix: f"{config.n} draws from the guide around test image {index}"
+    return {name + added: f"{config.n} draws from the guide around test image {index}"
             + (f" (a {classes[int(name)]})" if name.isdigit() and int(name) < len(classes) else "")
             for name, index in (chosen or {}).items()}
 
@@ -136,7 +178,7 @@ def samples(vae: VAE | M2, mode: str, config: GenerateConfig, *, x: torch.Tensor
     Args:
         mode: `prior` (one grid), `digit` (one grid per image of `x`), `label` (one per class of
             `config.digits`) or `style` (one grid, a row per image of `x`).
-        x: digit and style modes' test images, binarized: (k, 784), as `config.chosen(...)` picks them.
+        x: digit and style modes' test images, binarized: (k, 784), as `chosen(config, ...)` picks them.
         y, shown: style mode's labels of `x` (k,) and the images as a person sees them (k, 784).
         names: the output names, `titles(...)`'s keys.
     Returns:
@@ -165,17 +207,17 @@ def grids(vae: VAE | M2, mode: str, config: GenerateConfig, *, paths: Paths, dig
     probabilities). Digit mode encodes the test exemplars of `digits` (numbers or class names of
     `paths.dataset`, e.g. "3,8"; None: every class), or `config.indices` when given; label mode asks
     a labels model for each of `digits`; style mode writes those exemplars' styles as every class."""
-    if mode in (Mode.label, Mode.style):
+    if mode in LABELLED:
         require_labels(vae)
     if digits is not None:
-        config = dataclasses.replace(config, digits=data.class_numbers(digits, paths.dataset, paths.data_dir))
-    chosen = config.chosen(data.exemplars(paths.dataset, paths.data_dir)) if mode in (Mode.digit, Mode.style) else {}
+        config = dataclasses.replace(config, digits=options.class_numbers(digits, paths.dataset, paths.data_dir))
+    picked = chosen(config, data.exemplars(paths.dataset, paths.data_dir)) if mode in ENCODING else {}
     x = shown = y = None
-    if chosen:
-        x, shown = data.test_images(paths.data_dir, indices=list(chosen.values()), dataset=paths.dataset)
-        y = data.load_split(paths.data_dir, "test", dataset=paths.dataset)[1][list(chosen.values())]
-    named = titles(mode, config, chosen=chosen, classes=data.class_names(paths.dataset, paths.data_dir),
-                   prior=describe(vae.config.prior, vae.config.pseudo_inputs))
+    if picked:
+        x, shown = data.test_images(paths.data_dir, indices=list(picked.values()), dataset=paths.dataset)
+        y = data.load_split(paths.data_dir, "test", dataset=paths.dataset)[1][list(picked.values())]
+    named = titles(mode, config, chosen=picked, classes=data.class_names(paths.dataset, paths.data_dir),
+                   prior=in_words(vae.config.prior, vae.config.pseudo_inputs))
     drawn = samples(vae, mode, config, x=x, names=list(named), y=y, shown=shown)
     return {name: (named[name], x_probs) for name, x_probs in drawn.items()}
 
@@ -215,23 +257,22 @@ def interpolation(vae: VAE, x_from: torch.Tensor, x_to: torch.Tensor, *, steps: 
 
 
 @torch.no_grad()
-def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, *, cells: int, real_fraction: float,
-         noise: float, seed: int) -> tuple[torch.Tensor, list[dict]]:
+def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, config: QuizConfig = QuizConfig(),
+         ) -> tuple[torch.Tensor, list[dict]]:
     """The blog's game: real test digits and generated ones at random places.
 
     A generated cell encodes a randomly chosen test image and decodes one draw of the guide
-    widened by `noise`; a real cell shows another test image as it is.
+    widened by `config.noise`; a real cell shows another test image as it is.
 
     Args:
         binarized: (n, 784) test images as the guide sees them; intensities: the same in [0, 1].
     Returns:
-        (cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
+        (config.cells, 784) pixel values in [0, 1], and per cell {"cell", "real", "test_index"}.
     """
-    if not 0.0 <= real_fraction <= 1.0:
-        raise ConfigError(f"⟨real_fraction⟩ must be between 0 and 1, got {real_fraction}")
+    cells, seed = config.cells, config.seed
     seed_all(seed)
     generator = torch.Generator().manual_seed(seed)
-    n_real = round(cells * real_fraction)
+    n_real = round(cells * config.real_fraction)
     real = torch.zeros(cells, dtype=torch.bool)
     real[torch.randperm(cells, generator=generator)[:n_real]] = True
     sources = torch.randperm(len(binarized), generator=generator)[:cells]  # a distinct test image per cell
@@ -239,7 +280,7 @@ def quiz(vae: VAE, binarized: torch.Tensor, intensities: torch.Tensor, *, cells:
     shown = intensities[sources].to(device)
     fake = ~real.to(device)
     if fake.any():
-        drawn = guide_samples(vae, binarized[sources].to(device)[fake], n=1, noise=noise)  # (k, 1, 784)
+        drawn = guide_samples(vae, binarized[sources].to(device)[fake], n=1, noise=config.noise)  # (k, 1, 784)
         shown[fake] = drawn[:, 0]
     answers = [{"cell": k, "real": bool(real[k]), "test_index": int(sources[k])} for k in range(cells)]
     return shown, answers

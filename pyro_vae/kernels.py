@@ -7,7 +7,7 @@ IEEE fp32: no reduced-precision mode is switched on anywhere here.
 
 A `Plan` maps a layer shape to the kernel of each of its three products (forward, grad-input,
 grad-weight). `calibrate` times the candidates at the model's shapes; `use` installs a plan on a
-model's `nn.Linear` layers. Only the trainer does both (`train.build`), and records the plan in
+model's `nn.Linear` layers. Only the trainer does both (`trainer.build`), and records the plan in
 the checkpoint so a resumed run keeps it: `model.py` builds plain `nn.Linear` layers, and a model
 loaded to evaluate, sample or explore runs on torch's default without reading the cache.
 """
@@ -203,9 +203,14 @@ def calibrate(model: nn.Module, *, rows: int, backward: bool, device: torch.devi
 
 
 def _machine_key(model: nn.Module, *, rows: int, backward: bool) -> str:
+    """The cache's key: the machine, torch, the shapes, and the CPUs the process may use. Not the
+    threads of the moment: a run sharing the CPUs, or one whose threads the governor moved, keeps
+    the kernels (and so the numbers) of the same command run alone."""
+    from pyro_vae.runtime import cpus_available
+
     cpu = torch.cpu.get_capabilities()
     return json.dumps([cpu.get("cpu_name"), cpu.get("architecture"), platform.machine(), torch.__version__,
-                       torch.get_num_threads(), rows, backward, layer_shapes(model)])
+                       cpus_available()[0], rows, backward, layer_shapes(model)])
 
 
 def _read_cache(path: Path) -> dict[str, Plan]:
@@ -276,7 +281,7 @@ def used(model: nn.Module, plan: Plan) -> Iterator[None]:
         use(model, before)
 
 
-def describe(plan: Plan) -> str:
+def summary(plan: Plan) -> str:
     """One line: which products run on oneDNN, or that all run on torch's default."""
     fast = [f"{shape} {product}" for shape, choice in plan.items() for product, k in choice.items() if k == ONEDNN]
     return "oneDNN for " + ", ".join(fast) if fast else "torch's default for every product"

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from pyro_vae import data
+from pyro_vae.config import ENCODE_BATCH
 from pyro_vae.data import binarize_once
 from pyro_vae.model import VAE
 from pyro_vae.priors import EqualMixture
@@ -22,20 +23,21 @@ WALK_DIRECTIONS = 6  # principal directions exported for the Walk panel (fewer w
 @dataclass(frozen=True)
 class Classes:
     """What the page and the map say of the data: its title, the class names in label order, the
-    test image `generate --mode digit` encodes for each class, the words for its images, and
-    whether they are black and white by nature (data.py's registry; MNIST's by default)."""
+    test image `generate --mode digit` encodes for each class, the data set (whose words the page
+    uses for its images), and whether they are black and white by nature (data.py's registry;
+    MNIST's by default)."""
 
     title: str = "MNIST"
     names: tuple[str, ...] = tuple(str(d) for d in range(10))
     exemplars: tuple[int, ...] = data.DIGIT_EXEMPLARS
-    words: data.Words = data.DATASETS["mnist"].words
+    dataset: str = "mnist"  # its registry name
     black_and_white: bool = data.DATASETS["mnist"].black_and_white
 
     @classmethod
     def of(cls, dataset: str, data_dir: Path | None = None) -> Classes:
         spec = data.get(dataset)
         return cls(title=spec.title, names=tuple(data.class_names(dataset, data_dir)),
-                   exemplars=tuple(data.exemplars(dataset, data_dir)), words=spec.words,
+                   exemplars=tuple(data.exemplars(dataset, data_dir)), dataset=spec.name,
                    black_and_white=spec.black_and_white)
 
 
@@ -67,7 +69,7 @@ class Map:
 
 
 @torch.no_grad()
-def guide_params(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def guide_params(vae: VAE, binarized: torch.Tensor, *, batch_size: int = ENCODE_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
     """q(z | x)'s parameters for each image: binarized (n, 784) -> (z_loc, z_scale), each (n, z_dim)
     float32 on the CPU."""
     device = next(vae.parameters()).device
@@ -76,7 +78,7 @@ def guide_params(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -
             torch.cat([logstd.float().exp().cpu() for _, logstd in parts]))
 
 
-def test_codes(vae: VAE, binarized: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+def test_codes(vae: VAE, binarized: torch.Tensor, *, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
     """The guide's means of the test images: binarized (n, 784) -> z_loc (n, z_dim) float32 on the CPU."""
     return guide_params(vae, binarized, batch_size=batch_size)[0]
 

@@ -67,9 +67,10 @@ def write_history(records: list[EpochRecord], path: Path) -> Path:
     return Path(path)
 
 
-def read_history(path: Path) -> list[EpochRecord]:
+def read_history(path: Path, *, run: Paths | None = None) -> list[EpochRecord]:
     """The records of a history file written by `write_history`; HistoryError when there is none
-    or it is not one."""
+    or it is not one, whose hint trains `run` (the folders the history was looked for with; None:
+    a run whose results folder holds `path`)."""
     def value(text: str | None) -> float | None:
         if text in (None, ""):
             return None
@@ -87,7 +88,7 @@ def read_history(path: Path) -> list[EpochRecord]:
     if not path.is_file():
         raise HistoryError(f"no training history at {path}; train first ({HINT}), "
                            "or point ⟨results_dir⟩ at the folder a run wrote",
-                           hint=commands.first_training(Paths(results_dir=path.parent.parent)))
+                           hint=commands.first_training(run or Paths(results_dir=path.parent.parent)))
     try:
         with open(path, newline="") as handle:
             records = [

@@ -82,7 +82,8 @@ class VAE(nn.Module):
     VampPrior p(z) = (1/K) sum_k q(z | u_k) at K learned pseudo-inputs u_k (`config.prior`).
 
     Training maximises the evidence lower bound E_q[log p(x, z) - log q(z | x)]
-    (Kingma & Welling 2014, "Auto-Encoding Variational Bayes") with Pyro's Trace_ELBO.
+    (Kingma & Welling 2014, "Auto-Encoding Variational Bayes"), or the IWAE bound, computed from
+    Pyro traces of `model` and `guide` (`objectives.py`).
     """
 
     latent_sites = (Z,)  # x_probs' arguments, in order (the labels model's are z and y)

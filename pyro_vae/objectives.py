@@ -138,11 +138,6 @@ def _signed_sum(terms: list[tuple[torch.Tensor, float]], *, sign: float = 1.0) -
     return total
 
 
-def log_weights(vae: VAE, x: torch.Tensor, *, particles: int) -> torch.Tensor:
-    """`log_weight_terms`' weights alone: (particles, batch) log importance weights."""
-    return log_weight_terms(vae, x, particles=particles).weights
-
-
 def iwae_bound(weights: torch.Tensor) -> torch.Tensor:
     """(particles, batch) log weights -> (batch,) log-mean-exp over the particles."""
     return torch.logsumexp(weights, 0) - math.log(weights.shape[0])

@@ -97,7 +97,7 @@ class EqualMixture(dist.TorchDistribution):
                 - math.log(self.components)).to(torch.promote_types(value.dtype, torch.float32))
 
 
-def describe(prior: str, pseudo_inputs: int) -> str:
+def in_words(prior: str, pseudo_inputs: int) -> str:
     """What p(z) is, for titles and captions: "the prior z ~ N(0, I)", "the VampPrior of 500 pseudo-inputs"."""
     return f"the VampPrior of {pseudo_inputs} pseudo-inputs" if prior == "vamp" else "the prior z ~ N(0, I)"
 

@@ -20,14 +20,14 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pyro_vae import checkpoint, commands, data, plots
-from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig
+from pyro_vae.config import ModelConfig, Objective, Paths, TrainConfig, TuneConfig, split_settings
 from pyro_vae.errors import HINT, ConfigError, DeviceMismatch, Hint, Hinted, Interrupted, MissingExtra
 from pyro_vae.evaluate import evaluate
 from pyro_vae.fsutil import atomic_write
@@ -72,7 +72,6 @@ SEARCH_SPACE: dict[str, Dimension] = {
     "z_dim": Dimension(low=10, high=100, step=10),
     "hidden_dim": Dimension(low=200, high=1000, step=100),
 }
-_MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 
 
 def _optuna() -> Any:
@@ -163,8 +162,8 @@ def pruner(config: TuneConfig) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2 * config.eval_every)
 
 
-def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: torch.device,
-           resume: bool = False, progress: bool = False) -> dict[str, Any] | None:
+def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: torch.device | str = "auto",
+           resume: bool = False, progress: bool = False, threads: str | int | None = None) -> dict[str, Any] | None:
     """Run this worker's `config.trials` trials of the study, then score the study's best trial on
     the test set (`score_best`); returns that record, None when no trial has completed yet.
 
@@ -174,6 +173,7 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
     Raises:
         Interrupted: on Ctrl-C or SIGTERM, after saving the trial's position and queueing it again.
     """
+    device = resolve_device(device) if isinstance(device, str) else device
     unknown = set(fixed) - set(SEARCH_SPACE)
     if unknown:
         raise ConfigError(f"cannot fix {sorted(unknown)}: the search space is {sorted(SEARCH_SPACE)}")
@@ -202,7 +202,7 @@ def search(config: TuneConfig, *, fixed: dict[str, Any], paths: Paths, device: t
         explicit = frozenset(settings) | {"valid_size", "eval_every", "eval_particles"}
         def train_on(on: torch.device) -> None:
             train(train_config, model_config=model_config, paths=where, device=on, progress=progress,
-                  explicit=explicit, on_evaluation=report)
+                  explicit=explicit, threads=threads, on_evaluation=report)
 
         try:
             try:
@@ -264,11 +264,9 @@ def _suggest(trial: Any, name: str, dimension: Dimension) -> Any:
 
 def _configs(config: TuneConfig, settings: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
     """The trial's model and training configs (their validation makes a bad fixed value one line)."""
-    model = ModelConfig(**{k: v for k, v in settings.items() if k in _MODEL_FIELDS})
-    training = TrainConfig(epochs=config.epochs, eval_every=config.eval_every, valid_size=config.valid_size,
-                           eval_particles=config.eval_particles, eval_test=False,
-                           **{k: v for k, v in settings.items() if k not in _MODEL_FIELDS})
-    return model, training
+    return split_settings({**settings, "epochs": config.epochs, "eval_every": config.eval_every,
+                           "valid_size": config.valid_size, "eval_particles": config.eval_particles,
+                           "eval_test": False})
 
 
 def _describe(settings: dict[str, Any]) -> str:

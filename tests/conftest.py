@@ -26,7 +26,7 @@ from pyro.distributions.util import scale_and_mask
 from typer.testing import CliRunner
 
 from pyro_vae import cli
-from pyro_vae import data, objectives
+from pyro_vae import data, fetch, objectives
 from pyro_vae.config import ModelConfig, Paths, TrainConfig
 
 # The test networks are tiny: threads only add synchronisation, and on a busy 2-core machine
@@ -130,8 +130,8 @@ def fashion_dir(synthetic_dataset: Callable[..., Path]) -> Path:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No mirror answers and no package tool (npm, apt-get) is on the PATH."""
-    for name, spec in data.DATASETS.items():
-        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, mirrors=()))
+    for name, route in fetch.ROUTES.items():
+        monkeypatch.setitem(fetch.ROUTES, name, dataclasses.replace(route, mirrors=()))
     empty_bin = tmp_path / "empty-bin"
     empty_bin.mkdir()
     monkeypatch.setenv("PATH", str(empty_bin))

@@ -119,6 +119,15 @@ def test_errors_are_types_with_fields_and_read_as_python(tmp_path, mnist_dir):
         pyro_vae.train(epochs=1, checkpoint_dir=tmp_path / "ck", zdim=3)
 
 
+def test_a_missing_checkpoint_names_the_folder_in_full(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a notebook started in another folder than the run's
+    with pytest.raises(pyro_vae.CheckpointNotFound) as missing:
+        pyro_vae.load("checkpoints")
+    assert str(missing.value).startswith(f"no checkpoint in {tmp_path / 'elsewhere' / 'checkpoints'};")
+    assert missing.value.folder == Path("checkpoints")
+
+
 def test_an_interrupt_from_python_saves_the_position(tmp_path, mnist_dir, signal_during_loss):
     import signal
 

@@ -107,7 +107,7 @@ TRAIN_OPTIONS = [
     pytest.param(["--eval-every", "-2"], ["--eval-every must be 0 (never) or more, got -2"], id="eval-every-negative"),
     pytest.param(["--eval-particles", "0"], ["--eval-particles must be between 1 and 10000, got 0"],
                  id="eval-particles-0"),
-    pytest.param(["--device", "tpu"], ["--device must be auto, cpu or cuda, got 'tpu'"], id="device-tpu"),
+    pytest.param(["--device", "tpu"], ["--device must be auto, cpu, cuda or mps, got 'tpu'"], id="device-tpu"),
     pytest.param(["--device", "cuda"], ["--device cuda", "no CUDA GPU"], id="device-cuda-without-gpu", marks=NO_CUDA),
     pytest.param(["--bogus"], ["No such option: --bogus"], id="unknown-option"),
     pytest.param(["--n", "4"], ["No such option: --n"], id="generate-only-option"),
@@ -136,10 +136,11 @@ GENERATE_OPTIONS = [
     pytest.param(["--mode", "digit", "--noise", "-inf"], ["--noise must be a finite number, got -inf"],
                  id="noise-minus-inf"),
     pytest.param(["--noise", "abc"], ["'--noise'", INVALID_NUMBER], id="noise-word"),
-    pytest.param(["--mode", "digit", "--noise", "1000"], ["--noise must be between -3 and 10, got 1000", "exp(noise)"],
+    pytest.param(["--mode", "digit", "--noise", "1000"], ["--noise must be between 0 and 10, got 1000", "exp(noise)"],
                  id="noise-overflows-exp"),
-    pytest.param(["--mode", "digit", "--noise", "-5"], ["--noise must be between -3 and 10, got -5",
-                                                        "copies of one digit"], id="noise-copies"),
+    # A negative noise would narrow the guide (toward copies of one digit): refused, not taken silently.
+    pytest.param(["--mode", "digit", "--noise", "-1"], ["--noise must be between 0 and 10, got -1",
+                                                        "0: the guide's own spread"], id="noise-negative"),
     # Options prior mode (the default) would ignore are refused, not dropped silently.
     pytest.param(["--noise", "1.4"], ["--noise does nothing in prior mode", "--mode digit"], id="noise-in-prior-mode"),
     pytest.param(["--mode", "prior", "--digits", "3"], ["--digits does nothing in prior mode"], id="digits-in-prior-mode"),
@@ -170,7 +171,7 @@ GENERATE_OPTIONS = [
     pytest.param(["--z-dim", "x"], ["'--z-dim'", INVALID_INT], id="z-dim-word"),
     pytest.param(["--hidden-dim", "17"], ["--hidden-dim 16, not 17"], id="hidden-dim-mismatch"),
     pytest.param(["--hidden-dim", "x"], ["'--hidden-dim'", INVALID_INT], id="hidden-dim-word"),
-    pytest.param(["--device", "tpu"], ["--device must be auto, cpu or cuda, got 'tpu'"], id="device-tpu"),
+    pytest.param(["--device", "tpu"], ["--device must be auto, cpu, cuda or mps, got 'tpu'"], id="device-tpu"),
     pytest.param(["--device", "cuda"], ["--device cuda", "no CUDA GPU"], id="device-cuda-without-gpu", marks=NO_CUDA),
     pytest.param(["--bogus"], ["No such option: --bogus"], id="unknown-option"),
     pytest.param(["--epochs", "3"], ["No such option: --epochs"], id="train-only-option"),
@@ -439,3 +440,14 @@ def test_results_dir_that_is_a_file(dirs, trained_ck, tmp_path, cli_invoke, one_
     result = cli_invoke("generate", "--checkpoint-dir", trained_ck, "--results-dir", afile)
     one_line_error(result, "could not write", str(afile))
     assert afile.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--noise", "-1"], ["--noise must be between 0 and 10, got -1"]),
+    (["--noise", "nan"], ["--noise must be a finite number"]),
+    (["--real-fraction", "2"], ["--real-fraction must be between 0 and 1, got 2"]),
+    (["--seed", "-1"], ["--seed must be between 0 and 4294967295, got -1"]),
+], ids=["noise-negative", "noise-nan", "real-fraction-2", "seed-negative"])
+def test_bad_quiz_option_before_reading_a_checkpoint(args, fragments, cli_invoke, one_line_error, tmp_path):
+    # No checkpoint anywhere: the option is refused first, so the error is about it.
+    one_line_error(cli_invoke("quiz", "--checkpoint-dir", tmp_path / "none", *args), *fragments)

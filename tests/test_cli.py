@@ -320,6 +320,9 @@ def test_plot_draws_the_history(dirs, cli_invoke, one_line_error, tiny_options):
 
 def test_plot_without_history_says_train_first(dirs, cli_invoke, one_line_error):
     one_line_error(cli_invoke("plot", *opts(dirs, "--results-dir")), "no training history", "train first")
+    # The hint trains the run the user named, in its own folders.
+    one_line_error(cli_invoke("plot", "--checkpoint-dir", "elsewhere"), "train first (python cli.py train "
+                   "--checkpoint-dir elsewhere)")
 
 
 def test_a_run_that_diverges_for_real_ends_in_one_line(trained, cli_invoke, one_line_error):
@@ -373,7 +376,7 @@ def test_long_steps_say_how_far_they_are_without_a_terminal(trained, cli_invoke,
     monkeypatch.setattr("pyro_vae.progress.LINE_EVERY_S", 0.0)  # as if every batch took ten seconds
     result = cli_invoke("evaluate", "--particles", "2", "--batch-size", "10", *opts(trained))
     assert result.exit_code == 0, result.output
-    assert re.findall(r"^mnist test images: (\d+)/100 \(\d+%\)$", result.stdout, re.M) == [str(k) for k in range(10, 101, 10)]
+    assert re.findall(r"^mnist test images: (\d+)/100 \(\d+%\), \d+ s left$", result.stdout, re.M) == [str(k) for k in range(10, 101, 10)]
     assert result.stdout.index("mnist test images: 10/100") > result.stdout.index("scoring ")
 
 
@@ -385,9 +388,9 @@ def test_a_download_started_by_another_command_says_what_it_wrote(trained, tmp_p
     mirror.mkdir()
     for path in mnist_dir.iterdir():
         (mirror / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
-    from pyro_vae import data
+    from pyro_vae import fetch
 
-    monkeypatch.setitem(data.DATASETS, "mnist", dataclasses.replace(data.get("mnist"), mirrors=(mirror.as_uri() + "/",)))
+    monkeypatch.setitem(fetch.ROUTES, "mnist", dataclasses.replace(fetch.ROUTES["mnist"], mirrors=(mirror.as_uri() + "/",)))
     result = cli_invoke("evaluate", "--particles", "2", "--data-dir", empty, *opts(trained))
     assert result.exit_code == 0, result.output
     assert f"{empty} lacks " in result.stdout
@@ -450,3 +453,99 @@ def test_train_weights_the_kl_term_but_prints_the_true_bound(dirs, cli_invoke, o
     one_line_error(cli_invoke("train", "--epochs", "1", "--beta", "-2", "--fresh", *opts(dirs)), "--beta must be between")
     help_text = cli_invoke("train", "--help").stdout
     assert "--beta" in help_text and "--kl-warmup" in help_text and "stays the true" in " ".join(help_text.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# What a new user tripped on (issue 29, item 7), each fixed
+
+def test_verbose_works_after_the_command_too(dirs, cli_invoke, tiny_run_options, one_line_error):
+    quiet = cli_invoke("train", *tiny_run_options, *opts(dirs, "--checkpoint-dir"))
+    assert quiet.exit_code == 0, quiet.output
+    detail = "matrix products:"  # a DEBUG line: only --verbose shows it
+    assert detail not in quiet.stdout
+    for where in (["train", "-v", *tiny_run_options], ["train", *tiny_run_options, "--verbose"]):
+        result = cli_invoke(*where, *opts(dirs, "--checkpoint-dir"), "--fresh")
+        assert result.exit_code == 0, (where, result.output)
+        assert detail in result.stdout, where
+    # A -v that is an option's value stays that option's value.
+    one_line_error(cli_invoke("train", "--recipe", "-v", *opts(dirs)), "--recipe must be", "'-v'")
+
+
+def test_evaluate_with_one_particle_says_it_is_the_elbo(trained, cli_invoke):
+    result = cli_invoke("evaluate", "--particles", "1", *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert "100 test images, 1 particle\n" in result.stdout and "1 particles" not in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if "log p(x) (IS)" in line]
+    assert "the ELBO itself" in line and "nats" not in line  # no second figure equal to the ELBO, unexplained
+
+
+def test_a_slow_evaluation_says_how_far_it_is_at_least_once_a_minute(trained, cli_invoke, monkeypatch):
+    monkeypatch.setattr("pyro_vae.progress.LINE_EVERY_S", 0.0)
+    monkeypatch.setattr("pyro_vae.progress.LINE_QUIET_S", 0.0)  # as if each batch of 5 (5%) took a minute
+    result = cli_invoke("evaluate", "--particles", "2", "--batch-size", "5", *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert re.findall(r"^mnist test images: (\d+)/100", result.stdout, re.M) == [str(k) for k in range(5, 101, 5)]
+
+
+def test_train_says_where_its_results_go(tmp_path, mnist_dir, cli_invoke, tiny_run_options):
+    folder = tmp_path / "runs" / "ck2"  # a folder not named checkpoints: its results go to runs/results/ck2
+    result = cli_invoke("train", *tiny_run_options, "--checkpoint-dir", folder)
+    assert result.exit_code == 0, result.output
+    said = result.stdout.splitlines()[0]
+    assert said == f"Checkpoints go to {folder}, results (metrics/history.csv, pictures) to {tmp_path / 'runs' / 'results' / 'ck2'}"
+    assert [r.epoch for r in read_history(tmp_path / "runs" / "results" / "ck2" / "metrics" / "history.csv")] == [1]
+    shown = " ".join(cli_invoke("train", "--help").stdout.split())
+    assert "/data/ck2 -> /data/results/ck2" in shown and "results go beside it" in shown
+
+
+def test_a_missing_checkpoint_file_names_what_its_folder_holds(trained, cli_invoke, one_line_error):
+    folder = trained["--checkpoint-dir"]
+    one_line_error(cli_invoke("generate", "--checkpoint", folder / "vae.epoch.9.pt"),
+                   f"({folder} holds last.pt, vae.epoch.1.pt, vae.epoch.2.pt)", "--checkpoint-dir")
+
+
+def test_another_data_sets_pictures_keep_the_models_own(trained, fashion_dir, cli_invoke):
+    results = trained["--results-dir"]
+    for command in ("reconstruct", "latent-map"):
+        assert cli_invoke(command, *opts(trained)).exit_code == 0
+    own = digest(results)
+    for command in ("reconstruct", "latent-map"):
+        result = cli_invoke(command, "--dataset", "fashion-mnist", *opts(trained))
+        assert result.exit_code == 0, result.output
+        assert "replaced" not in result.stdout
+    after = digest(results)
+    assert all(after[name] == sha for name, sha in own.items())  # the model's own pictures untouched
+    assert {"reconstructions_fashion-mnist.png", "latent_map_fashion-mnist.png",
+            "kl_per_dimension_fashion-mnist.png"} <= set(after)
+
+
+def test_threads_are_chosen_said_with_v_and_bad_ones_refused(trained, dirs, cli_invoke, one_line_error, tiny_options,
+                                                               monkeypatch):
+    from pyro_vae import runtime
+
+    monkeypatch.setattr(runtime, "cpus_available", lambda: (2, "2 CPUs on the machine"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+    # -v says what was chosen and why, for every command that computes.
+    result = cli_invoke("-v", "train", "--epochs", "3", *tiny_options, *opts(dirs, "--checkpoint-dir"))
+    assert result.exit_code == 0, result.output
+    assert "threads: 2, auto: 2 CPUs on the machine" in result.stdout
+    result = cli_invoke("-v", "evaluate", "--particles", "2", "--threads", "1", *opts(trained))
+    assert result.exit_code == 0, result.output
+    assert "threads: 1, as asked" in result.stdout
+    monkeypatch.setenv(runtime.THREADS_ENV, "1")
+    for command in (("generate", "--mode", "prior"), ("latent-map",), ("reconstruct",)):
+        result = cli_invoke("-v", *command, *opts(trained))
+        assert result.exit_code == 0, (command, result.output)
+        assert f"threads: 1, as asked ({runtime.THREADS_ENV})" in result.stdout, command
+    # Bad counts: one line each, nothing written.
+    before = sorted(p for p in dirs["--results-dir"].rglob("*"))
+    one_line_error(cli_invoke("generate", "--threads", "0", *opts(trained)),
+                   "--threads must be auto or a whole number of at least 1, got '0'")
+    one_line_error(cli_invoke("train", "--epochs", "4", "--threads", "two", *tiny_options,
+                              *opts(dirs, "--checkpoint-dir")), "--threads must be auto or a whole number")
+    monkeypatch.setenv(runtime.THREADS_ENV, "lots")
+    one_line_error(cli_invoke("evaluate", "--particles", "2", *opts(trained)),
+                   f"{runtime.THREADS_ENV} must be auto or a whole number of at least 1, got 'lots'; fix or unset it")
+    assert sorted(p for p in dirs["--results-dir"].rglob("*")) == before
+    assert "--threads N|auto" in cli_invoke("tune", "--help").stdout

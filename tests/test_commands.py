@@ -162,7 +162,7 @@ def test_plot_without_history_names_the_folder(tmp_path, mnist_dir, cli_invoke, 
 def test_a_data_hint_downloads_into_the_folder_it_names(tmp_path, mnist_dir, monkeypatch, cli_invoke):
     import gzip
 
-    from pyro_vae import data
+    from pyro_vae import data, fetch
     from pyro_vae.errors import DataError
 
     other = shutil.copytree(mnist_dir, tmp_path / "my data")
@@ -177,7 +177,7 @@ def test_a_data_hint_downloads_into_the_folder_it_names(tmp_path, mnist_dir, mon
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress((mnist_dir / "t10k-labels-idx1-ubyte").read_bytes()))
-    monkeypatch.setitem(data.DATASETS, "mnist", dataclasses.replace(data.get("mnist"), mirrors=(mirror.as_uri() + "/",)))
+    monkeypatch.setitem(fetch.ROUTES, "mnist", dataclasses.replace(fetch.ROUTES["mnist"], mirrors=(mirror.as_uri() + "/",)))
     result = paste(cli_invoke, line)
     assert result.exit_code == 0 and f"wrote {other / 't10k-labels-idx1-ubyte'}" in result.stdout, result.output
 

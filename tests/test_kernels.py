@@ -183,4 +183,5 @@ def test_only_training_measures_kernels_and_a_loaded_model_never_touches_the_cac
                  ("latent-map",)):
         result = cli_invoke(*args)
         assert result.exit_code == 0, (args, result.output)
-    assert not asked and not cache.exists()
+    # (The cache folder may hold the running/ files by which computing processes share the CPUs.)
+    assert not asked and not (cache / kernels.KERNELS_CACHE).exists()

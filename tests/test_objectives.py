@@ -10,7 +10,7 @@ import torch
 from pyro.infer import RenyiELBO, Trace_ELBO
 
 from pyro_vae.model import VAE
-from pyro_vae.objectives import iwae_bound, log_weight_terms, log_weights, loss_fn
+from pyro_vae.objectives import iwae_bound, log_weight_terms, loss_fn
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_iwae_with_one_particle_is_the_elbo(setup):
 def test_elbo_with_particles_averages_the_log_weights(setup):
     vae, x = setup
     loss = _seeded(lambda: loss_fn("elbo", particles=5)(vae, x).loss)
-    weights = _seeded(lambda: log_weights(vae, x, particles=5))
+    weights = _seeded(lambda: log_weight_terms(vae, x, particles=5).weights)
     assert torch.allclose(loss, -weights.mean(0).sum(), rtol=1e-5)
 
 
@@ -69,8 +69,8 @@ def test_more_particles_give_a_tighter_bound(setup):
     vae, x = setup
     x = x.repeat(50, 1)  # 300 images: the average gap is far above the sampling noise
     with torch.no_grad():
-        one = iwae_bound(_seeded(lambda: log_weights(vae, x, particles=1))).mean()
-        many = iwae_bound(_seeded(lambda: log_weights(vae, x, particles=64))).mean()
+        one = iwae_bound(_seeded(lambda: log_weight_terms(vae, x, particles=1).weights)).mean()
+        many = iwae_bound(_seeded(lambda: log_weight_terms(vae, x, particles=64).weights)).mean()
     assert many > one + 0.5
 
 
@@ -103,10 +103,10 @@ def test_the_elbo_equals_trace_elbo_in_value_and_every_gradient(setup, particles
 @pytest.mark.parametrize("objective, particles", [("elbo", 1), ("elbo", 4), ("iwae", 4)])
 def test_at_beta_1_the_loss_is_todays_bit_for_bit(setup, objective, particles):
     # Today's losses, as loss_fn wrote them before the KL weight and the terms (main at f6a49c5):
-    # `log_weights(...).sum().div(-particles)` and `-iwae_bound(log_weights(...)).sum()`.
+    # `log_weight_terms(...).weights.sum().div(-particles)` and `-iwae_bound(log_weight_terms(...).weights).sum()`.
     vae, x = setup
-    today = {"elbo": lambda: log_weights(vae, x, particles=particles).sum().div(-particles),
-             "iwae": lambda: -iwae_bound(log_weights(vae, x, particles=particles)).sum()}[objective]
+    today = {"elbo": lambda: log_weight_terms(vae, x, particles=particles).weights.sum().div(-particles),
+             "iwae": lambda: -iwae_bound(log_weight_terms(vae, x, particles=particles).weights).sum()}[objective]
     theirs = _seeded(today)
     theirs.backward()
     their_grads = [p.grad.clone() for p in vae.parameters()]

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, example, given, settings, strategies
 from hypothesis.extra import numpy as hnp
 
 from pyro_vae import cli
-from pyro_vae import data
+from pyro_vae import data, options
 from pyro_vae.config import GenerateConfig, ModelConfig, Precision, TrainConfig
 
 PRECISIONS = Precision.values()
@@ -201,7 +201,7 @@ def test_train_config_constructs_or_refuses(epochs, batch_size, lr, seed, save_e
 @example(n=1, noise=0.0, seed=0, scale=16, digits=(9,), indices=(0,))
 def test_generate_config_constructs_or_refuses(n, noise, seed, scale, digits, indices):
     made = _outcome(lambda: GenerateConfig(n=n, noise=noise, seed=seed, scale=scale, digits=digits, indices=indices))
-    valid = (n >= 1 and math.isfinite(noise) and seed >= 0 and 1 <= scale <= 16 and len(digits) > 0
+    valid = (n >= 1 and math.isfinite(noise) and noise >= 0 and seed >= 0 and 1 <= scale <= 16 and len(digits) > 0
              and all(d >= 0 for d in digits) and all(i >= 0 for i in indices))
     if isinstance(made, ConfigError):
         big = max(n, *indices, 0) > MODEST or seed > MODEST_SEED or abs(noise) > MODEST_NOISE
@@ -272,9 +272,9 @@ def _expected_digits_ok(text: str) -> bool:
 @example(text="1\u20282")
 def test_generate_digits_are_read_or_refused_in_words(text):
     # The names are the checkpoint's data set's, so --digits is read once it is loaded: by
-    # data.class_numbers, whose ConfigError the command line prints as one line.
+    # options.class_numbers, whose ConfigError the command line prints as one line.
     try:
-        numbers = data.class_numbers(text, "mnist")
+        numbers = options.class_numbers(text, "mnist")
     except ConfigError as exc:
         assert not _expected_digits_ok(text) and re.match(r"digits (takes|must)", str(exc)), exc
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import dataclasses
 import errno
 import logging
@@ -242,15 +243,19 @@ def other_device() -> torch.device:
 
 
 def test_held_out_images_are_binarized_on_the_cpu_whatever_the_training_device(mnist_dir, tiny_train, other_device):
-    images, _ = data.load_split(mnist_dir, "train")
-    test, _ = data.load_split(mnist_dir, "test")
+    images, labels = data.load_split(mnist_dir, "train")
+    test, test_labels = data.load_split(mnist_dir, "test")
     config = dataclasses.replace(tiny_train, valid_size=16, eval_every=1)
-    kept, held_out = train_module._split(images, test, config, device=other_device)
-    assert {kept.device.type, held_out["test"].device.type, held_out["valid"].device.type} == {other_device.type}
+    found = train_module._Data(images, labels, test, test_labels, names=(), noun="digit", record={})
+    kept, held_out = train_module._split(found, config, device=other_device)
+    (test_x, test_y), (valid_x, valid_y) = held_out["test"], held_out["valid"]
+    assert {kept.device.type, test_x.device.type, valid_x.device.type} == {other_device.type}
     # What `evaluate` and `tune` score, bit for bit (a GPU's own generator would draw others).
-    assert torch.equal(held_out["test"].cpu(), data.test_images(mnist_dir)[0])
-    assert torch.equal(held_out["valid"].cpu(), data.binarize_once(images[-16:]))
+    assert torch.equal(test_x.cpu(), data.test_images(mnist_dir)[0])
+    assert torch.equal(valid_x.cpu(), data.binarize_once(images[-16:]))
     assert torch.equal(data.binarize_once(test.to(other_device)), data.binarize_once(test))
+    # Each with its labels, for a labels model's accuracy.
+    assert torch.equal(test_y.cpu(), test_labels) and torch.equal(valid_y.cpu(), labels[-16:])
 
 
 def test_the_test_images_scored_in_training_are_evaluates(paths, tiny_model, tiny_train, monkeypatch):
@@ -472,3 +477,47 @@ def test_an_epoch_resumed_from_a_position_without_its_terms_records_none(mnist_d
     reached = run_epoch(vae, optimizer, images, batch_size=16, generator=generator, loss=loss, resume=old)
     assert reached.batch == 5 and reached.terms_sum is None
     assert train_module._terms(reached, len(images)) == {"reconstruction": None, "kl": None}
+
+
+def test_the_result_names_the_newest_checkpoint_and_the_whole_history(paths, tiny_model, tiny_train):
+    config = dataclasses.replace(tiny_train, epochs=3, save_every=2)
+    result = train(config, model_config=tiny_model, paths=paths)
+    assert result.checkpoint == checkpoint.newest_valid(paths.checkpoint_dir)[0] == paths.checkpoint_dir / "vae.epoch.3.pt"
+    assert result.history == read_history(paths.results_dir / HISTORY) and result.metrics == result.history
+    again = train(dataclasses.replace(config, epochs=4), model_config=tiny_model, paths=paths)
+    assert again.checkpoint == paths.checkpoint_dir / "vae.epoch.4.pt" and again.history[:3] == result.history
+    assert [r.epoch for r in again.metrics] == [4] and again.first_epoch == 4
+    done = train(dataclasses.replace(config, epochs=4), model_config=tiny_model, paths=paths)  # already there
+    assert done.checkpoint == again.checkpoint and done.history == again.history and done.metrics == []
+
+
+def test_a_run_whose_threads_change_every_step_resumes_bit_for_bit(tmp_path, paths, tiny_train, signal_during_loss,
+                                                                   monkeypatch):
+    """Under load the governor moves torch's threads between steps: an interrupted run that did so,
+    resumed, ends bit for bit where a straight run on fixed threads does (full-width layers, so
+    the products are big enough for torch to split them across threads)."""
+    from pyro_vae import runtime
+    from pyro_vae.config import ModelConfig
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.fail("this test needs a machine with at least 2 CPUs")
+    model = ModelConfig(z_dim=40, hidden_dim=500)
+    config = dataclasses.replace(tiny_train, epochs=3, save_every=10)
+    before = torch.get_num_threads()
+    try:
+        straight = dataclasses.replace(paths, checkpoint_dir=tmp_path / "straight", results_dir=tmp_path / "r1")
+        train(config, model_config=model, paths=straight, threads=2)
+        flips = []
+        monkeypatch.setattr(runtime.ThreadGovernor, "__call__",
+                            lambda self: flips.append(torch.get_num_threads()) or torch.set_num_threads(3 - flips[-1]))
+        moved = dataclasses.replace(paths, checkpoint_dir=tmp_path / "moved", results_dir=tmp_path / "r2")
+        with signal_during_loss(8, signal.SIGTERM), pytest.raises(Interrupted):
+            train(config, model_config=model, paths=moved, threads="auto")
+        train(config, model_config=model, paths=moved, threads="auto")
+    finally:
+        torch.set_num_threads(before)
+    assert {1, 2} <= set(flips)
+    a, b = _final_state(straight), _final_state(moved)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [m["lower_bound"] for m in a["metrics"]] == [m["lower_bound"] for m in b["metrics"]]

@@ -69,7 +69,7 @@ def test_the_wheel_holds_the_package_and_its_page_and_nothing_else(wheel):
         [top_level] = [n for n in names if n.endswith(".dist-info/top_level.txt")]
         assert archive.read(top_level).decode().split() == ["pyro_vae"]
     assert {n.split("/")[0] for n in names} == {"pyro_vae", wheel.name.split("-py3")[0] + ".dist-info"}
-    assert {n.split("/")[-1] for n in names if n.startswith("pyro_vae/page/")} == PAGE_FILES
+    assert {n.removeprefix("pyro_vae/page/") for n in names if n.startswith("pyro_vae/page/")} == PAGE_FILES
     assert "pyro_vae/cli.py" in names and "pyro_vae/__main__.py" in names
     assert not any(n.startswith("tests/") or n == "cli.py" for n in names)
 
@@ -100,7 +100,8 @@ def test_from_another_folder_it_trains_generates_and_exports(venv, user_env, tmp
     run(command, "generate", "--mode", "prior", cwd=work, env=user_env)
     assert (work / "results" / "random_samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run(command, "explore", "--export", "site", cwd=work, env=user_env)
-    assert PAGE_FILES | {"manifest.json", "weights.bin"} <= {p.name for p in (work / "site").iterdir()}
+    site = work / "site"
+    assert PAGE_FILES | {"manifest.json", "weights.bin"} <= {p.relative_to(site).as_posix() for p in site.rglob("*")}
     python = venv / BIN / "python"
     found = run(python, "-c", "import pyro_vae; print(pyro_vae.__file__)", cwd=work, env=user_env)
     assert Path(found.stdout.strip()).resolve().is_relative_to(venv.resolve())

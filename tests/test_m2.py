@@ -17,8 +17,8 @@ import torch.distributions as td
 from pyro.infer import TraceEnum_ELBO
 
 import pyro_vae
-from pyro_vae import checkpoint, data, explore, generate as gen
-from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae import checkpoint, data, explore, generate as gen, outputs
+from pyro_vae.config import GenerateConfig, ModelConfig, TrainConfig
 from pyro_vae.errors import ConfigError, Interrupted, NoLabels, PyroVAEError
 from pyro_vae.m2 import M2, Y
 from pyro_vae.metrics import HISTORY, read_history
@@ -221,6 +221,21 @@ def test_a_labels_model_is_asked_for_a_class(paths, tiny_model, tiny_train, n_te
     expected = (model.classify(images).argmax(-1) == labels).double()
     assert scored.accuracy == pytest.approx(expected.mean().item())
     assert scored.accuracy_se == pytest.approx((expected.std() / math.sqrt(n_test)).item())
+
+
+def test_generates_pipeline_asks_a_labels_model_for_classes_and_styles(paths, tiny_model, tiny_train):
+    # outputs.generate, as the command calls it: label mode a grid per class asked for, style mode one grid
+    # of the test images given, each followed by its style written as every class.
+    train(dataclasses.replace(tiny_train, epochs=1, labels=10), model_config=tiny_model, paths=paths)
+    source = outputs.Source(checkpoint_dir=paths.checkpoint_dir, results_dir=paths.results_dir, device="cpu")
+    written = outputs.generate(source, "label", digits="7,1", n=4)
+    assert [w.path.name for w in written] == ["label_7_n4.png", "label_1_n4.png"]
+    assert [w.path.name for w in outputs.generate(source, "style", indices=(3, 4))] == ["style.png"]
+    assert all(w.path.is_file() for w in written)
+    # Model.sample(digit=) draws label mode's own grid.
+    model = pyro_vae.load(paths.checkpoint_dir)
+    drawn = gen.samples(model.vae, "label", GenerateConfig(n=4, digits=(7,)))
+    torch.testing.assert_close(model.sample(4, digit=7).reshape(4, -1), drawn["label_7_n4"], rtol=0, atol=0)
 
 
 def test_a_model_without_labels_cannot_be_asked_for_a_class(paths, tiny_model, tiny_train):

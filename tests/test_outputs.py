@@ -53,8 +53,11 @@ def test_evaluate_scores_and_records(source, tmp_path):
     (lambda s: outputs.generate(s, "prior", noise=1.4), "⟨noise⟩ does nothing in prior mode"),
     (lambda s: outputs.generate(s, "digit", noise=-1.0), "⟨noise⟩ must be between 0 and 10, got -1"),
     (lambda s: outputs.generate(s, "digit", digits="3", indices=(17,)), "both choose"),
+    (lambda s: outputs.generate(s, "label", noise=1.4), "⟨noise⟩ does nothing in label mode"),
+    (lambda s: outputs.generate(s, "label", indices=(17,)), "⟨index⟩ does nothing in label mode"),
     (lambda s: outputs.evaluate(s, EvaluateConfig(particles=1)), None),
-], ids=["noise-in-prior-mode", "noise-negative", "digits-and-index", "no-checkpoint"])
+], ids=["noise-in-prior-mode", "noise-negative", "digits-and-index", "noise-in-label-mode", "index-in-label-mode",
+        "no-checkpoint"])
 def test_bad_settings_are_refused_before_a_checkpoint_is_read(call, fragment, tmp_path):
     nowhere = outputs.Source(checkpoint_dir=tmp_path / "none")
     with pytest.raises(ConfigError if fragment else CheckpointNotFound) as refused:

@@ -16,7 +16,7 @@ from torch import nn
 
 from pyro_vae.config import ModelConfig
 from pyro_vae.data import IMAGE_PIXELS
-from pyro_vae.model import DATA_PLATE, X, Z, VAE, _Bernoulli, _glorot_
+from pyro_vae.model import DATA_PLATE, X, Z, VAE, _Bernoulli, _glorot_, two_hidden_layers
 from pyro_vae.priors import standard_normal
 
 Y = "y"  # the class's sample site
@@ -42,11 +42,7 @@ class Classifier(nn.Module):
 
     def __init__(self, *, classes: int, hidden_dim: int, x_dim: int = IMAGE_PIXELS) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(x_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, classes),
-        )
+        self.net = two_hidden_layers(x_dim, hidden_dim, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., 784) -> y_logits: (..., classes)."""

@@ -22,6 +22,16 @@ X = "x"
 DATA_PLATE = "data"
 
 
+def two_hidden_layers(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """The seed's network shape: in -> hidden -> hidden (ReLU) -> out (the decoder's, and the labels
+    model's classifier)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim), nn.ReLU(),
+        nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
+        nn.Linear(hidden_dim, out_dim),
+    )
+
+
 class Encoder(nn.Module):
     """q(z | x)'s network: 784 -> hidden -> hidden (ReLU) -> (z_loc, z_logstd)."""
 
@@ -45,11 +55,7 @@ class Decoder(nn.Module):
 
     def __init__(self, *, z_dim: int, hidden_dim: int, x_dim: int = IMAGE_PIXELS) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(z_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.ReLU(),
-            nn.Linear(hidden_dim, x_dim),
-        )
+        self.net = two_hidden_layers(z_dim, hidden_dim, x_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (..., z_dim) -> x_logits: (..., 784)."""

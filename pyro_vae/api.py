@@ -155,16 +155,32 @@ class Model:
         return z_loc.cpu(), z_logstd.exp().cpu()
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """p(x | z)'s pixel probabilities: z (m, z_dim) -> (m, 28, 28)."""
+    def decode(self, z: torch.Tensor, *, digit: int | torch.Tensor | None = None) -> torch.Tensor:
+        """p(x | z)'s pixel probabilities: z (m, z_dim) -> (m, 28, 28); a labels model decodes p(x | z, y)
+        with y = `digit` (one class for all, or (m,) classes), which it needs.
+
+        Raises:
+            NoLabels: `digit` given to a model trained without labels.
+        """
         z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
         if z.shape[-1] != self.model_config.z_dim:
             raise ConfigError(f"z must be (m, {self.model_config.z_dim}) for this model, got {tuple(z.shape)}")
-        return _square(self.vae.x_probs(z))
+        if digit is None and not self.has_labels:
+            return _square(self.vae.x_probs(z))
+        vae = gen.require_labels(self.vae)
+        if digit is None:
+            raise ConfigError("a labels model decodes z with a class: pass digit= (a class number, or one per row)")
+        y = torch.as_tensor(digit, dtype=torch.long, device=self.device).expand(z.shape[:-1])
+        if not bool(((y >= 0) & (y < vae.config.classes)).all()):
+            raise ConfigError(f"digit must be a class 0 to {vae.config.classes - 1}, got {digit}")
+        return _square(vae.x_probs(z, y))
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        """Each image through the guide's mean and back: (m, 28, 28) -> (m, 28, 28) probabilities."""
-        return self.decode(self.encode(images)[0])
+        """Each image through the guide's mean and back: (m, 28, 28) -> (m, 28, 28) probabilities (a labels
+        model decodes each at the class its classifier finds most probable, as it encoded it)."""
+        z_loc, _ = self.encode(images)
+        digit = self.classify(images).argmax(-1) if self.has_labels else None
+        return self.decode(z_loc, digit=digit)
 
     def log_likelihood(self, images: torch.Tensor, *, particles: int = EvaluateConfig.particles,
                        seed: int = EvaluateConfig.seed, batch_size: int = EvaluateConfig.batch_size) -> torch.Tensor:

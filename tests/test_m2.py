@@ -215,6 +215,15 @@ def test_a_labels_model_is_asked_for_a_class(paths, tiny_model, tiny_train, n_te
     assert styles.shape == (2, 10, 784)
     z_loc, _ = model.vae.encoder(x, labels[:2])
     torch.testing.assert_close(styles[1, 4], model.vae.x_probs(z_loc[1], torch.tensor(4)))
+    # decode and reconstruct: with a class given, and at the classifier's class.
+    torch.testing.assert_close(model.decode(z, digit=7).reshape(6, -1), model.vae.x_probs(z, y))
+    with pytest.raises(ConfigError, match="a labels model decodes z with a class: pass digit="):
+        model.decode(z)
+    with pytest.raises(ConfigError, match="digit must be a class 0 to 9"):
+        model.decode(z, digit=10)
+    again = model.reconstruct(images[:7])
+    assert again.shape == (7, 28, 28)
+    torch.testing.assert_close(again, model.decode(model.encode(images[:7])[0], digit=probs.argmax(-1)))
     result = pyro_vae.load(paths.checkpoint_dir)  # evaluate's accuracy, on the test labels
     scored = pyro_vae.evaluate.score(result.vae, pyro_vae.evaluate.test_sets(result.data, data_dir=paths.data_dir),
                                      particles=3)[0]
@@ -242,7 +251,8 @@ def test_a_model_without_labels_cannot_be_asked_for_a_class(paths, tiny_model, t
     train(dataclasses.replace(tiny_train, epochs=1), model_config=tiny_model, paths=paths)
     model = pyro_vae.load(paths.checkpoint_dir)
     assert not model.has_labels
-    for ask in (lambda: model.sample(4, digit=7), lambda: model.classify(torch.zeros(1, 28, 28))):
+    for ask in (lambda: model.sample(4, digit=7), lambda: model.classify(torch.zeros(1, 28, 28)),
+                lambda: model.decode(torch.zeros(1, model.model_config.z_dim), digit=7)):
         with pytest.raises(NoLabels, match="labels"):
             ask()
 

@@ -1,5 +1,5 @@
 """pyro-vae's command line: `pyro-vae train | generate | evaluate | plot | reconstruct |
-interpolate | quiz | tune | download | explore | latent-map` (also `python -m pyro_vae`, and `python cli.py` in the clone).
+interpolate | quiz | judge | tune | download | explore | latent-map` (also `python -m pyro_vae`, and `python cli.py` in the clone).
 
 Only parsing and printing happen here; the work and every default are in `pyro_vae`. Heavy
 libraries load inside the commands, so `--help` stays fast.
@@ -22,6 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from pyro_vae.config import EXPLORE_HOST, EXPLORE_PORT
+from pyro_vae.config import JudgeConfig
 from pyro_vae.config import (GRID_COLS, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO, MAX_INTERPOLATE_STEPS,
                              MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE, PICTURE_SCALE,
                              PSEUDO_INPUTS, RECONSTRUCT_IMAGES, Device, EvaluateConfig, GenerateConfig, Mode,
@@ -458,6 +459,33 @@ def quiz(
 
 
 @app.command()
+def judge(
+    samples: Annotated[int, typer.Option(help="Images per source; each C2ST fits on half, scores the "
+                                         "other half.")] = JudgeConfig.samples,
+    noise: Annotated[Optional[list[float]], typer.Option(help="A 'more like this' noise; repeat for several "
+                                                         f"[default: {JudgeConfig.noises[0]:g}].")] = None,
+    seed: Seed = JudgeConfig.seed, checkpoint: CheckpointFile = None,
+    checkpoint_dir: CheckpointDir = Paths.checkpoint_dir, results_dir: ResultsDir = None,
+    dataset: DatasetOpt = None, data_dir: DataDir = None, device: DeviceOpt = Device.auto,
+) -> None:
+    """Human or machine, asked of a classifier: legibility, judge score, Fréchet distance and C2ST of the
+    model's samples and of real test images (results/metrics/judge.json; the judge trains once, cached)."""
+    from pyro_vae import judge as jg
+
+    config = JudgeConfig(samples=samples, noises=tuple(noise) if noise else JudgeConfig.noises, seed=seed)
+    model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, writes=False)
+    done = jg.judge_and_record(model, config, paths=paths, progress=sys.stdout.isatty())
+    typer.echo(f"judge: {done.judge.accuracy:.2%} test accuracy ({done.judge.path}); {samples} images a source")
+    typer.echo(f"{'source':<22}{'legible':>8}{'score':>7}{'FD':>8}{'C2ST bits':>16}{'C2ST grey':>16}{'target':>7}")
+    for r in done.records:
+        name = r["source"] + ("" if r["noise"] is None else f" noise {r['noise']:g}")
+        typer.echo(f"{name:<22}{r['legible']:8.3f}{r['judge_score']:7.2f}{r['frechet_distance']:8.2f}"
+                   f"{r['c2st_accuracy']:10.3f} +-{r['c2st_se']:.3f}{r['c2st_grey_accuracy']:10.3f} +-"
+                   f"{r['c2st_grey_se']:.3f}{r.get('target_share', float('nan')):7.3f}")
+    typer.echo(f"wrote {done.file}")
+
+
+@app.command()
 def tune(
     study: Annotated[str, typer.Option(help="The study's name (shared by every worker).")] = TuneConfig.study,
     storage: Annotated[Optional[str], typer.Option(help="Study database URL, e.g. postgresql://user:pw@host/db "
@@ -551,13 +579,14 @@ def explore(
     dataset: DatasetOpt = None, data_dir: DataDir = None,
 ) -> None:
     """Play with a trained model in the browser: digits, drawing, the latent map, walks, the quiz."""
-    from pyro_vae import data, explore as ex, latent
+    from pyro_vae import data, explore as ex, judge as jg, latent
 
     # The page computes; the CPU only exports.
     model, paths = _load(checkpoint, Device.cpu, dataset, data_dir, checkpoint_dir, None, writes=False)
     images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     files = ex.bundle(model.vae, images, labels, checkpoint=model.path, epoch=model.epoch,
-                      classes=latent.Classes.of(paths.dataset, paths.data_dir))
+                      classes=latent.Classes.of(paths.dataset, paths.data_dir),
+                      judged=jg.page_figure(model.path, paths.results_dir))
     if export is not None:
         ex.export(files, export)
         typer.echo(f"wrote {export}/ ({len(files)} files): serve it with any static web server, e.g. "

@@ -16,7 +16,7 @@ from pyro_vae.config import JudgeConfig, Paths
 
 TINY = dict(z_dim=2, hidden_dim=16, batch_size=16)
 # A judge that learns the synthetic bars in a second: many small steps over the 80 training images.
-QUICK = dict(judge_epochs=20, judge_batch_size=16, judge_width=8, c2st_epochs=8, c2st_batch_size=16, c2st_width=8)
+QUICK = dict(judge_epochs=30, judge_batch_size=16, judge_lr=3e-3, judge_width=8, c2st_epochs=8, c2st_batch_size=16, c2st_width=8)
 KEYS = {"source", "samples", "judge_accuracy", "legible", "judge_score", "frechet_distance", "c2st_accuracy",
         "c2st_se"}
 
@@ -104,7 +104,7 @@ def test_a_cached_judge_is_reused_and_changed_data_trains_a_new_one(mnist_dir, t
     accept_as("mnist", write_synthetic_mnist(mnist_dir, seed=5), monkeypatch)  # other files, accepted as MNIST
     changed = jg.load_judge(paths, config)
     assert changed.trained and changed.key != first.key
-    retrained = jg.load_judge(paths, JudgeConfig(**{**QUICK, "judge_epochs": 21}))  # its settings are in the key
+    retrained = jg.load_judge(paths, JudgeConfig(**{**QUICK, "judge_epochs": 31}))  # its settings are in the key
     assert retrained.trained and retrained.key not in (first.key, changed.key)
     assert len(list(again.path.parent.glob("*.pt"))) == 3
 

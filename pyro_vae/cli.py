@@ -476,12 +476,12 @@ def judge(
     model, paths = _load(checkpoint, device, dataset, data_dir, checkpoint_dir, results_dir, writes=False)
     done = jg.judge_and_record(model, config, paths=paths, progress=sys.stdout.isatty())
     typer.echo(f"judge: {done.judge.accuracy:.2%} test accuracy ({done.judge.path}); {samples} images a source")
-    typer.echo(f"{'source':<22}{'legible':>8}{'score':>7}{'FD':>8}{'C2ST bits':>16}{'C2ST grey':>16}{'target':>7}")
+    typer.echo(f"{'source':<26}{'legible':>8}{'score':>7}{'FD':>8}{'C2ST bits':>16}{'C2ST grey':>16}{'target':>7}")
     for r in done.records:
         name = r["source"] + ("" if r["noise"] is None else f" noise {r['noise']:g}")
-        typer.echo(f"{name:<22}{r['legible']:8.3f}{r['judge_score']:7.2f}{r['frechet_distance']:8.2f}"
+        typer.echo(f"{name:<26}{r['legible']:8.3f}{r['judge_score']:7.2f}{r['frechet_distance']:8.2f}"
                    f"{r['c2st_accuracy']:10.3f} +-{r['c2st_se']:.3f}{r['c2st_grey_accuracy']:10.3f} +-"
-                   f"{r['c2st_grey_se']:.3f}{r.get('target_share', float('nan')):7.3f}")
+                   f"{r['c2st_grey_se']:.3f}{format(r['target_share'], '7.3f') if 'target_share' in r else '-':>7}")
     typer.echo(f"wrote {done.file}")
 
 

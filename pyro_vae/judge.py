@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -392,9 +393,12 @@ def judge(model: Model, config: JudgeConfig = JudgeConfig(), *, paths: Paths, pr
     records = []
     with Bars(progress) as bars:
         bars.add("judging sources", total=len(chosen))
-        for k, source in enumerate(chosen):
-            generator = torch.Generator().manual_seed(config.seed + k)
-            with isolated_rng(config.seed + k, device=model.device):
+        for source in chosen:
+            # Each source's own seed, from the seed and what the source is: its figures do not depend on
+            # which other sources were asked for (judge.json replaces a record by these keys alone).
+            seed = (config.seed + zlib.crc32(f"{source.name} {source.noise}".encode())) % 2**32
+            generator = torch.Generator().manual_seed(seed)
+            with isolated_rng(seed, device=model.device):
                 drawn = source.draw(config.samples, generator)
             probs, features = judge_net.classify(drawn.grey)
             # Real images to fit against (training) and to score against (test; for the real row,
@@ -406,8 +410,8 @@ def judge(model: Model, config: JudgeConfig = JudgeConfig(), *, paths: Paths, pr
             binary = lambda x: (torch.rand(x.shape, generator=generator) < x).to(x.dtype)  # noqa: E731
             fit, score = drawn.grey[:half], drawn.grey[half:2 * half]
             bits = c2st((binary(fit), binary(real_fit)), (binary(score), binary(real_score)), config=config,
-                        seed=config.seed + k, device=model.device)
-            grey = c2st((fit, real_fit), (score, real_score), config=config, seed=config.seed + k,
+                        seed=seed, device=model.device)
+            grey = c2st((fit, real_fit), (score, real_score), config=config, seed=seed,
                         device=model.device)
             shares = class_shares(probs)
             record: dict[str, Any] = {

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options
-from pyro_vae.config import (EvaluateConfig, GenerateConfig, Mode, ModelConfig, Paths, Prior, TrainConfig,
+from pyro_vae.config import (EvaluateConfig, GenerateConfig, JudgeConfig, Mode, ModelConfig, Paths, Prior, TrainConfig,
                              results_dir_for, split_settings, with_recipe)
 from pyro_vae.errors import ConfigError
 from pyro_vae.m2 import has_labels
@@ -187,6 +187,26 @@ class Model:
         """Importance-sampled log p(x) per image, in nats, with `particles` draws from the guide: (m,)."""
         x = _pixels(images, device=self.device)
         return ev.log_likelihoods(self.vae, x, particles=particles, seed=seed, batch_size=batch_size).cpu()
+
+
+    def judge(self, *, samples: int = JudgeConfig.samples, noises: tuple[float, ...] = JudgeConfig.noises,
+              seed: int = JudgeConfig.seed, dataset: str | None = None, data_dir: str | Path | None = None,
+              progress: bool = False) -> list[dict[str, Any]]:
+        """How its samples look to a classifier (`pyro_vae.judge`): one record per source, in order the
+        prior's, "more like this" at each of `noises`, and real test images as the reference.
+
+        Each record has `source`, `samples`, `judge_accuracy`, `legible`, `judge_score`, `frechet_distance`,
+        `c2st_accuracy` and `c2st_se` (Bernoulli draws against binarized real images),
+        `c2st_grey_accuracy` and `c2st_grey_se` (pixel probabilities against grey levels), `classes`,
+        `class_distance`, and for "more like this" `target_share` (judged the exemplar's class).
+        The judge trains once per data set (minutes on a CPU) and is cached in the user cache folder.
+        Nothing is written but that cache; the command line's `judge` also writes results/metrics/judge.json.
+        """
+        from pyro_vae import judge as jg
+
+        config = JudgeConfig(samples=samples, noises=tuple(noises), seed=seed)
+        paths = self.paths(dataset=dataset, data_dir=data_dir, writes=False)
+        return jg.judge(self, config, paths=paths, progress=progress).records
 
 
 def load(path: str | Path = Paths.checkpoint_dir, *, device: str | torch.device = "cpu", z_dim: int | None = None,

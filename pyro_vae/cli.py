@@ -1,5 +1,5 @@
 """pyro-vae's command line: `pyro-vae train | generate | evaluate | plot | reconstruct |
-interpolate | quiz | tune | download | explore | latent-map` (also `python -m pyro_vae`, and `python cli.py` in the clone).
+interpolate | quiz | judge | tune | download | explore | latent-map` (also `python -m pyro_vae`, and `python cli.py` in the clone).
 
 Only parsing and printing happen here; the work and every default are in `pyro_vae`. Heavy
 libraries load inside the commands, so `--help` stays fast.
@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from pyro_vae.config import (EXPLORE_HOST, EXPLORE_PORT, INTERPOLATE_FROM, INTERPOLATE_STEPS, INTERPOLATE_TO,
                              MAX_INTERPOLATE_STEPS, MAX_NOISE, MAX_RECONSTRUCT_IMAGES, MAX_SCALE, MAX_SEED, MIN_NOISE,
                              MODEL_SETTINGS, PICTURE_SCALE, PSEUDO_INPUTS, RECONSTRUCT_IMAGES, WIDE_NOISE, Device, EvaluateConfig,
-                             GenerateConfig, Mode, ModelConfig, Objective, Paths, Precision, Prior, QuizConfig,
+                             GenerateConfig, JudgeConfig, Mode, ModelConfig, Objective, Paths, Precision, Prior, QuizConfig,
                              TrainConfig, TuneConfig, either)
 from pyro_vae.errors import Hint, Hinted, Interrupted, PyroVAEError, render
 
@@ -477,6 +477,35 @@ def quiz(
 
     config = QuizConfig(real_fraction=real_fraction, noise=noise, seed=seed)  # refused before the model is read
     _report(outputs.quiz(source, config, scale=scale))
+
+
+@app.command()
+@_reads_checkpoint("z_dim", "hidden_dim")
+def judge(
+    source: Source,
+    samples: Annotated[int, typer.Option(help="Images per source; each C2ST fits on half, scores the "
+                                         "other half.")] = JudgeConfig.samples,
+    noise: Annotated[Optional[list[float]], typer.Option(help="A 'more like this' noise; repeat for several "
+                                                         f"[default: {JudgeConfig.noises[0]:g}].")] = None,
+    seed: Seed = JudgeConfig.seed,
+) -> None:
+    """Human or machine, asked of a classifier: legibility, judge score, Fréchet distance and C2ST of the
+    model's samples and of real test images (results/metrics/judge.json; the judge trains once, cached)."""
+    from pyro_vae import outputs
+
+    config = JudgeConfig(samples=samples, noises=tuple(noise) if noise else JudgeConfig.noises, seed=seed)
+    _print_judged(outputs.judge(source, config, progress=sys.stdout.isatty()), samples=samples)
+
+
+def _print_judged(done: Any, *, samples: int) -> None:
+    typer.echo(f"judge: {done.judge.accuracy:.2%} test accuracy ({done.judge.path}); {samples} images a source")
+    typer.echo(f"{'source':<26}{'legible':>8}{'score':>7}{'FD':>8}{'C2ST bits':>16}{'C2ST grey':>16}{'target':>7}")
+    for r in done.records:
+        name = r["source"] + ("" if r["noise"] is None else f" noise {r['noise']:g}")
+        typer.echo(f"{name:<26}{r['legible']:8.3f}{r['judge_score']:7.2f}{r['frechet_distance']:8.2f}"
+                   f"{r['c2st_accuracy']:10.3f} +-{r['c2st_se']:.3f}{r['c2st_grey_accuracy']:10.3f} +-"
+                   f"{r['c2st_grey_se']:.3f}{format(r['target_share'], '7.3f') if 'target_share' in r else '-':>7}")
+    typer.echo(f"wrote {done.file}")
 
 
 @app.command()

@@ -78,7 +78,7 @@ def _packed_bits(binarized: torch.Tensor) -> np.ndarray:
 
 
 def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: Path, epoch: int,
-           classes: Classes = Classes()) -> dict[str, bytes]:
+           classes: Classes = Classes(), judged: dict[str, Any] | None = None) -> dict[str, bytes]:
     """Every file of the page for this model, by name: the page, `manifest.json` and three binaries.
 
     Args:
@@ -90,7 +90,8 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         test codes (`latent_views`). `manifest.json` gives each array's file, byte offset, dtype and
         shape, the words the page uses for the data set's images (`WORDS`), and each latent dimension's KL
         and activity over the test set with the active ones (`latent.kl_per_dimension`,
-        `latent.active_units`).
+        `latent.active_units`), and under "judge" how a classifier did at the quiz's game on this
+        checkpoint (`judge.page_figure`; null when `judge` has not measured it).
     """
     if not isinstance(vae, VAE):  # the page's networks (nets.js) are the VAE's
         raise PyroVAEError("the page runs the unsupervised VAE's networks, and this model was trained with "
@@ -114,6 +115,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         "latent": {"kl": used.kl.tolist(), "activity": used.activity.tolist(), "active": used.active.tolist(),
                    "threshold": ACTIVE_THRESHOLD, "prior": vae.config.prior,
                    "about_prior": in_words(vae.config.prior, vae.config.pseudo_inputs)},
+        "judge": judged,
         "map": {"planes": {plane.name: plane.label for plane in views.planes}, "variance_share": views.share},
         "layers": {}, "arrays": {},
     }

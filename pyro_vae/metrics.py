@@ -142,25 +142,35 @@ EVALUATION_KEY = ("checkpoint", "epoch", "dataset", "particles", "seed")
 
 
 def read_evaluations(path: Path) -> list[dict[str, Any]]:
-    """The records of `evaluation.json` (none when it does not exist); a file written before
-    records were kept as a list holds one record. HistoryError when it is not such a file."""
+    """The records of a list of records such as `evaluation.json` or `judge.json` (none when it does not
+    exist); a file written before records were kept as a list holds one record. HistoryError when it is
+    not such a file."""
     path = Path(path)
     if not path.is_file():
         return []
     try:
         found = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HistoryError(f"{path} is not an evaluation record ({exc}); move it away and evaluate again") from None
+        raise HistoryError(f"{path} is not a list of records ({exc}); move it away and run the command again") from None
     records = found if isinstance(found, list) else [found]
     if not all(isinstance(r, dict) for r in records):
-        raise HistoryError(f"{path} is not an evaluation record; move it away and evaluate again")
+        raise HistoryError(f"{path} is not a list of records; move it away and run the command again")
     return records
 
 
 def add_evaluation(record: dict[str, Any], path: Path) -> tuple[Path, bool]:
     """Add `record` to the list in `path`, atomically, replacing the one with the same
     EVALUATION_KEY; returns the path and whether a record was replaced."""
-    key = tuple(record.get(name) for name in EVALUATION_KEY)
     records = read_evaluations(path)
-    kept = [r for r in records if tuple(r.get(name) for name in EVALUATION_KEY) != key]
-    return write_json([*kept, record], path), len(kept) < len(records)
+    return add_records([record], path, key=EVALUATION_KEY), len(_kept(records, [record], EVALUATION_KEY)) < len(records)
+
+
+def add_records(new: list[dict[str, Any]], path: Path, *, key: tuple[str, ...]) -> Path:
+    """Add `new` to the list of records in `path`, atomically, replacing those with the same `key` values."""
+    return write_json([*_kept(read_evaluations(path), new, key), *new], path)
+
+
+def _kept(records: list[dict[str, Any]], new: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """`records` less those that one of `new` replaces (the same values of every field of `key`)."""
+    replaced = {tuple(r.get(name) for name in key) for r in new}
+    return [r for r in records if tuple(r.get(name) for name in key) not in replaced]

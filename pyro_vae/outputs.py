@@ -9,10 +9,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pyro_vae import api, data, evaluate as ev, explore, generate as gen, images, latent, options, plots, runtime
 from pyro_vae.checkpoint import require_file
-from pyro_vae.config import GRID_COLS, PICTURE_SCALE, EvaluateConfig, GenerateConfig, Mode, Paths, QuizConfig
+from pyro_vae.config import GRID_COLS, PICTURE_SCALE, EvaluateConfig, GenerateConfig, JudgeConfig, Mode, Paths, QuizConfig
 from pyro_vae.metrics import EVALUATION, HISTORY, read_evaluations, read_history, write_json
 from pyro_vae.progress import Bars
 
@@ -219,9 +220,22 @@ class Page:
 
 
 def page(source: Source) -> Page:
-    """The explorer page's files for a checkpoint and its test images; on the CPU: the page computes."""
+    """The explorer page's files for a checkpoint and its test images; on the CPU: the page computes.
+    The quiz says how the judge did on the same game where `judge` has scored this checkpoint."""
+    from pyro_vae import judge
+
     model, paths = replace(source, device="cpu", results_dir=None).open(writes=False)
     test_images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
     files = explore.bundle(model.vae, test_images, labels, checkpoint=model.path, epoch=model.epoch,
-                           classes=latent.Classes.of(paths.dataset, paths.data_dir))
+                           classes=latent.Classes.of(paths.dataset, paths.data_dir),
+                           judged=judge.page_figure(model.path, paths.results_dir))
     return Page(files, model)
+
+
+def judge(source: Source, config: JudgeConfig = JudgeConfig(), *, progress: bool = False) -> Any:
+    """The judge's figures of the model's sources and of real test images, added to the run's
+    results/metrics/judge.json (`judge.judge_and_record`; the judge trains once per data set, cached)."""
+    from pyro_vae import judge as jg
+
+    model, paths = source.open(writes=False)
+    return jg.judge_and_record(model, config, paths=paths, progress=progress)

@@ -99,7 +99,22 @@ export function mount(model, root) {
     score.textContent = `Score: ${right} of ${answers.length} right. You found ${found} of the ${machines} machine ` +
       `${model.word("items")} and took ${wrongHumans} ${model.word("real")} ones for a machine's.`;
   }
+  $("quiz-machine").textContent = machineTurn(model);
   $("quiz-check").addEventListener("click", check);
   $("quiz-new").addEventListener("click", newRound);
   newRound();
+}
+
+// How a machine did at the same game: the judge's C2ST of this checkpoint, from the manifest.
+function machineTurn(model) {
+  const judged = model.manifest.judge;
+  if (!judged) {
+    return "How does a machine do at this game? Run judge on this checkpoint, then open the page again: " +
+      "a classifier trained to tell this model's images from real ones will be scored here.";
+  }
+  const percent = (x) => `${Math.round(100 * x)}%`;
+  return `A machine's turn: a classifier trained on ${judged.samples / 2} of this model's ` +
+    `${model.word("items")} (noise ${judged.noise}) and as many ${model.word("real")} ones told new ones apart ` +
+    `${percent(judged.c2st_accuracy)} of the time (\u00b1${percent(judged.c2st_se)}; 50% is a coin toss), ` +
+    `at epoch ${judged.epoch}.`;
 }

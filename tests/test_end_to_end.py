@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Epochs per kernel in the oneDNN test: 2 is enough to run the whole trainer on that path (5 took
 # 80 s of CI's time for the same check).
 ONEDNN_EPOCHS = 2
-PROGRESS = re.compile(r"^.*: \d+/\d+ \(\d+%\)$")  # a progress line: "mnist test images: 5800/10000 (58%)"
+# A progress line: "mnist test images: 5800/10000 (58%), 12 s left" (the time left once there is a pace).
+PROGRESS = re.compile(r"^.*: \d+/\d+ \(\d+%\)(, .* left.*)?$")
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:

@@ -156,6 +156,9 @@ def test_a_labels_model_is_judged_on_the_classes_it_is_asked_for(trained, paths,
     targets = torch.arange(40) % 10
     with isolated_rng(jg.source_seed(config.seed, source)):
         grey = gen.label_samples(model.vae, n=40, digit=targets)
+    with isolated_rng(jg.source_seed(config.seed, source)):
+        drawn = source.draw(40, torch.Generator())
+    assert torch.equal(drawn.targets, targets) and torch.equal(drawn.grey, grey)  # the classes decoded with
     probs, _ = judged.judge.classify(grey)
     assert label["target_share"] == float((probs.argmax(-1) == targets).double().mean())
     assert label["legible"] == jg.legible(probs) and label["judge_score"] == jg.judge_score(probs)

@@ -193,12 +193,14 @@ class Model:
               seed: int = JudgeConfig.seed, dataset: str | None = None, data_dir: str | Path | None = None,
               progress: bool = False) -> list[dict[str, Any]]:
         """How its samples look to a classifier (`pyro_vae.judge`): one record per source, in order the
-        prior's, "more like this" at each of `noises`, and real test images as the reference.
+        prior's, "more like this" at each of `noises`, a labels model's samples of classes asked for
+        (`label`, balanced over the classes), and real test images as the reference.
 
         Each record has `source`, `samples`, `judge_accuracy`, `legible`, `judge_score`, `frechet_distance`,
         `c2st_accuracy` and `c2st_se` (Bernoulli draws against binarized real images),
         `c2st_grey_accuracy` and `c2st_grey_se` (pixel probabilities against grey levels), `classes`,
-        `class_distance`, and for "more like this" `target_share` (judged the exemplar's class).
+        `class_distance`, and for "more like this" and `label` `target_share` (judged the exemplar's class, or
+        the class asked for).
         The judge trains once per data set (minutes on a CPU) and is cached in the user cache folder.
         Nothing is written but that cache; the command line's `judge` also writes results/metrics/judge.json.
         """

@@ -473,7 +473,8 @@ class JudgeConfig:
     prior: bool = True  # judge the prior's samples
     real: bool = True  # and real test images, the reference row
     seed: int = 0
-    judge_epochs: int = 8  # 4 reached 98.93% on MNIST's test set; the issue asks for 99.0%
+    # 4 reached 98.93% on MNIST's test set, under the 99.0% asked for; 8 reach 99.19% (Fashion-MNIST: 89.76%)
+    judge_epochs: int = 8
     judge_batch_size: int = 128
     judge_lr: float = 1e-3
     judge_seed: int = 0

@@ -92,15 +92,18 @@ def _check_class(vae: M2, digit: int) -> None:
 
 
 @torch.no_grad()
-def label_samples(vae: VAE | M2, *, n: int, digit: int) -> torch.Tensor:
+def label_samples(vae: VAE | M2, *, n: int, digit: int | torch.Tensor) -> torch.Tensor:
     """Decode `n` draws of z ~ p(z) with the class fixed at `digit`: x ~ p(x | z, y = digit).
 
+    Args:
+        digit: one class for all n draws, or one per draw: (n,) int64 (the judge's balanced classes).
     Returns:
         (n, 784) float pixel probabilities in [0, 1].
     """
     vae = require_labels(vae)
-    _check_class(vae, digit)
-    y = torch.full((n,), digit, dtype=torch.int64, device=next(vae.parameters()).device)
+    y = torch.as_tensor(digit, dtype=torch.int64, device=next(vae.parameters()).device).expand(n).contiguous()
+    for d in y.unique().tolist():
+        _check_class(vae, d)
     z = Predictive(vae.model, num_samples=1, return_sites=(Z,))(y=y)[Z][0]
     return vae.x_probs(z, y)
 

@@ -25,6 +25,7 @@ from pyro_vae import data
 from pyro_vae.config import JudgeConfig, Paths, cache_dir
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.fsutil import atomic_write
+from pyro_vae.m2 import has_labels
 from pyro_vae.metrics import add_records
 from pyro_vae.progress import Bars
 from pyro_vae.runtime import isolated_rng
@@ -41,7 +42,7 @@ LEGIBLE = 0.9  # a sample is legible when the judge gives one class at least thi
 FEATURES = 128  # the judge's penultimate layer: the Fréchet distance's features
 # One judge.json record per checkpoint, source and setting; judging again with them replaces it.
 RECORD_KEY = ("checkpoint", "epoch", "dataset", "source", "noise", "samples", "seed")
-PRIOR, MORE_LIKE_THIS, REAL = "prior", "more_like_this", "real"  # the sources' names in the records
+PRIOR, MORE_LIKE_THIS, LABEL, REAL = "prior", "more_like_this", "label", "real"  # the sources' names in the records
 
 
 class Net(nn.Module):
@@ -293,9 +294,8 @@ class Source:
     """Something to judge: `draw(n, generator)` gives n images. `real`: the images are real test
     images, so its C2ST scores them against other training images rather than test images.
 
-    Extension point: a model that can be asked for a class (the Labels issue) adds a source here
-    whose `draw` returns its samples of class c with `targets` all c; the record then gives the share
-    judged to be the class asked for, as it does for "more like this"'s exemplars."""
+    A source whose draws have `targets` (more like this's exemplars' labels, the classes a labels
+    model was asked for) also gets `target_share` in its record: the share judged to be that class."""
 
     name: str
     draw: Callable[[int, torch.Generator], Drawn]
@@ -327,6 +327,19 @@ def more_like_this_source(model: Model, test: tuple[torch.Tensor, torch.Tensor],
     return Source(MORE_LIKE_THIS, draw, noise=noise)
 
 
+def label_source(model: Model) -> Source:
+    """A labels model asked for each class in turn (0, 1, ..., classes - 1, 0, ...), so every class
+    has n / classes draws (within one, in each C2ST half too): x ~ p(x | z, y = c), z ~ p(z)
+    (`generate --mode label`'s sampler); targets are the classes asked for."""
+    from pyro_vae import generate as gen
+
+    def draw(n: int, generator: torch.Generator) -> Drawn:
+        targets = torch.arange(n) % model.vae.config.classes
+        return Drawn(gen.label_samples(model.vae, n=n, digit=targets.to(model.device)).cpu(), targets)
+
+    return Source(LABEL, draw)
+
+
 def real_source(test: tuple[torch.Tensor, torch.Tensor]) -> Source:
     """Real test images (grey levels) and their labels: the reference every model is measured against."""
     def draw(n: int, generator: torch.Generator) -> Drawn:
@@ -334,6 +347,12 @@ def real_source(test: tuple[torch.Tensor, torch.Tensor]) -> Source:
         return Drawn(test[0][index], test[1][index])
 
     return Source(REAL, draw, real=True)
+
+
+def source_seed(seed: int, source: Source) -> int:
+    """The seed of `source`'s draws and fits: from `seed` and what the source is, so its figures do
+    not depend on which other sources were asked for (judge.json replaces a record by these keys alone)."""
+    return (seed + zlib.crc32(f"{source.name} {source.noise}".encode())) % 2**32
 
 
 def _indices(available: int, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -368,8 +387,9 @@ def check(model: Model, paths: Paths, config: JudgeConfig, sets: Labelled) -> No
 
 def judge(model: Model, config: JudgeConfig = JudgeConfig(), *, paths: Paths, progress: bool = False,
           sources: Sequence[Source] = ()) -> Judged:
-    """Judge `model`'s samples from each source (the prior, "more like this" at `config.noises`,
-    any `sources` given) and real test images as the reference, `config.samples` images each.
+    """Judge `model`'s samples from each source (the prior, "more like this" at `config.noises`, a
+    labels model's samples of requested classes, any `sources` given) and real test images as the
+    reference, `config.samples` images each.
 
     Each record: `source`, `noise`, `samples`, the judge's test accuracy `judge_accuracy`, `legible`,
     `judge_score`, `classes` (shares by class name) and `class_distance` (total variation from the
@@ -377,7 +397,8 @@ def judge(model: Model, config: JudgeConfig = JudgeConfig(), *, paths: Paths, pr
     `c2st_accuracy`/`c2st_se` (Bernoulli draws against real images binarized the same way: the
     model's own distribution) and `c2st_grey_accuracy`/`c2st_grey_se` (pixel probabilities against
     real grey levels: what its pictures show), and `target_share` where the source has targets
-    (the share judged to be the exemplar's class). Seeded by `config.seed`: same seed, same figures.
+    (the share judged to be the exemplar's class, or for a labels model's `label` source the class
+    asked for). Seeded by `config.seed`: same seed, same figures.
     """
     sets = labelled(paths)  # first: no labels is the first thing to say of a data set
     check(model, paths, config, sets)
@@ -388,15 +409,14 @@ def judge(model: Model, config: JudgeConfig = JudgeConfig(), *, paths: Paths, pr
     test_shares = class_shares(test_probs)
     chosen = [*([prior_source(model)] if config.prior else []),
               *(more_like_this_source(model, (binarized_test, y_test), noise=s) for s in config.noises),
+              *([label_source(model)] if has_labels(model.vae) else []),
               *sources, *([real_source((x_test, y_test))] if config.real else [])]
     half = config.samples // 2
     records = []
     with Bars(progress) as bars:
         bars.add("judging sources", total=len(chosen))
         for source in chosen:
-            # Each source's own seed, from the seed and what the source is: its figures do not depend on
-            # which other sources were asked for (judge.json replaces a record by these keys alone).
-            seed = (config.seed + zlib.crc32(f"{source.name} {source.noise}".encode())) % 2**32
+            seed = source_seed(config.seed, source)
             generator = torch.Generator().manual_seed(seed)
             with isolated_rng(seed, device=model.device):
                 drawn = source.draw(config.samples, generator)

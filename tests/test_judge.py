@@ -3,6 +3,7 @@ the `judge` command's records and its refusals of what cannot be judged."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 import torch
 
 import pyro_vae
-from pyro_vae import judge as jg
+from pyro_vae import generate as gen, judge as jg
 from pyro_vae.config import JudgeConfig, Paths
+from pyro_vae.runtime import isolated_rng
+from pyro_vae.trainer import train
 
 TINY = dict(z_dim=2, hidden_dim=16, batch_size=16)
 # A judge that learns the synthetic bars in a second: many small steps over the 80 training images.
@@ -131,6 +134,34 @@ def test_judging_is_seeded_and_the_records_have_the_issues_keys(trained, monkeyp
         assert 1 <= record["judge_score"] <= 10 + 1e-9 and sum(record["classes"].values()) == pytest.approx(1)
     assert "target_share" in first[1] and "target_share" not in first[0] and "target_share" not in first[-1]
     assert not list(Path("results").glob("**/judge.json"))  # the API writes nothing but the judge's cache
+
+
+def test_a_labels_model_is_judged_on_the_classes_it_is_asked_for(trained, paths, tiny_model, tiny_train, tmp_path):
+    labels_paths = dataclasses.replace(paths, checkpoint_dir=tmp_path / "labels",
+                                       results_dir=tmp_path / "labels_results")
+    train(dataclasses.replace(tiny_train, epochs=1, labels=10), model_config=tiny_model, paths=labels_paths)
+    config = JudgeConfig(**QUICK, samples=40, noises=(0.7,), seed=3)
+    plain = jg.judge(pyro_vae.load(trained), config, paths=paths).records
+    assert [r["source"] for r in plain] == ["prior", "more_like_this", "real"]  # no labels, no label source
+    model = pyro_vae.load(labels_paths.checkpoint_dir)
+    judged = jg.judge(model, config, paths=paths)
+    assert [r["source"] for r in judged.records] == ["prior", "more_like_this", "label", "real"]
+    label = judged.records[2]
+    assert KEYS <= set(label) and label["noise"] is None and label["samples"] == 40
+    assert jg.judge(model, config, paths=paths).records[2] == label  # seeded
+    assert jg.judge(model, dataclasses.replace(config, seed=4), paths=paths).records[2] != label
+    # The same draws by hand: the source's seed, each class asked for in turn (four of each of ten),
+    # decoded with that class, and read by the same judge: the share read as the class asked for.
+    source = jg.label_source(model)
+    targets = torch.arange(40) % 10
+    with isolated_rng(jg.source_seed(config.seed, source)):
+        grey = gen.label_samples(model.vae, n=40, digit=targets)
+    with isolated_rng(jg.source_seed(config.seed, source)):
+        drawn = source.draw(40, torch.Generator())
+    assert torch.equal(drawn.targets, targets) and torch.equal(drawn.grey, grey)  # the classes decoded with
+    probs, _ = judged.judge.classify(grey)
+    assert label["target_share"] == float((probs.argmax(-1) == targets).double().mean())
+    assert label["legible"] == jg.legible(probs) and label["judge_score"] == jg.judge_score(probs)
 
 
 def test_the_command_writes_a_record_per_source_and_replaces_them_when_run_again(trained, cli_invoke, tmp_path):

@@ -202,7 +202,13 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dic
     found = newest_valid(checkpoint_dir)
     if found is None:
         # The folder in full: a relative one means little to a notebook or a script run elsewhere.
-        raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; train first: {HINT}",
+        from pyro_vae import pretrained  # it reads checkpoints' settings: imported here, not at the top
+
+        shipped = pretrained.names()
+        # Never a shipped model in place of the user's run: the hint offers it, the user chooses.
+        offer = (f", or use a model shipped with pyro-vae: ⟨pretrained⟩ {'mnist' if 'mnist' in shipped else shipped[0]}"
+                 " (pyro_vae.load_pretrained in Python)") if shipped else ""
+        raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; train first: {HINT}{offer}",
                                  folder=checkpoint_dir,
                                  hint=commands.first_training(Paths(checkpoint_dir=Path(checkpoint_dir))))
     return found

@@ -174,6 +174,9 @@ CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [d
 Size = Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")]
 Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed: same seed, same output.")]
+PretrainedOpt = Annotated[Optional[str], typer.Option(
+    metavar="NAME", help="Read a model shipped with pyro-vae instead of a checkpoint (`pyro-vae pretrained` lists "
+    "them, e.g. mnist); its results go to results/pretrained-NAME.")]
 ThreadsOpt = Annotated[Optional[str], typer.Option(
     "--threads", metavar="N|auto", help="torch's CPU threads: a number, or auto: the CPUs this process may use "
     "(affinity mask, CPU quota), shared with other pyro-vae processes computing, adapted to load while training; "
@@ -186,7 +189,7 @@ _SOURCE_OPTIONS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annot
                                                ("checkpoint_dir", CheckpointDir, Paths.checkpoint_dir),
                                                ("results_dir", ResultsDir, None), ("dataset", DatasetOpt, None),
                                                ("data_dir", DataDir, None), ("device", DeviceOpt, Device.auto),
-                                               ("threads", ThreadsOpt, None))]
+                                               ("threads", ThreadsOpt, None), ("pretrained", PretrainedOpt, None))]
 
 
 def _reads_checkpoint(*omit: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -603,6 +606,30 @@ def _serve(page: Any, *, host: str, port: int, browser: bool) -> None:
 
     ex.serve(server, ready=ready)
     typer.echo("stopped", err=True)
+
+
+@app.command("pretrained")
+def pretrained_models() -> None:
+    """The models shipped with pyro-vae, each with its training and test figures (docs/pretrained.md);
+    any command that reads a model takes one with --pretrained NAME."""
+    from pyro_vae import pretrained
+
+    shipped = pretrained.names()
+    if not shipped:
+        typer.echo("no models are shipped with this copy of pyro-vae (docs/pretrained.md says how to add one)")
+        return
+    for name in shipped:
+        record = pretrained.manifest(name)
+        test = record["test"]
+        typer.echo(f"{name}: {record['dataset']['title']}, recipe {record['recipe']}, z_dim "
+                   f"{record['model_config']['z_dim']}, epoch {record['epoch']} of {record['epochs_planned']}, "
+                   f"{record['dtype']} ({record['bytes'] / 1e6:.1f} MB)")
+        typer.echo(f"  test log p(x) {test['log_likelihood']:.2f} +- {test['log_likelihood_se']:.2f} nats, ELBO "
+                   f"{test['elbo']:.2f} +- {test['elbo_se']:.2f} (K={test['particles']}, {test['images']} images); "
+                   f"trained {record['training_seconds'] / 3600:.1f} h")
+        if record.get("note"):
+            typer.echo(f"  {record['note']}")
+    typer.echo(f"e.g. {shlex.join([*program(), 'generate', '--pretrained', shipped[0]])}")
 
 
 @app.command("latent-map")

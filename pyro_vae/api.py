@@ -77,6 +77,11 @@ class Model:
     def device(self) -> torch.device:
         return next(self.vae.parameters()).device
 
+    @property
+    def named(self) -> str:
+        """What the model is, in words: "checkpoint PATH", or "shipped model NAME"."""
+        return f"shipped model {self.pretrained}" if self.pretrained else f"checkpoint {self.path}"
+
     def about(self) -> dict[str, Any]:
         """What a picture or a record says of this checkpoint: data set, file and epoch, and its
         recipe and prior where it has one or it is not the seed's; a shipped model by its name."""

@@ -206,9 +206,10 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dic
 
         shipped = pretrained.names()
         # Never a shipped model in place of the user's run: the hint offers it, the user chooses.
-        offer = (f", or use a model shipped with pyro-vae: ⟨pretrained⟩ {'mnist' if 'mnist' in shipped else shipped[0]}"
-                 " (pyro_vae.load_pretrained in Python)") if shipped else ""
-        raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; train first: {HINT}{offer}",
+        # The command to paste stays last, after "train first: ".
+        offer = (f"add ⟨pretrained⟩ {'mnist' if 'mnist' in shipped else shipped[0]} for a model shipped with pyro-vae, "
+                 "or " if shipped else "")
+        raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; {offer}train first: {HINT}",
                                  folder=checkpoint_dir,
                                  hint=commands.first_training(Paths(checkpoint_dir=Path(checkpoint_dir))))
     return found

@@ -399,7 +399,7 @@ def _print_scores(scores: Any, *, particles: int) -> None:
     model, one_draw = scores.model, particles == 1
     if len(scores.scored) == 1:
         result = scores.scored[0].result
-        typer.echo(f"checkpoint {model.path}: {result.images} test images, {particles} particle{'s' * (not one_draw)}")
+        typer.echo(f"{model.named}: {result.images} test images, {particles} particle{'s' * (not one_draw)}")
         typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
         if one_draw:
             typer.echo("  log p(x) (IS)   the ELBO: with 1 particle the estimate is the ELBO itself; pass --particles "
@@ -411,7 +411,7 @@ def _print_scores(scores: Any, *, particles: int) -> None:
         typer.echo(f"  active units    {result.active_units:6d} of {model.model_config.z_dim}  (Burda et al.: "
                    "Var_x E_q[z_u|x] > 0.01)")
         return
-    typer.echo(f"checkpoint {model.path} (trained on {data.title_of(model.data)}): {particles} "
+    typer.echo(f"{model.named} (trained on {data.title_of(model.data)}): {particles} "
                f"particle{'s' * (not one_draw)}, nats per image" + ("; with 1 particle log p(x) (IS) is the ELBO "
                                                                      "itself" if one_draw else ""))
     typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}  {'reconstruction':>14}  "
@@ -581,7 +581,7 @@ def _export(page: Any, folder: Path) -> None:
     from pyro_vae import explore as ex
 
     ex.export(page.files, folder)
-    typer.echo(f"wrote {folder}/ ({len(page.files)} files) for checkpoint {page.model.path} (epoch "
+    typer.echo(f"wrote {folder}/ ({len(page.files)} files) for {page.model.named} (epoch "
                f"{page.model.epoch}): serve it with any static web server, e.g. python -m http.server -d {folder}")
 
 
@@ -595,7 +595,7 @@ def _serve(page: Any, *, host: str, port: int, browser: bool) -> None:
     url = ex.url_of(server)
 
     def ready() -> None:
-        typer.echo(f"serving checkpoint {page.model.path} (epoch {page.model.epoch}, {page.model.dataset}) at:",
+        typer.echo(f"serving {page.model.named} (epoch {page.model.epoch}, {page.model.dataset}) at:",
                    err=True)
         typer.echo(url)
         typer.echo("Ctrl-C stops the server.", err=True)

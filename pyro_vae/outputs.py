@@ -127,10 +127,10 @@ def evaluate(source: Source, config: EvaluateConfig = EvaluateConfig(), *, progr
     model, paths = replace(source, dataset=None, data_dir=None).open()
     sets = ev.test_sets(model.data, names, data_dir=source.data_dir)
     for test in (test for test in sets if test.foreign):
-        log.info("note: %s %s; %s's test images are scored with the same estimator", model.path, test.foreign,
+        log.info("note: %s %s; %s's test images are scored with the same estimator", model.named, test.foreign,
                  data.get(test.dataset).title)
     images_named = " and ".join(f"{len(test.x)} {test.dataset}" for test in sets)
-    log.info("scoring %s (epoch %d) on %s test images with %d particle%s...", model.path, model.epoch, images_named,
+    log.info("scoring %s (epoch %d) on %s test images with %d particle%s...", model.named, model.epoch, images_named,
              config.particles, "s" * (config.particles != 1))
     with Bars(progress) as bars:
         for test in sets:
@@ -238,6 +238,7 @@ def page(source: Source) -> Page:
         test_images, labels = pretrained.test_sample(model.pretrained)
     else:
         test_images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
-    files = explore.bundle(model.vae, test_images, labels, checkpoint=model.path, epoch=model.epoch,
+    shown = Path(f"{model.pretrained} (shipped with pyro-vae)") if model.pretrained else model.path  # the page's title
+    files = explore.bundle(model.vae, test_images, labels, checkpoint=shown, epoch=model.epoch,
                            classes=latent.Classes.of(paths.dataset, paths.data_dir))
     return Page(files, model)

@@ -10,10 +10,12 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import re
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -115,9 +117,20 @@ def _save(obj: Any, path: Path) -> str:
     return _sha256(path)
 
 
+def _scored(source: Path, dtype: torch.dtype, x: torch.Tensor, particles: int, seed: int,
+            batch_size: int) -> ev.Evaluation:
+    """The test figures of checkpoint `source`'s weights rounded to `dtype` (`evaluate.evaluate`)."""
+    torch.set_num_threads(1)  # a process of its own: the caller's thread setting does not reach it
+    state = checkpoint.load(source)
+    vae = VAE(checkpoint.configs_of(state)[0])
+    vae.load_state_dict({key: value.to(dtype).float() for key, value in state["model"].items()})
+    return ev.evaluate(vae.eval(), x, particles=particles, seed=seed, batch_size=batch_size)
+
+
 def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Path, note: str = "",
          particles: int = 1000, seed: int = 0, batch_size: int = 100, trained_on: str = "",
-         folder: Path | None = None, on_step: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+         folder: Path | None = None, side_by_side: bool = True,
+         on_step: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Write shipped model `name` from checkpoint `source` into `folder` (default: the package's):
     the weights only, in fp16 when that loses under `FP16_LIMIT` nats of test log p(x) (both
     scored with the same `particles` and `seed`), else fp32; the first `SAMPLE_IMAGES` test images;
@@ -126,7 +139,8 @@ def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Pat
     Args:
         command: the exact command that trained it; log_file: its log (the epoch times are summed);
         data_dir: the data set's folder (its test split is scored); note: what the reader should
-        know (e.g. an epoch short of the run's end); trained_on: the machine [default: this one].
+        know (e.g. an epoch short of the run's end); trained_on: the machine [default: this one];
+        side_by_side: score the two in two processes (else one after the other, in this one).
     Returns:
         The manifest written.
     """
@@ -138,13 +152,14 @@ def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Pat
     x, _ = data.test_images(data_dir, dataset=dataset)
     images, labels = data.load_split(data_dir, "test", dataset=dataset)
 
-    def scored(dtype: torch.dtype) -> ev.Evaluation:
-        vae = VAE(model_config)
-        vae.load_state_dict({key: value.to(dtype).float() for key, value in state["model"].items()})
-        on_step(f"scoring {name} as {str(dtype).removeprefix('torch.')} on {len(x)} test images, K={particles}")
-        return ev.evaluate(vae.eval(), x, particles=particles, seed=seed, batch_size=batch_size)
-
-    full, half = scored(torch.float32), scored(torch.float16)
+    on_step(f"scoring {name} as float32 and as float16 ({'side by side, ' if side_by_side else ''}one thread each) "
+            f"on {len(x)} test images, K={particles}, seed {seed}")
+    calls = list(zip(*[(source, dtype, x, particles, seed, batch_size) for dtype in (torch.float32, torch.float16)]))
+    if side_by_side:  # two processes: the two scorings take the time of one where CPUs are to spare
+        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            full, half = pool.map(_scored, *calls)
+    else:
+        full, half = map(_scored, *calls)
     loss = full.log_likelihood - half.log_likelihood
     dtype, shipped = (torch.float16, half) if loss < FP16_LIMIT else (torch.float32, full)
     weights_file, sample_file = f"{name}.pt", f"{name}.test.pt"

@@ -31,7 +31,7 @@ def shipped(tmp_path, mnist_dir, monkeypatch) -> Path:
     log.write_text("Epoch 1 (1.5s): Lower bound = -500\nbatches: 2/5\nEpoch 2 (2.25s): Lower bound = -400\n")
     folder = tmp_path / "weights"
     pretrained.ship("mnist", tmp_path / "run" / "vae.epoch.2.pt", command="pyro-vae train --epochs 2", log_file=log,
-                    data_dir=mnist_dir, note="a test's", particles=4, folder=folder)
+                    data_dir=mnist_dir, note="a test's", particles=4, folder=folder, side_by_side=False)
     monkeypatch.setattr(pretrained, "FOLDER", folder)
     return folder
 
@@ -130,8 +130,9 @@ def test_a_checkpoint_and_a_shipped_model_together_are_refused(shipped, cli_invo
 
 
 def test_train_first_offers_training_or_the_shipped_model(shipped, cli_invoke, one_line_error, tmp_path):
-    line = one_line_error(cli_invoke("generate"), "no checkpoint in", "train first: python cli.py train",
-                          "--pretrained mnist")
+    line = one_line_error(cli_invoke("generate"), "no checkpoint in",
+                          "; add --pretrained mnist for a model shipped with pyro-vae, or train first: python cli.py train")
+    assert line.endswith("train first: python cli.py train")  # the command to paste, last
     assert not (tmp_path / "results").exists(), line  # never the shipped model silently in the run's place
 
 
@@ -168,3 +169,11 @@ def test_mnist_scores_on_the_real_test_set_as_its_manifest_says(tmp_path):
         particles=test["particles"], seed=test["seed"])
     assert len(scores) == test["images"]
     assert abs(scores.mean().item() - test["log_likelihood"]) < 2 * test["log_likelihood_se"]
+
+
+@pytest.mark.slow  # two spawned processes importing torch: half a minute on a busy machine
+def test_scoring_side_by_side_gives_the_figures_of_one_after_the_other(shipped, tmp_path, mnist_dir):
+    again = pretrained.ship("mnist", tmp_path / "run" / "vae.epoch.2.pt", command="c", log_file=tmp_path / "train.log",
+                            data_dir=mnist_dir, particles=4, folder=tmp_path / "again", side_by_side=True)
+    first = json.loads((shipped / "mnist.json").read_text())
+    assert again["fp16"] == first["fp16"] and again["test"] == first["test"] and again["sha256"] == first["sha256"]

@@ -50,8 +50,10 @@ class Source:
         this run when the command `writes` there (`metrics.claim`)."""
         runtime.apply_threads(self.threads)
         if self.pretrained is not None:
-            if self.checkpoint is not None:
-                raise ConfigError("⟨checkpoint⟩ and ⟨pretrained⟩ each name the model to read; give one of them")
+            given = [name for name, value in (("checkpoint", self.checkpoint), ("checkpoint_dir", self.checkpoint_dir))
+                     if value not in (None, Paths.checkpoint_dir)]
+            if given:
+                raise ConfigError(f"⟨{given[0]}⟩ and ⟨pretrained⟩ each name the model to read; give one of them")
             model = api.load_pretrained(self.pretrained, device=self.device, z_dim=self.z_dim,
                                         hidden_dim=self.hidden_dim)
             return model, model.paths(dataset=self.dataset, data_dir=self.data_dir, results_dir=self.results_dir,

@@ -117,6 +117,16 @@ def _save(obj: Any, path: Path) -> str:
     return _sha256(path)
 
 
+def _score_all(source: Path, calls: list[tuple[torch.dtype, torch.Tensor]], *, particles: int, seed: int,
+               batch_size: int, side_by_side: bool) -> list[ev.Evaluation]:
+    """`_scored` for each (dtype, images) of `calls`: in a process each (one thread), or one after the other here."""
+    columns = list(zip(*[(source, dtype, x, particles, seed, batch_size) for dtype, x in calls]))
+    if not side_by_side or len(calls) == 1:
+        return list(map(_scored, *columns))
+    with ProcessPoolExecutor(max_workers=len(calls), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_scored, *columns))
+
+
 def _scored(source: Path, dtype: torch.dtype, x: torch.Tensor, particles: int, seed: int,
             batch_size: int) -> ev.Evaluation:
     """The test figures of checkpoint `source`'s weights rounded to `dtype` (`evaluate.evaluate`)."""
@@ -129,18 +139,19 @@ def _scored(source: Path, dtype: torch.dtype, x: torch.Tensor, particles: int, s
 
 def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Path, note: str = "",
          particles: int = 1000, seed: int = 0, batch_size: int = 100, trained_on: str = "",
-         folder: Path | None = None, side_by_side: bool = True,
+         folder: Path | None = None, side_by_side: bool = True, images: int | None = None,
          on_step: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Write shipped model `name` from checkpoint `source` into `folder` (default: the package's):
     the weights only, in fp16 when that loses under `FP16_LIMIT` nats of test log p(x) (both
-    scored with the same `particles` and `seed`), else fp32; the first `SAMPLE_IMAGES` test images;
-    and the manifest, with the test figures measured on the weights as shipped.
+    scored with the same `particles`, `seed` and draws), else fp32; the first `SAMPLE_IMAGES` test
+    images; and the manifest, with the test figures measured on the weights as shipped.
 
     Args:
         command: the exact command that trained it; log_file: its log (the epoch times are summed);
         data_dir: the data set's folder (its test split is scored); note: what the reader should
         know (e.g. an epoch short of the run's end); trained_on: the machine [default: this one];
-        side_by_side: score the two in two processes (else one after the other, in this one).
+        side_by_side: score in a process each (else one after the other, in this one);
+        images: score the first `images` test images only [default: all of them].
     Returns:
         The manifest written.
     """
@@ -150,21 +161,18 @@ def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Pat
     dataset = state["dataset"]["name"]
     spec = data.get(dataset)
     x, _ = data.test_images(data_dir, dataset=dataset)
-    images, labels = data.load_split(data_dir, "test", dataset=dataset)
+    raw, labels = data.load_split(data_dir, "test", dataset=dataset)  # (n, 784) uint8: the page's sample
 
-    on_step(f"scoring {name} as float32 and as float16 ({'side by side, ' if side_by_side else ''}one thread each) "
-            f"on {len(x)} test images, K={particles}, seed {seed}")
-    calls = list(zip(*[(source, dtype, x, particles, seed, batch_size) for dtype in (torch.float32, torch.float16)]))
-    if side_by_side:  # two processes: the two scorings take the time of one where CPUs are to spare
-        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            full, half = pool.map(_scored, *calls)
-    else:
-        full, half = map(_scored, *calls)
+    scored_x = x[:images]  # the whole test set unless `images` says fewer (a machine too busy for it)
+    on_step(f"scoring {name} as float32 and as float16 on {len(scored_x)} test images, K={particles}, seed {seed}"
+            f"{' (side by side)' if side_by_side else ''}")
+    full, half = _score_all(source, [(torch.float32, scored_x), (torch.float16, scored_x)], particles=particles,
+                            seed=seed, batch_size=batch_size, side_by_side=side_by_side)
     loss = full.log_likelihood - half.log_likelihood
     dtype, shipped = (torch.float16, half) if loss < FP16_LIMIT else (torch.float32, full)
     weights_file, sample_file = f"{name}.pt", f"{name}.test.pt"
     sha = _save({key: value.to(dtype).contiguous() for key, value in state["model"].items()}, folder / weights_file)
-    sample_sha = _save({"images": images[:SAMPLE_IMAGES].to(torch.uint8).clone(),
+    sample_sha = _save({"images": raw[:SAMPLE_IMAGES].to(torch.uint8).clone(),
                         "labels": labels[:SAMPLE_IMAGES].to(torch.uint8).clone()}, folder / sample_file)
     seconds, counted = training_seconds(log_file, epoch=int(state["epoch"]))
     record = {
@@ -182,10 +190,13 @@ def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Pat
                  "elbo_se": shipped.elbo_se, "log_likelihood": shipped.log_likelihood,
                  "log_likelihood_se": shipped.log_likelihood_se, "reconstruction": shipped.reconstruction,
                  "kl": shipped.kl, "active_units": shipped.active_units},
-        "fp16": {"log_likelihood_fp32": full.log_likelihood, "log_likelihood_fp16": half.log_likelihood,
-                 "loss": loss, "limit": FP16_LIMIT, "particles": particles, "seed": seed},
-        "sample": {"file": sample_file, "sha256": sample_sha, "images": min(SAMPLE_IMAGES, len(images)),
-                   "what": f"the first {min(SAMPLE_IMAGES, len(images))} {spec.title} test images and labels, "
+        "fp16": {"images": full.images, "log_likelihood_fp32": full.log_likelihood,
+                 "log_likelihood_fp16": half.log_likelihood, "loss": loss, "limit": FP16_LIMIT,
+                 "particles": particles, "seed": seed,
+                 "what": f"test log p(x) of {full.images} test images, the weights in fp32 and rounded to fp16, "
+                         "with the same draws: loss = fp32 - fp16"},
+        "sample": {"file": sample_file, "sha256": sample_sha, "images": min(SAMPLE_IMAGES, len(raw)),
+                   "what": f"the first {min(SAMPLE_IMAGES, len(raw))} {spec.title} test images and labels, "
                            "for explore's page without the data set"},
         "checkpoint": {"file": str(source), "sha256": _sha256(source)},
         "shipped": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

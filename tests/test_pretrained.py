@@ -127,6 +127,9 @@ def test_a_bad_name_is_one_line_listing_the_names(shipped, cli_invoke, one_line_
 def test_a_checkpoint_and_a_shipped_model_together_are_refused(shipped, cli_invoke, one_line_error, tmp_path):
     one_line_error(cli_invoke("generate", "--pretrained", "mnist", "--checkpoint", tmp_path / "run" / "last.pt"),
                    "--checkpoint and --pretrained")
+    one_line_error(cli_invoke("evaluate", "--pretrained", "mnist", "--checkpoint-dir", tmp_path / "run"),
+                   "--checkpoint-dir and --pretrained")
+    assert not (tmp_path / "results").exists()
 
 
 def test_train_first_offers_training_or_the_shipped_model(shipped, cli_invoke, one_line_error, tmp_path):
@@ -167,7 +170,8 @@ def test_mnist_scores_on_the_real_test_set_as_its_manifest_says(tmp_path):
     scores = pyro_vae.load_pretrained("mnist").log_likelihood(
         pyro_vae.load_dataset("mnist", split="test", data_dir=os.environ.get("PYRO_VAE_DATA"))[0],
         particles=test["particles"], seed=test["seed"])
-    assert len(scores) == test["images"]
+    # The manifest's figures may come from the first test["images"] of them: within two of its standard errors.
+    assert len(scores) == 10_000 >= test["images"]
     assert abs(scores.mean().item() - test["log_likelihood"]) < 2 * test["log_likelihood_se"]
 
 

@@ -614,7 +614,7 @@ def pretrained_models() -> None:
     any command that reads a model takes one with --pretrained NAME."""
     from pyro_vae import pretrained
 
-    shipped = pretrained.names()
+    shipped = sorted(pretrained.names(), key=lambda name: name != "mnist")  # the design card's model first
     if not shipped:
         typer.echo("no models are shipped with this copy of pyro-vae (docs/pretrained.md says how to add one)")
         return
@@ -625,7 +625,7 @@ def pretrained_models() -> None:
                    f"{record['model_config']['z_dim']}, epoch {record['epoch']} of {record['epochs_planned']}, "
                    f"{record['dtype']} ({record['bytes'] / 1e6:.1f} MB)")
         typer.echo(f"  test log p(x) {test['log_likelihood']:.2f} +- {test['log_likelihood_se']:.2f} nats, ELBO "
-                   f"{test['elbo']:.2f} +- {test['elbo_se']:.2f} (K={test['particles']}, {test['images']} images); "
+                   f"{test['elbo']:.2f} +- {test['elbo_se']:.2f} (K={test['particles']}, first {test['images']} test images); "
                    f"trained {record['training_seconds'] / 3600:.1f} h")
         if record.get("note"):
             typer.echo(f"  {record['note']}")

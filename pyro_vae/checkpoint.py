@@ -207,7 +207,7 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dic
         shipped = pretrained.names()
         # Never a shipped model in place of the user's run: the hint offers it, the user chooses.
         # The command to paste stays last, after "train first: ".
-        offer = (f"add ⟨pretrained⟩ {'mnist' if 'mnist' in shipped else shipped[0]} for a model shipped with pyro-vae, "
+        offer = (f"use ⟨pretrained⟩ {'mnist' if 'mnist' in shipped else shipped[0]} for a model shipped with pyro-vae, "
                  "or " if shipped else "")
         raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; {offer}train first: {HINT}",
                                  folder=checkpoint_dir,

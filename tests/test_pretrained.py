@@ -134,7 +134,7 @@ def test_a_checkpoint_and_a_shipped_model_together_are_refused(shipped, cli_invo
 
 def test_train_first_offers_training_or_the_shipped_model(shipped, cli_invoke, one_line_error, tmp_path):
     line = one_line_error(cli_invoke("generate"), "no checkpoint in",
-                          "; add --pretrained mnist for a model shipped with pyro-vae, or train first: python cli.py train")
+                          "; use --pretrained mnist for a model shipped with pyro-vae, or train first: python cli.py train")
     assert line.endswith("train first: python cli.py train")  # the command to paste, last
     assert not (tmp_path / "results").exists(), line  # never the shipped model silently in the run's place
 

@@ -95,7 +95,7 @@ def test_from_another_folder_it_trains_generates_and_exports(venv, user_env, tmp
     command = str(venv / BIN / "pyro-vae")
     first = subprocess.run([command, "generate"], cwd=work, env=user_env, capture_output=True, text=True)
     assert first.returncode == 1 and first.stderr.endswith("train first: pyro-vae train\n"), first.stderr
-    assert "; add --pretrained mnist for a model shipped with pyro-vae, or train first" in first.stderr
+    assert "; use --pretrained mnist for a model shipped with pyro-vae, or train first" in first.stderr
     trained = run(command, "train", "--epochs", "1", "--dataset", "idx", "--data-dir", idx, "--z-dim", "2",
                   "--hidden-dim", "16", "--batch-size", "16", cwd=work, env=user_env)
     assert "Epoch 1 " in trained.stdout and (work / "checkpoints" / "vae.epoch.1.pt").is_file()

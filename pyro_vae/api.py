@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options
+from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, options, pretrained
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, JudgeConfig, Mode, ModelConfig, Paths, Prior, TrainConfig,
                              results_dir_for, split_settings, with_recipe)
 from pyro_vae.errors import ConfigError
@@ -63,6 +63,7 @@ class Model:
     epoch: int  # epochs it had trained
     data: dict[str, Any]  # what it was trained on (`data.record`); `data["name"]` is the data set
     train_config: TrainConfig
+    pretrained: str | None = None  # a shipped model's name (`load_pretrained`); None: a checkpoint of a run
 
     @property
     def dataset(self) -> str:
@@ -77,11 +78,17 @@ class Model:
     def device(self) -> torch.device:
         return next(self.vae.parameters()).device
 
+    @property
+    def named(self) -> str:
+        """What the model is, in words: "checkpoint PATH", or "shipped model NAME"."""
+        return f"shipped model {self.pretrained}" if self.pretrained else f"checkpoint {self.path}"
+
     def about(self) -> dict[str, Any]:
         """What a picture or a record says of this checkpoint: data set, file and epoch, and its
-        recipe and prior where it has one or it is not the seed's."""
+        recipe and prior where it has one or it is not the seed's; a shipped model by its name."""
         config = self.model_config
-        return {"dataset": self.dataset, "checkpoint": str(self.path), "epoch": self.epoch,
+        shown = f"shipped model {self.pretrained}" if self.pretrained else str(self.path)
+        return {"dataset": self.dataset, "checkpoint": shown, "epoch": self.epoch,
                 **({"recipe": self.train_config.recipe} if self.train_config.recipe else {}),
                 **({"prior": f"vamp {config.pseudo_inputs}"} if config.prior == Prior.vamp else {}),
                 **({"labels": self.train_config.labels} if self.train_config.labels else {})}
@@ -89,11 +96,14 @@ class Model:
     def paths(self, *, dataset: str | None = None, data_dir: str | Path | None = None,
               results_dir: str | Path | None = None, writes: bool = True) -> Paths:
         """The folders a command reading this model uses: `dataset` when given, else the one it was
-        trained on (`data.reading`), and its run's results folder (from the checkpoint's folder),
-        claimed for this run when the command `writes` there (`metrics.claim`)."""
+        trained on (`data.reading`), and its run's results folder (from the checkpoint's folder; a
+        shipped model's own, results/pretrained-NAME), claimed for this run when the command
+        `writes` there (`metrics.claim`)."""
         chosen = options.dataset_names(dataset)
         name, folder = data.reading(self.data, dataset=chosen[0] if chosen else None,
                                     data_dir=None if data_dir is None else Path(data_dir))
+        if results_dir is None and self.pretrained:
+            results_dir = pretrained.results_dir(self.pretrained)
         paths = Paths(data_dir=folder, checkpoint_dir=self.path.parent, dataset=name,
                       results_dir=None if results_dir is None else Path(results_dir))
         if writes:
@@ -227,6 +237,26 @@ def load(path: str | Path = Paths.checkpoint_dir, *, device: str | torch.device 
                                            hidden_dim=hidden_dim)
     return Model(vae=vae, path=file, epoch=int(state["epoch"]), data=state["dataset"],
                  train_config=checkpoint.configs_of(state)[1])
+
+
+def load_pretrained(name: str, *, device: str | torch.device = "cpu", z_dim: int | None = None,
+                    hidden_dim: int | None = None) -> Model:
+    """A model shipped with pyro-vae (`pyro-vae pretrained` lists them, docs/pretrained.md says how
+    each was trained): the same `Model` as `load` gives, from package data, with no data set needed.
+
+    Args:
+        device: "cpu", "cuda" or "auto"; z_dim, hidden_dim: checked against the model's when given.
+    Raises:
+        UnknownPretrained: no shipped model of that name (the message lists those there are).
+        DamagedCheckpoint: its file does not match the manifest's sha256 (edited or damaged).
+    """
+    state, record = pretrained.weights(name)
+    path = pretrained.FOLDER / record["file"]
+    vae = VAE(checkpoint.model_config_of(record, path=path, z_dim=z_dim, hidden_dim=hidden_dim))
+    vae.load_state_dict(state)
+    return Model(vae=vae.to(_device(device)).eval(), path=path,
+                 epoch=int(record["epoch"]), data={"name": record["dataset"]["name"]},
+                 train_config=checkpoint.configs_of(record)[1], pretrained=name)
 
 
 def _device(device: str | torch.device) -> torch.device:

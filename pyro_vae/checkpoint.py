@@ -202,7 +202,14 @@ def load_resolved(path: Path | None, *, checkpoint_dir: Path) -> tuple[Path, dic
     found = newest_valid(checkpoint_dir)
     if found is None:
         # The folder in full: a relative one means little to a notebook or a script run elsewhere.
-        raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; train first: {HINT}",
+        from pyro_vae import pretrained  # it reads checkpoints' settings: imported here, not at the top
+
+        shipped = pretrained.names()
+        # Never a shipped model in place of the user's run: the hint offers it, the user chooses.
+        # The command to paste stays last, after "train first: ".
+        offer = (f"use ⟨pretrained⟩ {'mnist' if 'mnist' in shipped else shipped[0]} for a model shipped with pyro-vae, "
+                 "or " if shipped else "")
+        raise CheckpointNotFound(f"no checkpoint in {Path(checkpoint_dir).absolute()}; {offer}train first: {HINT}",
                                  folder=checkpoint_dir,
                                  hint=commands.first_training(Paths(checkpoint_dir=Path(checkpoint_dir))))
     return found

@@ -174,6 +174,9 @@ CheckpointFile = Annotated[Optional[Path], typer.Option(help="Checkpoint file [d
 Size = Annotated[Optional[int], typer.Option(help="Only checked against the checkpoint.")]
 Scale = Annotated[int, typer.Option(min=1, max=MAX_SCALE, help="Draw each pixel as scale x scale.")]
 Seed = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed: same seed, same output.")]
+PretrainedOpt = Annotated[Optional[str], typer.Option(
+    metavar="NAME", help="Read a model shipped with pyro-vae instead of a checkpoint (`pyro-vae pretrained` lists "
+    "them, e.g. mnist); its results go to results/pretrained-NAME.")]
 ThreadsOpt = Annotated[Optional[str], typer.Option(
     "--threads", metavar="N|auto", help="torch's CPU threads: a number, or auto: the CPUs this process may use "
     "(affinity mask, CPU quota), shared with other pyro-vae processes computing, adapted to load while training; "
@@ -186,7 +189,7 @@ _SOURCE_OPTIONS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annot
                                                ("checkpoint_dir", CheckpointDir, Paths.checkpoint_dir),
                                                ("results_dir", ResultsDir, None), ("dataset", DatasetOpt, None),
                                                ("data_dir", DataDir, None), ("device", DeviceOpt, Device.auto),
-                                               ("threads", ThreadsOpt, None))]
+                                               ("threads", ThreadsOpt, None), ("pretrained", PretrainedOpt, None))]
 
 
 def _reads_checkpoint(*omit: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -404,7 +407,7 @@ def _print_scores(scores: Any, *, particles: int) -> None:
     model, one_draw = scores.model, particles == 1
     if len(scores.scored) == 1:
         result = scores.scored[0].result
-        typer.echo(f"checkpoint {model.path}: {result.images} test images, {particles} particle{'s' * (not one_draw)}")
+        typer.echo(f"{model.named}: {result.images} test images, {particles} particle{'s' * (not one_draw)}")
         typer.echo(f"  ELBO            {result.elbo:9.2f} +- {result.elbo_se:.2f} nats")
         if one_draw:
             typer.echo("  log p(x) (IS)   the ELBO: with 1 particle the estimate is the ELBO itself; pass --particles "
@@ -419,7 +422,7 @@ def _print_scores(scores: Any, *, particles: int) -> None:
             typer.echo(f"  accuracy        {100 * result.accuracy:9.2f} +- {100 * result.accuracy_se:.2f} %    "
                        "q(y|x)'s most probable class, against the test labels")
         return
-    typer.echo(f"checkpoint {model.path} (trained on {data.title_of(model.data)}): {particles} "
+    typer.echo(f"{model.named} (trained on {data.title_of(model.data)}): {particles} "
                f"particle{'s' * (not one_draw)}, nats per image" + ("; with 1 particle log p(x) (IS) is the ELBO "
                                                                      "itself" if one_draw else ""))
     typer.echo(f"  {'test set':<15} {'images':>6}  {'ELBO':>17}  {'log p(x) (IS)':>17}  {'reconstruction':>14}  "
@@ -618,7 +621,7 @@ def _export(page: Any, folder: Path) -> None:
     from pyro_vae import explore as ex
 
     ex.export(page.files, folder)
-    typer.echo(f"wrote {folder}/ ({len(page.files)} files) for checkpoint {page.model.path} (epoch "
+    typer.echo(f"wrote {folder}/ ({len(page.files)} files) for {page.model.named} (epoch "
                f"{page.model.epoch}): serve it with any static web server, e.g. python -m http.server -d {folder}")
 
 
@@ -632,7 +635,7 @@ def _serve(page: Any, *, host: str, port: int, browser: bool) -> None:
     url = ex.url_of(server)
 
     def ready() -> None:
-        typer.echo(f"serving checkpoint {page.model.path} (epoch {page.model.epoch}, {page.model.dataset}) at:",
+        typer.echo(f"serving {page.model.named} (epoch {page.model.epoch}, {page.model.dataset}) at:",
                    err=True)
         typer.echo(url)
         typer.echo("Ctrl-C stops the server.", err=True)
@@ -643,6 +646,30 @@ def _serve(page: Any, *, host: str, port: int, browser: bool) -> None:
 
     ex.serve(server, ready=ready)
     typer.echo("stopped", err=True)
+
+
+@app.command("pretrained")
+def pretrained_models() -> None:
+    """The models shipped with pyro-vae, each with its training and test figures (docs/pretrained.md);
+    any command that reads a model takes one with --pretrained NAME."""
+    from pyro_vae import pretrained
+
+    shipped = sorted(pretrained.names(), key=lambda name: name != "mnist")  # the design card's model first
+    if not shipped:
+        typer.echo("no models are shipped with this copy of pyro-vae (docs/pretrained.md says how to add one)")
+        return
+    for name in shipped:
+        record = pretrained.manifest(name)
+        test = record["test"]
+        typer.echo(f"{name}: {record['dataset']['title']}, recipe {record['recipe']}, z_dim "
+                   f"{record['model_config']['z_dim']}, epoch {record['epoch']} of {record['epochs_planned']}, "
+                   f"{record['dtype']} ({record['bytes'] / 1e6:.1f} MB)")
+        typer.echo(f"  test log p(x) {test['log_likelihood']:.2f} +- {test['log_likelihood_se']:.2f} nats, ELBO "
+                   f"{test['elbo']:.2f} +- {test['elbo_se']:.2f} (K={test['particles']}, first {test['images']} test images); "
+                   f"trained {record['training_seconds'] / 3600:.1f} h")
+        if record.get("note"):
+            typer.echo(f"  {record['note']}")
+    typer.echo(f"e.g. {shlex.join([*program(), 'generate', '--pretrained', shipped[0]])}")
 
 
 @app.command("latent-map")

@@ -11,9 +11,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pyro_vae import api, data, evaluate as ev, explore, generate as gen, images, latent, options, plots, runtime
+from pyro_vae import (api, data, evaluate as ev, explore, generate as gen, images, latent, options, plots, pretrained,
+                      runtime)
 from pyro_vae.checkpoint import require_file
 from pyro_vae.config import GRID_COLS, PICTURE_SCALE, EvaluateConfig, GenerateConfig, JudgeConfig, Mode, Paths, QuizConfig
+from pyro_vae.errors import ConfigError
 from pyro_vae.metrics import EVALUATION, HISTORY, read_evaluations, read_history, write_json
 from pyro_vae.progress import Bars
 
@@ -29,7 +31,9 @@ class Source:
     """What a command that reads a trained model reads, and where it writes: the checkpoint file
     (None: the furthest readable one in `checkpoint_dir`), the data set and its folder (None: the
     checkpoint's own, `data.reading`), the results folder (None: the run's, from `checkpoint_dir`),
-    the device, and the sizes the user expects the checkpoint to have (None: not checked)."""
+    the device, and the sizes the user expects the checkpoint to have (None: not checked); or, by
+    `pretrained`, a shipped model instead of a checkpoint (`api.load_pretrained`), whose results
+    go to results/pretrained-NAME unless `results_dir` says otherwise."""
 
     checkpoint: Path | None = None
     checkpoint_dir: Path = Paths.checkpoint_dir
@@ -40,11 +44,21 @@ class Source:
     z_dim: int | None = None
     hidden_dim: int | None = None
     threads: str | None = None  # torch's CPU threads: auto (None: $PYRO_VAE_THREADS, else auto) or a number
+    pretrained: str | None = None  # a shipped model's name (`pretrained.names`), read instead of a checkpoint
 
     def open(self, *, writes: bool = True) -> tuple[api.Model, Paths]:
         """The loaded model and the folders to read and write; the results folder is claimed for
         this run when the command `writes` there (`metrics.claim`)."""
         runtime.apply_threads(self.threads)
+        if self.pretrained is not None:
+            given = [name for name, value in (("checkpoint", self.checkpoint), ("checkpoint_dir", self.checkpoint_dir))
+                     if value not in (None, Paths.checkpoint_dir)]
+            if given:
+                raise ConfigError(f"⟨{given[0]}⟩ and ⟨pretrained⟩ each name the model to read; give one of them")
+            model = api.load_pretrained(self.pretrained, device=self.device, z_dim=self.z_dim,
+                                        hidden_dim=self.hidden_dim)
+            return model, model.paths(dataset=self.dataset, data_dir=self.data_dir, results_dir=self.results_dir,
+                                      writes=writes)
         if self.checkpoint is not None:
             require_file(self.checkpoint)  # `checkpoint` names a file; a folder is `checkpoint_dir`
         model = api.load(self.checkpoint if self.checkpoint is not None else self.checkpoint_dir, device=self.device,
@@ -117,10 +131,10 @@ def evaluate(source: Source, config: EvaluateConfig = EvaluateConfig(), *, progr
     model, paths = replace(source, dataset=None, data_dir=None).open()
     sets = ev.test_sets(model.data, names, data_dir=source.data_dir)
     for test in (test for test in sets if test.foreign):
-        log.info("note: %s %s; %s's test images are scored with the same estimator", model.path, test.foreign,
+        log.info("note: %s %s; %s's test images are scored with the same estimator", model.named, test.foreign,
                  data.get(test.dataset).title)
     images_named = " and ".join(f"{len(test.x)} {test.dataset}" for test in sets)
-    log.info("scoring %s (epoch %d) on %s test images with %d particle%s...", model.path, model.epoch, images_named,
+    log.info("scoring %s (epoch %d) on %s test images with %d particle%s...", model.named, model.epoch, images_named,
              config.particles, "s" * (config.particles != 1))
     with Bars(progress) as bars:
         for test in sets:
@@ -221,12 +235,18 @@ class Page:
 
 def page(source: Source) -> Page:
     """The explorer page's files for a checkpoint and its test images; on the CPU: the page computes.
-    The quiz says how the judge did on the same game where `judge` has scored this checkpoint."""
+    The quiz says how the judge did on the same game where `judge` has scored this checkpoint. A
+    shipped model's page shows the test images shipped beside it (`pretrained.test_sample`), so
+    that it opens with no data set downloaded, unless a data set or its folder is given."""
     from pyro_vae import judge
 
     model, paths = replace(source, device="cpu", results_dir=None).open(writes=False)
-    test_images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
-    files = explore.bundle(model.vae, test_images, labels, checkpoint=model.path, epoch=model.epoch,
+    if model.pretrained and source.dataset is None and source.data_dir is None:
+        test_images, labels = pretrained.test_sample(model.pretrained)
+    else:
+        test_images, labels = data.ensure_split(paths.data_dir, "test", dataset=paths.dataset)
+    shown = Path(f"{model.pretrained} (shipped with pyro-vae)") if model.pretrained else model.path  # the page's title
+    files = explore.bundle(model.vae, test_images, labels, checkpoint=shown, epoch=model.epoch,
                            classes=latent.Classes.of(paths.dataset, paths.data_dir),
                            judged=judge.page_figure(model.path, paths.results_dir))
     return Page(files, model)

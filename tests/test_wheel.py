@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_FILES = set(explore.PAGE_FILES)  # what the page is, as the export copies it
 BIN = "Scripts" if os.name == "nt" else "bin"
+WHEEL_MAX_BYTES = 30_000_000  # issue 32: the shipped weights keep the wheel under 30 MB
 # What stays out of the copy the wheel is built from: the clone's venv, git, data and outputs, and
 # the droppings of an earlier build (an in-tree build writes build/ and *.egg-info/ beside setup.cfg).
 NOT_SOURCE = shutil.ignore_patterns(".venv", ".git", "data", "checkpoints", "results", "build", "dist",
@@ -94,6 +95,7 @@ def test_from_another_folder_it_trains_generates_and_exports(venv, user_env, tmp
     command = str(venv / BIN / "pyro-vae")
     first = subprocess.run([command, "generate"], cwd=work, env=user_env, capture_output=True, text=True)
     assert first.returncode == 1 and first.stderr.endswith("train first: pyro-vae train\n"), first.stderr
+    assert "; use --pretrained mnist for a model shipped with pyro-vae, or train first" in first.stderr
     trained = run(command, "train", "--epochs", "1", "--dataset", "idx", "--data-dir", idx, "--z-dim", "2",
                   "--hidden-dim", "16", "--batch-size", "16", cwd=work, env=user_env)
     assert "Epoch 1 " in trained.stdout and (work / "checkpoints" / "vae.epoch.1.pt").is_file()
@@ -111,6 +113,23 @@ def test_from_another_folder_it_trains_generates_and_exports(venv, user_env, tmp
     assert run(python, "-c", script, cwd=work, env=user_env).stdout.split() == ["1", "True", "(4,", "28,", "28)"]
     # -m puts the working folder first on sys.path: an `import cli` anywhere would run the decoy.
     assert "Usage:" in run(python, "-m", "pyro_vae", "--help", cwd=work, env=user_env).stdout
+
+
+def test_the_shipped_models_come_with_it_and_need_no_data(wheel, venv, user_env, tmp_path):
+    """Issue 32's check: from an empty folder, no data: the listing, prior digits of `mnist`, its page."""
+    assert wheel.stat().st_size < WHEEL_MAX_BYTES
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {"pyro_vae/weights/mnist.pt", "pyro_vae/weights/mnist.json", "pyro_vae/weights/mnist.test.pt"} <= names
+    command, work = str(venv / BIN / "pyro-vae"), tmp_path / "empty"
+    work.mkdir()
+    user_env = {**user_env, "PYRO_VAE_DATA": str(tmp_path / "no-data-here")}
+    assert "mnist: MNIST, recipe seed" in run(command, "pretrained", cwd=work, env=user_env).stdout
+    run(command, "generate", "--mode", "prior", "--pretrained", "mnist", cwd=work, env=user_env)
+    assert (work / "results" / "pretrained-mnist" / "random_samples.png").read_bytes()[:4] == b"\x89PNG"
+    run(command, "explore", "--pretrained", "mnist", "--export", "site", cwd=work, env=user_env)
+    assert (work / "site" / "manifest.json").is_file()
+    assert sorted(p.name for p in work.iterdir()) == ["results", "site"]  # no data/, no checkpoints/
 
 
 def test_tune_without_its_extra_says_how_to_get_it(venv, user_env, tmp_path):

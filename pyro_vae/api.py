@@ -17,7 +17,7 @@ from pyro_vae import checkpoint, data, evaluate as ev, fetch, generate as gen, o
 from pyro_vae.config import (EvaluateConfig, GenerateConfig, JudgeConfig, Mode, ModelConfig, Paths, Prior, TrainConfig,
                              results_dir_for, split_settings, with_recipe)
 from pyro_vae.errors import ConfigError
-from pyro_vae.m2 import has_labels
+from pyro_vae.m2 import build, has_labels
 from pyro_vae.metrics import claim
 from pyro_vae.model import VAE
 from pyro_vae.runtime import isolated_rng, resolve_device
@@ -252,7 +252,7 @@ def load_pretrained(name: str, *, device: str | torch.device = "cpu", z_dim: int
     """
     state, record = pretrained.weights(name)
     path = pretrained.FOLDER / record["file"]
-    vae = VAE(checkpoint.model_config_of(record, path=path, z_dim=z_dim, hidden_dim=hidden_dim))
+    vae = build(checkpoint.model_config_of(record, path=path, z_dim=z_dim, hidden_dim=hidden_dim))  # VAE or M2
     vae.load_state_dict(state)
     return Model(vae=vae.to(_device(device)).eval(), path=path,
                  epoch=int(record["epoch"]), data={"name": record["dataset"]["name"]},

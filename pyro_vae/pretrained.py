@@ -25,7 +25,7 @@ import torch
 
 from pyro_vae import checkpoint, data, evaluate as ev
 from pyro_vae.errors import ConfigError, DamagedCheckpoint
-from pyro_vae.model import VAE
+from pyro_vae.m2 import build
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _scored(source: Path, dtype: torch.dtype, x: torch.Tensor, particles: int, s
     """The test figures of checkpoint `source`'s weights rounded to `dtype` (`evaluate.evaluate`)."""
     torch.set_num_threads(1)  # a process of its own: the caller's thread setting does not reach it
     state = checkpoint.load(source)
-    vae = VAE(checkpoint.configs_of(state)[0])
+    vae = build(checkpoint.configs_of(state)[0])  # the VAE, or a labels model (M2)
     vae.load_state_dict({key: value.to(dtype).float() for key, value in state["model"].items()})
     return ev.evaluate(vae.eval(), x, particles=particles, seed=seed, batch_size=batch_size)
 

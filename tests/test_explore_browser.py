@@ -244,21 +244,8 @@ def test_the_exported_folder_works_from_a_plain_static_server(page, cli_invoke, 
         page.wait_for_selector("body[data-ready=true]", timeout=30_000)
         assert "epoch 2" in page.locator("#model-info").inner_text()
         assert page.locator("#quiz-grid .quiz-cell").count() == 36
-        # Before `judge` has scored the checkpoint the quiz says how to see a machine's turn; after, its figure.
+        # Before `judge` has scored the checkpoint the quiz says how to see a machine's turn.
         assert "Run judge on this checkpoint" in page.locator("#quiz-machine").inner_text()
-        import pyro_vae
-        from pyro_vae import judge, metrics
-
-        record = {"checkpoint": str(pyro_vae.load("checkpoints").path), "epoch": 2,
-                  "source": judge.MORE_LIKE_THIS, "noise": 0.7, "samples": 400, "seed": 0,
-                  "c2st_grey_accuracy": 0.87, "c2st_grey_se": 0.017}
-        metrics.add_records([record], Path("results") / judge.RECORDS, key=("checkpoint", "source", "noise"))
-        assert cli_invoke("explore", "--export", tmp_path / "site").exit_code == 0
-        page.reload()
-        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
-        said = page.locator("#quiz-machine").inner_text()
-        assert "a classifier trained on 200 of this model's digits (noise 0.7) and as many human ones told new " \
-               "ones apart 87% of the time (\u00b12%; 50% is a coin toss), at epoch 2." in said, said
         assert problems == []
     finally:
         server.shutdown()

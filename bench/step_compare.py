@@ -26,7 +26,7 @@ from pyro.infer import Trace_ELBO
 from pyro_vae import data
 from pyro_vae.config import ModelConfig, TrainConfig, default_data_dir
 from pyro_vae.model import VAE
-from pyro_vae.objectives import PARTICLES_PLATE, iwae_bound, loss_fn
+from pyro_vae.objectives import PARTICLES_PLATE, Loss, iwae_bound, loss_fn
 from pyro_vae.runtime import flush_denormals
 from pyro_vae.trainer import Position, build, run_epoch
 
@@ -79,10 +79,12 @@ def before(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, 
     return run
 
 
-def after(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, objective: str, particles: int,
-          batch_size: int, generator: torch.Generator) -> Callable[[int], None]:
-    """`run(steps)`: that many steps of the product's `run_epoch`, stopped and resumed at block ends."""
-    loss = loss_fn(objective, particles=particles)
+def after(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, objective: str = "elbo",
+          particles: int = 1, batch_size: int, generator: torch.Generator, loss: Loss | None = None,
+          precision: str = "fp32") -> Callable[[int], None]:
+    """`run(steps)`: that many steps of the product's `run_epoch`, stopped and resumed at block ends
+    (with `loss`, e.g. a labels model's, in place of the `objective`'s)."""
+    loss = loss or loss_fn(objective, particles=particles)
     n_batches = -(-len(images) // batch_size)
     position: Position | None = None
 
@@ -99,7 +101,7 @@ def after(vae: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, *, o
                 return done[0] >= budget
 
             position = run_epoch(vae, optimizer, images, batch_size=batch_size, generator=generator, loss=loss,
-                                 resume=position, stop=stop)
+                                 precision=precision, resume=position, stop=stop)
             left -= position.batch - first
             if position.batch == n_batches:
                 position = None

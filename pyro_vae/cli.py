@@ -659,16 +659,7 @@ def pretrained_models() -> None:
         typer.echo("no models are shipped with this copy of pyro-vae (docs/pretrained.md says how to add one)")
         return
     for name in shipped:
-        record = pretrained.manifest(name)
-        test = record["test"]
-        typer.echo(f"{name}: {record['dataset']['title']}, recipe {record['recipe']}, z_dim "
-                   f"{record['model_config']['z_dim']}, epoch {record['epoch']} of {record['epochs_planned']}, "
-                   f"{record['dtype']} ({record['bytes'] / 1e6:.1f} MB)")
-        typer.echo(f"  test log p(x) {test['log_likelihood']:.2f} +- {test['log_likelihood_se']:.2f} nats, ELBO "
-                   f"{test['elbo']:.2f} +- {test['elbo_se']:.2f} (K={test['particles']}, first {test['images']} test images); "
-                   f"trained {record['training_seconds'] / 3600:.1f} h")
-        if record.get("note"):
-            typer.echo(f"  {record['note']}")
+        typer.echo("\n".join(pretrained.described(name)))
     typer.echo(f"e.g. {shlex.join([*program(), 'generate', '--pretrained', shipped[0]])}")
 
 

@@ -462,15 +462,25 @@ def judge_and_record(model: Model, config: JudgeConfig = JudgeConfig(), *, paths
     return judged
 
 
-def page_figure(checkpoint: Path, results_dir: Path) -> dict[str, Any] | None:
+def page_figure(checkpoint: str, results_dir: Path) -> dict[str, Any] | None:
     """What the page's quiz says of a machine at the same game, from `results_dir`'s judge.json: the
-    C2ST of `checkpoint`'s "more like this" at the quiz's noise, on pixel probabilities against real
-    grey levels (the pictures a player sees); None when `judge` has not measured it."""
-    from pyro_vae.config import QuizConfig
+    C2ST of the model's "more like this" at the quiz's noise, on pixel probabilities against real
+    grey levels (the pictures a player sees); None when `judge` has not measured it.
+
+    Args:
+        checkpoint: the model as its records name it (`Model.about()["checkpoint"]`).
+    """
     from pyro_vae.metrics import read_evaluations
 
-    wanted = [r for r in read_evaluations(Path(results_dir) / RECORDS) if r.get("checkpoint") == str(checkpoint)
-              and r.get("source") == MORE_LIKE_THIS and r.get("noise") == QuizConfig.noise]
+    return quiz_figure([r for r in read_evaluations(Path(results_dir) / RECORDS) if r.get("checkpoint") == checkpoint])
+
+
+def quiz_figure(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """`page_figure` of one model's judge records (judge.json's, or a shipped model's manifest's):
+    the newest record of "more like this" at the quiz's noise; None when there is none."""
+    from pyro_vae.config import QuizConfig
+
+    wanted = [r for r in records if r.get("source") == MORE_LIKE_THIS and r.get("noise") == QuizConfig.noise]
     if not wanted:
         return None
     newest = wanted[-1]  # judge.json keeps the latest record of a setting last

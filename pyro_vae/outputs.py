@@ -248,7 +248,8 @@ def page(source: Source) -> Page:
     shown = Path(f"{model.pretrained} (shipped with pyro-vae)") if model.pretrained else model.path  # the page's title
     files = explore.bundle(model.vae, test_images, labels, checkpoint=shown, epoch=model.epoch,
                            classes=latent.Classes.of(paths.dataset, paths.data_dir),
-                           judged=judge.page_figure(model.path, paths.results_dir))
+                           judged=judge.page_figure(model.about()["checkpoint"], paths.results_dir)
+                           or (pretrained.quiz_figure(model.pretrained) if model.pretrained else None))
     return Page(files, model)
 
 

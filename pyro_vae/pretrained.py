@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from pyro_vae import checkpoint, data, evaluate as ev
+from pyro_vae import checkpoint, data, evaluate as ev, judge
+from pyro_vae.config import JudgeConfig, Paths
 from pyro_vae.errors import ConfigError, DamagedCheckpoint
 from pyro_vae.m2 import build
 
@@ -87,6 +88,61 @@ def test_sample(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return loaded["images"], loaded["labels"].long()
 
 
+def described(name: str) -> list[str]:
+    """Shipped model `name` in a few lines (`pyro-vae pretrained`): what it is, its test figures
+    and training time, what the judge reads in its samples, and its note."""
+    record = manifest(name)
+    test = record["test"]
+    lines = [f"{name}: {record['dataset']['title']}, recipe {record['recipe']}, z_dim {record['model_config']['z_dim']}"
+             f"{', labels ' + str(record['train_config']['labels']) if record['train_config'].get('labels') else ''}"
+             f", epoch {record['epoch']} of {record['epochs_planned']}, {record['dtype']} ({record['bytes'] / 1e6:.1f} MB)",
+             f"  test log p(x) {test['log_likelihood']:.2f} +- {test['log_likelihood_se']:.2f} nats, ELBO "
+             f"{test['elbo']:.2f} +- {test['elbo_se']:.2f} (K={test['particles']}, first {test['images']} test images); "
+             f"trained {record['training_seconds'] / 3600:.1f} h"]
+    judged = {(r["source"], r["noise"]): r for r in record.get("judge", {}).get("records", [])}
+    if judged:
+        said = [f"{_SOURCE_WORDS.get(source, source)}{'' if noise is None else f' (noise {noise:g})'}: "
+                f"{100 * r['legible']:.0f}% legible"
+                + (f", {100 * r['target_share']:.0f}% read as {_TARGET_WORDS.get(source, 'asked')}" if "target_share" in r else "")
+                for (source, noise), r in judged.items()]
+        lines.append(f"  the judge ({100 * record['judge']['judge_accuracy']:.2f}% on the test set) reads " + "; ".join(said))
+    if record.get("note"):
+        lines.append(f"  {record['note']}")
+    return lines
+
+
+# How `described` names the judge's sources, and the share of each read as its target.
+_SOURCE_WORDS = {judge.PRIOR: "samples of the prior", judge.MORE_LIKE_THIS: "more like a test image",
+                 judge.LABEL: "asked for a class", judge.REAL: "real test images"}
+_TARGET_WORDS = {judge.MORE_LIKE_THIS: "the image's class", judge.LABEL: "the class asked for"}
+
+
+def quiz_figure(name: str) -> dict[str, Any] | None:
+    """What the page's quiz says of the judge at its game on shipped model `name`, from the judge's
+    records in its manifest (`judge.quiz_figure`); None for a manifest without them."""
+    return judge.quiz_figure(manifest(name).get("judge", {}).get("records", []))
+
+
+def _judged(name: str, state: dict[str, torch.Tensor], record: dict[str, Any], config: JudgeConfig, *,
+            data_dir: Path, weights_file: Path) -> dict[str, Any]:
+    """The judge's figures of the shipped weights (`judge.judge` with `config`, on the model's data
+    set in `data_dir`), as the manifest keeps them: the judge's test accuracy and one record per
+    source, without the fields that name the model."""
+    from pyro_vae.api import Model  # (api reads shipped models through this module)
+
+    model_config, train_config = checkpoint.configs_of(record)
+    vae = build(model_config)
+    vae.load_state_dict({key: value.float() for key, value in state.items()})
+    model = Model(vae=vae.eval(), path=weights_file, epoch=record["epoch"], data={"name": record["dataset"]["name"]},
+                  train_config=train_config, pretrained=name)
+    judged = judge.judge(model, config, paths=Paths(data_dir=Path(data_dir), dataset=model.dataset))
+    names_model = set(model.about()) - {"epoch"}
+    return {"judge_accuracy": judged.judge.accuracy, "samples": config.samples, "seed": config.seed,
+            "what": "`pyro-vae judge` of the shipped weights: a CNN trained on the training images reads each "
+                    "source's samples (docs/results.md, Judge)",
+            "records": [{k: v for k, v in r.items() if k not in names_model} for r in judged.records]}
+
+
 def training_seconds(log_file: Path, *, epoch: int) -> tuple[float, int]:
     """The summed epoch times of a training log's "Epoch N (T s)" lines up to `epoch` (a resumed
     epoch's last line counts): (seconds, epochs counted)."""
@@ -140,6 +196,7 @@ def _scored(source: Path, dtype: torch.dtype, x: torch.Tensor, particles: int, s
 def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Path, note: str = "",
          particles: int = 1000, seed: int = 0, batch_size: int = 100, trained_on: str = "",
          folder: Path | None = None, side_by_side: bool = True, images: int | None = None,
+         judged: JudgeConfig | None = JudgeConfig(),
          on_step: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Write shipped model `name` from checkpoint `source` into `folder` (default: the package's):
     the weights only, in fp16 when that loses under `FP16_LIMIT` nats of test log p(x) (both
@@ -152,6 +209,8 @@ def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Pat
         know (e.g. an epoch short of the run's end); trained_on: the machine [default: this one];
         side_by_side: score in a process each (else one after the other, in this one);
         images: score the first `images` test images only [default: all of them].
+        judged: the settings of the judge whose figures of the shipped weights the manifest keeps
+            (`pyro-vae judge`; trains the judge once per data set, then cached); None leaves them out.
     Returns:
         The manifest written.
     """
@@ -171,7 +230,8 @@ def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Pat
     loss = full.log_likelihood - half.log_likelihood
     dtype, shipped = (torch.float16, half) if loss < FP16_LIMIT else (torch.float32, full)
     weights_file, sample_file = f"{name}.pt", f"{name}.test.pt"
-    sha = _save({key: value.to(dtype).contiguous() for key, value in state["model"].items()}, folder / weights_file)
+    rounded = {key: value.to(dtype).contiguous() for key, value in state["model"].items()}
+    sha = _save(rounded, folder / weights_file)
     sample_sha = _save({"images": raw[:SAMPLE_IMAGES].to(torch.uint8).clone(),
                         "labels": labels[:SAMPLE_IMAGES].to(torch.uint8).clone()}, folder / sample_file)
     seconds, counted = training_seconds(log_file, epoch=int(state["epoch"]))
@@ -201,5 +261,8 @@ def ship(name: str, source: Path, *, command: str, log_file: Path, data_dir: Pat
         "checkpoint": {"file": str(source), "sha256": _sha256(source)},
         "shipped": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    if judged is not None:
+        on_step(f"judging {name}'s samples")
+        record["judge"] = _judged(name, rounded, record, judged, data_dir=data_dir, weights_file=folder / weights_file)
     (folder / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     return record

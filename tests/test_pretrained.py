@@ -15,10 +15,13 @@ import torch
 
 import pyro_vae
 from pyro_vae import pretrained
-from pyro_vae.config import ModelConfig
+from pyro_vae.config import JudgeConfig, ModelConfig, Paths
 from pyro_vae.model import VAE
 
 TINY = dict(z_dim=2, hidden_dim=16, batch_size=16)
+# A judge and C2STs small enough for the synthetic images (40 samples: at most the 80 training images)
+JUDGE = JudgeConfig(samples=40, judge_epochs=3, judge_batch_size=16, judge_width=4, c2st_epochs=2,
+                    c2st_batch_size=16, c2st_width=4)
 PACKAGE_FOLDER = pretrained.FOLDER  # the real shipped models, before a test points FOLDER elsewhere
 
 
@@ -31,7 +34,8 @@ def shipped(tmp_path, mnist_dir, monkeypatch) -> Path:
     log.write_text("Epoch 1 (1.5s): Lower bound = -500\nbatches: 2/5\nEpoch 2 (2.25s): Lower bound = -400\n")
     folder = tmp_path / "weights"
     pretrained.ship("mnist", tmp_path / "run" / "vae.epoch.2.pt", command="pyro-vae train --epochs 2", log_file=log,
-                    data_dir=mnist_dir, note="a test's", particles=4, folder=folder, side_by_side=False)
+                    data_dir=mnist_dir, note="a test's", particles=4, folder=folder, side_by_side=False,
+                    judged=JUDGE)
     monkeypatch.setattr(pretrained, "FOLDER", folder)
     return folder
 
@@ -48,11 +52,24 @@ def test_ship_writes_weights_only_a_sample_and_an_honest_manifest(shipped, n_tes
     assert record["dtype"] == ("float16" if fp16["loss"] < pretrained.FP16_LIMIT else "float32")
     shipped_ll = fp16["log_likelihood_fp16" if record["dtype"] == "float16" else "log_likelihood_fp32"]
     assert record["test"]["log_likelihood"] == shipped_ll and record["test"]["images"] == n_test
-    assert "judge" not in record  # the Judge issue's figures are added when it lands, never faked
     state = torch.load(shipped / "mnist.pt", weights_only=True)
     assert {v.dtype for v in state.values()} == {getattr(torch, record["dtype"])}  # weights only: no optimizer
     images, labels = pretrained.test_sample("mnist")
     assert images.shape == (n_test, 784) and images.dtype == torch.uint8 and labels.shape == (n_test,)
+
+
+def test_the_manifest_keeps_the_judges_figures_of_the_shipped_weights(shipped, mnist_dir):
+    from pyro_vae import judge
+
+    kept = json.loads((shipped / "mnist.json").read_text())["judge"]
+    assert kept["samples"] == JUDGE.samples and 0 <= kept["judge_accuracy"] <= 1
+    assert [r["source"] for r in kept["records"]] == [judge.PRIOR, judge.MORE_LIKE_THIS, judge.REAL]
+    # The same figures as `pyro-vae judge --pretrained mnist` gives of the model as shipped (fp16 or fp32).
+    again = judge.judge(pyro_vae.load_pretrained("mnist"), JUDGE, paths=Paths(data_dir=mnist_dir))
+    for ours, theirs in zip(kept["records"], again.records):
+        assert "checkpoint" not in ours and ours == {k: v for k, v in theirs.items() if k in ours}
+    figure = pretrained.quiz_figure("mnist")  # what the shipped model's page says of the machine's turn
+    assert figure["c2st_accuracy"] == kept["records"][1]["c2st_grey_accuracy"] and figure["noise"] == 0.7
 
 
 def test_load_pretrained_is_the_model_load_gives(shipped, tmp_path):
@@ -73,6 +90,9 @@ def test_listing_names_each_model_with_its_figures(shipped, cli_invoke):
     assert f"test log p(x) {record['test']['log_likelihood']:.2f} +- {record['test']['log_likelihood_se']:.2f}" \
         in result.output
     assert "a test's" in result.output and "generate --pretrained mnist" in result.output
+    prior = record["judge"]["records"][0]
+    assert f"reads samples of the prior: {100 * prior['legible']:.0f}% legible; more like a test image (noise 0.7)" \
+        in result.output
 
 
 @pytest.mark.parametrize("command, written", [
@@ -103,6 +123,7 @@ def test_generate_prior_and_explore_need_no_data_at_all(shipped, cli_invoke, tmp
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "site" / "manifest.json").read_text())
     assert manifest["arrays"]["labels"]["shape"] == [len(pretrained.test_sample("mnist")[1])]
+    assert manifest["judge"] == pretrained.quiz_figure("mnist") is not None  # the quiz's machine line, offline
     assert not (tmp_path / "data").exists()
 
 
@@ -178,6 +199,7 @@ def test_mnist_scores_on_the_real_test_set_as_its_manifest_says(tmp_path):
 @pytest.mark.slow  # two spawned processes importing torch: half a minute on a busy machine
 def test_scoring_side_by_side_gives_the_figures_of_one_after_the_other(shipped, tmp_path, mnist_dir):
     again = pretrained.ship("mnist", tmp_path / "run" / "vae.epoch.2.pt", command="c", log_file=tmp_path / "train.log",
-                            data_dir=mnist_dir, particles=4, folder=tmp_path / "again", side_by_side=True)
+                            data_dir=mnist_dir, particles=4, folder=tmp_path / "again", side_by_side=True,
+                            judged=None)
     first = json.loads((shipped / "mnist.json").read_text())
     assert again["fp16"] == first["fp16"] and again["test"] == first["test"] and again["sha256"] == first["sha256"]

@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this clone's pyro_vae, not an installed one
 
 from pyro_vae import pretrained  # noqa: E402
+from pyro_vae.config import JudgeConfig  # noqa: E402
 
 
 def main() -> None:
@@ -35,6 +36,9 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--images", type=int, default=None,
                         help="score the first N test images only [default: all]; for a machine too busy for all")
+    parser.add_argument("--one-process", action="store_true",
+                        help="score fp32 and fp16 one after the other in this process (one CPU) [default: side by side]")
+    parser.add_argument("--no-judge", action="store_true", help="leave the judge's figures out of the manifest")
     parser.add_argument("--folder", type=Path, default=None, help="write here instead of pyro_vae/weights/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -42,6 +46,7 @@ def main() -> None:
     record = pretrained.ship(args.name, args.checkpoint, command=args.command, log_file=args.log,
                              data_dir=args.data_dir, note=args.note, particles=args.particles,
                              trained_on=args.machine, folder=args.folder, images=args.images,
+                             judged=None if args.no_judge else JudgeConfig(), side_by_side=not args.one_process,
                              on_step=lambda text: print(f"[{time.monotonic() - started:6.0f} s] {text}", flush=True))
     print(json.dumps({k: record[k] for k in ("name", "epoch", "dtype", "bytes", "test", "fp16")}, indent=1))
     print(f"done in {time.monotonic() - started:.0f} s")

@@ -1,9 +1,9 @@
-"""The explorer's Python side: a trained VAE exported for the page in `pyro_vae/page/` (weights, test
-images, the latent views of their codes from `latent.py`), written to a folder for any static host,
-or served from memory on 127.0.0.1.
+"""The explorer's Python side: a trained model (the VAE, or the labels model M2) exported for the page
+in `pyro_vae/page/` (weights, test images, the latent views of their codes from `latent.py`), written
+to a folder for any static host, or served from memory on 127.0.0.1.
 
 The networks run in the page, in plain JavaScript over the exported float32 weights (`page/nets.js`
-mirrors `model.py`); the server only hands out a fixed list of files and never writes anything.
+mirrors `model.py` and `m2.py`); the server only hands out a fixed list of files and never writes anything.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pyro_vae.data import IMAGE_SIZE, binarize_once
 from pyro_vae.errors import PyroVAEError
 from pyro_vae.fsutil import atomic_write
 from pyro_vae.latent import ACTIVE_THRESHOLD, Classes, guide_params, latent_views, usage
+from pyro_vae.m2 import M2
 from pyro_vae.model import VAE
 from pyro_vae.priors import in_words
 from pyro_vae.runtime import StopRequest
@@ -77,12 +78,16 @@ def _packed_bits(binarized: torch.Tensor) -> np.ndarray:
     return np.packbits(binarized.numpy().astype(np.uint8), axis=1)
 
 
-def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: Path, epoch: int,
+def bundle(vae: VAE | M2, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: Path, epoch: int,
            classes: Classes = Classes(), judged: dict[str, Any] | None = None) -> dict[str, bytes]:
     """Every file of the page for this model, by name: the page, `manifest.json` and three binaries.
 
     Args:
         images: the test split, (n, 784) uint8 intensities; labels: (n,) int in 0..9.
+    A labels model (M2) exports as the VAE does: its codes are `M2.encode`'s, q(z | x, y) at the
+    classifier's class, and the page runs its three networks (`checkpoint.classes` says which
+    family: 0 for the VAE, else the number of classes).
+
     Returns:
         name -> content. `weights.bin` is every layer of `vae.state_dict()` as float32
         little-endian, in state-dict order; `test.bin` the images (uint8), the binarized images the
@@ -93,9 +98,6 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
         `latent.active_units`), and under "judge" how a classifier did at the quiz's game on this
         checkpoint (`judge.page_figure`; null when `judge` has not measured it).
     """
-    if not isinstance(vae, VAE):  # the page's networks (nets.js) are the VAE's
-        raise PyroVAEError("the page runs the unsupervised VAE's networks, and this model was trained with "
-                           "labels; ask it for a class with generate's ⟨mode⟩ label or style")
     binarized = binarize_once(images)
     z_loc, z_scale = guide_params(vae, binarized)
     views = latent_views(z_loc, labels)
@@ -103,7 +105,7 @@ def bundle(vae: VAE, images: torch.Tensor, labels: torch.Tensor, *, checkpoint: 
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "checkpoint": {"path": str(checkpoint), "epoch": epoch, "z_dim": vae.config.z_dim,
-                       "hidden_dim": vae.config.hidden_dim},
+                       "hidden_dim": vae.config.hidden_dim, "classes": vae.config.classes},
         "dataset": {"name": classes.title, "classes": list(classes.names), "image_size": IMAGE_SIZE,
                     "exemplars": list(classes.exemplars),
                     "words": dataclasses.asdict(WORDS.get(classes.dataset, Words()))},

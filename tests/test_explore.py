@@ -22,35 +22,49 @@ import torch
 import pyro_vae.explore as ex
 from pyro_vae import data, latent
 from pyro_vae.config import ModelConfig
+from pyro_vae.m2 import M2
 from pyro_vae.plots import KL_PER_DIMENSION, LATENT_MAP
 from pyro_vae.model import VAE
 
 PAGE = Path(ex.__file__).parent / "page"
 
 
-def _vae(config: ModelConfig, seed: int = 0) -> VAE:
-    """A VAE with every parameter, biases included, drawn at random: the arithmetic, not the training, is tested."""
+def _vae(config: ModelConfig, seed: int = 0) -> VAE | M2:
+    """A VAE (or with `config.classes` the labels model M2) with every parameter, biases and class
+    embeddings included, drawn at random: the arithmetic, not the training, is tested."""
     torch.manual_seed(seed)
-    vae = VAE(config).eval()
+    vae = (M2 if config.classes else VAE)(config).eval()
     with torch.no_grad():
         for p in vae.parameters():
             p.normal_(0, 0.3)
     return vae
 
 
+def _calm(vae: VAE | M2) -> VAE | M2:
+    """Codes of order one, where the decoder is not saturated and the noise (and the class) shows."""
+    with torch.no_grad():
+        for layer in (vae.encoder.loc, vae.encoder.logstd):
+            layer.weight.mul_(0.05)
+            layer.bias.mul_(0.05)
+    return vae
+
+
+def _export(vae: VAE | M2, mnist_dir: Path, folder: Path, *, epoch: int) -> tuple:
+    """The page of `vae` on the synthetic test images, exported to `folder`: (vae, images, labels, folder)."""
+    images, labels = data.load_split(mnist_dir, "test")
+    ex.export(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=epoch), folder)
+    return vae, images, labels, folder
+
+
 @pytest.fixture
 def exported(mnist_dir, tmp_path):
-    vae = _vae(ModelConfig(z_dim=5, hidden_dim=64))
-    images, labels = data.load_split(mnist_dir, "test")
-    folder = tmp_path / "page"
-    ex.export(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=7), folder)
-    return vae, images, labels, folder
+    return _export(_vae(ModelConfig(z_dim=5, hidden_dim=64)), mnist_dir, tmp_path / "page", epoch=7)
 
 
 def test_export_reads_back_as_written(exported):
     vae, images, labels, folder = exported
     manifest = json.loads((folder / ex.MANIFEST).read_text())
-    assert manifest["checkpoint"] == {"path": "ck.pt", "epoch": 7, "z_dim": 5, "hidden_dim": 64}
+    assert manifest["checkpoint"] == {"path": "ck.pt", "epoch": 7, "z_dim": 5, "hidden_dim": 64, "classes": 0}
     written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert written == sorted([*ex.PAGE_FILES, ex.MANIFEST, ex.WEIGHTS, ex.TEST, ex.MAP])
     state = vae.state_dict()
@@ -216,14 +230,8 @@ console.log(JSON.stringify({ probs, loc: codes.map((c) => Array.from(c.zLoc)), l
 def test_the_pages_model_reads_the_test_images_and_draws_more_of_them(mnist_dir, page_modules, tmp_path):
     """data.js's Model, on the exported files: the test images as seen and as the guide sees them, the
     image size from the manifest, and "more of this" (the guide widened by the noise, decoded) against torch."""
-    vae = _vae(ModelConfig(z_dim=5, hidden_dim=64))
-    with torch.no_grad():  # codes of order one, where the decoder is not saturated and the noise shows
-        for layer in (vae.encoder.loc, vae.encoder.logstd):
-            layer.weight.mul_(0.05)
-            layer.bias.mul_(0.05)
-    images, labels = data.load_split(mnist_dir, "test")
-    folder = tmp_path / "page"
-    ex.export(ex.bundle(vae, images, labels, checkpoint=Path("ck.pt"), epoch=1), folder)
+    vae, images, labels, folder = _export(_calm(_vae(ModelConfig(z_dim=5, hidden_dim=64))), mnist_dir,
+                                          tmp_path / "page", epoch=1)
     picked, noise = [0, 3, len(images) - 1], 0.7
     eps = torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
     (page_modules / "inputs.json").write_text(json.dumps({"picked": picked, "noise": noise, "eps": eps.flatten().tolist()}))
@@ -249,6 +257,98 @@ console.log(JSON.stringify({
     np.testing.assert_allclose(np.array(js["more"]), more.numpy(), rtol=0, atol=1e-5)
     kl = json.loads((folder / ex.MANIFEST).read_text())["latent"]["kl"]
     assert js["byKl"] == sorted(range(len(kl)), key=lambda u: (-kl[u], u))
+
+
+# ---------------------------------------------------------------------------------------------
+# A labels model (M2) on the page
+
+CLASSES = 10
+
+
+@pytest.fixture
+def exported_m2(mnist_dir, tmp_path):
+    m2 = _calm(_vae(ModelConfig(z_dim=3, hidden_dim=32, classes=CLASSES)))
+    with torch.no_grad():
+        m2.classifier.net[4].weight.mul_(0.1)  # a classifier unsure enough that its probabilities are not all 0 or 1
+    return _export(m2, mnist_dir, tmp_path / "page", epoch=3)
+
+
+def test_a_labels_model_exports_its_classes_and_every_layer(exported_m2):
+    m2, images, _, folder = exported_m2
+    manifest = json.loads((folder / ex.MANIFEST).read_text())
+    assert manifest["checkpoint"]["classes"] == CLASSES
+    state = m2.state_dict()
+    assert list(manifest["layers"]) == list(state) and "decoder.first.label.weight" in state
+    for name, tensor in state.items():
+        assert np.array_equal(ex.read_array(folder, manifest, manifest["layers"][name]), tensor.numpy()), name
+    # The map's codes are q(z | x, y) at the classifier's class (`M2.encode`).
+    codes = latent.test_codes(m2, data.binarize_once(images))
+    assert np.allclose(ex.read_array(folder, manifest, manifest["arrays"]["mean"]), codes.mean(0).numpy(), atol=1e-6)
+
+
+def test_the_pages_labels_networks_give_torchs_numbers(exported_m2, page_modules):
+    """nets.js's M2 (classifier, q(z | x, y), p(x | z, y)), run by node on the exported weights, against torch."""
+    m2, images, _, folder = exported_m2
+    z = torch.randn(4, 3, generator=torch.Generator().manual_seed(1)) * 2
+    x = data.binarize_once(images)[:6]
+    ys = [0, 3, 9]
+    (page_modules / "inputs.json").write_text(json.dumps({"z": z.tolist(), "x": x.tolist(), "ys": ys}))
+    js = _node(LOAD_MODEL.format(folder=json.dumps(str(folder))) + """
+const f = (v) => Float32Array.from(v), a = (v) => Array.from(v);
+const probs = inputs.ys.map((y) => inputs.z.map((z) => a(model.decode(f(z), y))));
+const given = inputs.ys.map((y) => inputs.x.map((x) => model.vae.encoder.forward(f(x), y)));
+const codes = inputs.x.map((x) => model.encode(f(x)));
+console.log(JSON.stringify({
+  labelled: model.labelled, classes: model.classes, probs,
+  loc: given.map((c) => c.map((e) => a(e.zLoc))), logstd: given.map((c) => c.map((e) => a(e.zLogstd))),
+  y: codes.map((c) => c.y), yProbs: codes.map((c) => a(c.yProbs)), codeLoc: codes.map((c) => a(c.zLoc)),
+}));
+""", page_modules)
+    assert js["labelled"] is True and js["classes"] == CLASSES
+    with torch.no_grad():
+        probs = torch.stack([m2.x_probs(z, torch.full((len(z),), y)) for y in ys])
+        given = [m2.encoder(x, torch.full((len(x),), y)) for y in ys]
+        y_probs = m2.class_log_probs(x).exp()
+        code_loc, _ = m2.encode(x)
+    assert probs.min() < 0.2 and probs.max() > 0.8  # not a saturated decoder that any arithmetic would match
+    np.testing.assert_allclose(np.array(js["probs"]), probs.numpy(), rtol=0, atol=1e-5)
+    # The class changes the image: the same z decoded as 0, 3 and 9 gives three different images.
+    assert all(np.abs(np.array(js["probs"][i]) - np.array(js["probs"][j])).max() > 0.05 for i, j in ((0, 1), (1, 2)))
+    np.testing.assert_allclose(np.array(js["loc"]), torch.stack([loc for loc, _ in given]).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.array(js["logstd"]), torch.stack([s for _, s in given]).numpy(), rtol=1e-5, atol=1e-5)
+    assert js["y"] == y_probs.argmax(-1).tolist() and len(set(js["y"])) > 1
+    assert 0.2 < y_probs.max() < 0.99  # probabilities that the test can tell apart
+    np.testing.assert_allclose(np.array(js["yProbs"]), y_probs.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.array(js["codeLoc"]), code_loc.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_labels_model_is_asked_for_a_class_and_writes_a_style_as_every_class(exported_m2, page_modules):
+    """What the More panel's class buttons draw for a labels model (z ~ N(0, I) decoded with the asked
+    class), what "more of this" decodes (the image's own class), and the Draw panel's style row."""
+    m2, images, _, folder = exported_m2
+    eps = torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
+    (page_modules / "inputs.json").write_text(json.dumps({"eps": eps.flatten().tolist(), "noise": 0.7}))
+    js = _node(LOAD_MODEL.format(folder=json.dumps(str(folder))) + """
+const eps = Float32Array.from(inputs.eps), a = (v) => Array.from(v);
+const code = model.encode(model.binarized(1));
+console.log(JSON.stringify({
+  asked: [2, 7].map((y) => model.ofClass(y, eps).map(a)),
+  y: code.y, more: model.moreOf(code, inputs.noise, eps).map(a),
+  every: model.asEveryClass(code.zLoc).map(a),
+}));
+""", page_modules)
+    x = data.binarize_once(images)[1:2]
+    with torch.no_grad():
+        asked = torch.stack([m2.x_probs(eps, torch.full((4,), y)) for y in (2, 7)])
+        y = int(m2.classifier(x).argmax())
+        z_loc, z_logstd = m2.encode(x)
+        more = m2.x_probs(z_loc + torch.exp(z_logstd + 0.7) * eps, torch.full((4,), y))
+        every = m2.x_probs(z_loc.expand(CLASSES, -1), torch.arange(CLASSES))
+    np.testing.assert_allclose(np.array(js["asked"]), asked.numpy(), rtol=0, atol=1e-5)
+    assert np.abs(np.array(js["asked"][0]) - np.array(js["asked"][1])).max() > 0.05  # the same eps, two classes
+    assert js["y"] == y
+    np.testing.assert_allclose(np.array(js["more"]), more.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.array(js["every"]), every.numpy(), rtol=0, atol=1e-5)
 
 
 PANELS = ("more", "draw", "map", "dims", "walk", "quiz")

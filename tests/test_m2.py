@@ -5,6 +5,7 @@ and the one-line errors of bad input."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import signal
 
@@ -19,7 +20,7 @@ from pyro.infer import TraceEnum_ELBO
 import pyro_vae
 from pyro_vae import checkpoint, data, explore, generate as gen, outputs
 from pyro_vae.config import GenerateConfig, ModelConfig, TrainConfig
-from pyro_vae.errors import ConfigError, Interrupted, NoLabels, PyroVAEError
+from pyro_vae.errors import ConfigError, Interrupted, NoLabels
 from pyro_vae.m2 import M2, Y
 from pyro_vae.metrics import HISTORY, read_history
 from pyro_vae.model import VAE
@@ -278,15 +279,15 @@ def test_train_labels_and_generate_its_modes(mnist_dir, cli_invoke, one_line_err
         result = cli_invoke("generate", *args)
         assert result.exit_code == 0, result.output
         assert (tmp_path / "results" / name).is_file()
-    # Reconstructions decode each code at the classifier's class; the VAE's line between codes, and the
-    # page's networks, are refused in one line.
+    # Reconstructions decode each code at the classifier's class; the VAE's line between codes is refused
+    # in one line; the page exports the labels model with its classes (tests/test_explore.py runs it).
     assert cli_invoke("reconstruct", "--n", "4").exit_code == 0
     assert cli_invoke("latent-map").exit_code == 0  # the codes at the classifier's class (`M2.encode`)
     one_line_error(cli_invoke("interpolate"), "labels model", "--mode style")
-    model = pyro_vae.load("checkpoints")
-    with pytest.raises(PyroVAEError, match="trained with labels"):
-        explore.bundle(model.vae, torch.zeros(2, 784, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
-                       checkpoint=model.path, epoch=model.epoch)
+    result = cli_invoke("explore", "--export", tmp_path / "site")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "site" / explore.MANIFEST).read_text())
+    assert manifest["checkpoint"]["classes"] == 10 and "classifier.net.0.weight" in manifest["layers"]
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -1,5 +1,6 @@
 // Draw: a stroke on a pad, made into an image as MNIST's were, and what the model makes of it as you
-// draw: the image the guide sees, its reconstruction, and more of this.
+// draw: the image the guide sees, its reconstruction, and more of this; for a labels model, the class
+// its classifier reads and the drawing's style z (q(z | x, y) at that class) decoded as every class.
 import { within } from "../dom.js";
 import { MoreOfThis } from "../grid.js";
 import { paint } from "../paint.js";
@@ -14,12 +15,21 @@ export function mount(model, root) {
   small.width = small.height = size;
   const grid = new MoreOfThis(model, { canvas: $("draw-more"), slider: $("draw-noise"), cells: 36, cols: 6, seed: 7 });
   let last = null, pending = false;
+  const style = $("draw-style");
+  if (model.labelled) {
+    style.style.width = `${70 * model.classes}px`;  // 70 pixels a class, as the strip's CSS gives ten
+  } else {  // the VAE has one z and no class to write it as
+    $("draw-style-about").textContent = "Writing a drawing's style as every class needs a model trained with " +
+      "labels, which learns a class y beside the style z: e.g. pyro-vae train --labels 100.";
+    $("draw-style-figure").hidden = true;
+  }
 
   function clear() {
     pen.fillStyle = "black";
     pen.fillRect(0, 0, pad.width, pad.height);
     grid.show(null);
-    for (const id of ["draw-input", "draw-recon", "draw-more"]) {
+    $("draw-style-caption").textContent = "draw to see";
+    for (const id of ["draw-input", "draw-recon", "draw-more", "draw-style"]) {
       const c = $(id);
       c.getContext("2d").clearRect(0, 0, c.width, c.height);
     }
@@ -61,8 +71,13 @@ export function mount(model, root) {
     if (!x) return;
     const code = model.encode(x);
     paint($("draw-input"), [x], { size });
-    paint($("draw-recon"), [model.decode(code.zLoc)], { size });
+    paint($("draw-recon"), [model.decode(code.zLoc, code.y)], { size });
     grid.show(code);
+    if (model.labelled) {
+      paint(style, model.asEveryClass(code.zLoc), { size, cols: model.classes });
+      $("draw-style-caption").textContent = `${model.readAs(code)}: its style decoded as ` +
+        `${model.manifest.dataset.classes.join(", ")}`;
+    }
   }
   function at(event) {
     const box = pad.getBoundingClientRect();

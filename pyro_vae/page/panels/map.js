@@ -71,8 +71,8 @@ export function mount(model, root) {
     const box = canvas.getBoundingClientRect();
     return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
   }
-  function nearest(px, py) {
-    let best = null, bestD = NEAR * NEAR;
+  function nearest(px, py, within = NEAR) {
+    let best = null, bestD = within * within;
     for (let i = 0; i < count; i++) {
       const d = (screen[2 * i] - px) ** 2 + (screen[2 * i + 1] - py) ** 2;
       if (d < bestD) { bestD = d; best = i; }
@@ -80,13 +80,21 @@ export function mount(model, root) {
     return best;
   }
   // A point (a, b) of the plane is a latent vector: mean + a lift[0] + b lift[1], the average code there.
+  // No image is there, so a labels model decodes it with the class its classifier reads in the test
+  // image whose code is nearest on the screen (whose own code was encoded at that class).
   function decode(px, py) {
     const [a, b] = toPlane(px, py);
     const z = new Float32Array(model.zDim);
     for (let d = 0; d < z.length; d++) z[d] = model.mean[d] + a * plane.lift[d] + b * plane.lift[z.length + d];
     clicked = [px, py];
-    paint($("map-decoded"), [model.decode(z)], { size });
-    $("map-decoded-caption").textContent = `decoded at (${a.toFixed(2)}, ${b.toFixed(2)}) of the plane`;
+    let as = "", y = null;
+    if (model.labelled) {
+      const i = nearest(px, py, Infinity);
+      y = model.classify(model.binarized(i)).y;
+      as = `, as class ${model.manifest.dataset.classes[y]} (read in test image #${i}, the nearest point)`;
+    }
+    paint($("map-decoded"), [model.decode(z, y)], { size });
+    $("map-decoded-caption").textContent = `decoded at (${a.toFixed(2)}, ${b.toFixed(2)}) of the plane${as}`;
     redraw();
   }
   canvas.addEventListener("pointermove", (event) => {

@@ -36,7 +36,8 @@ export function mount(model, root) {
   const noise = noiseSlider(model, $("quiz-noise"), () => {});
   $("quiz-noise-value").textContent = noise().toFixed(2);
 
-  // Cell c's image: a test image, or one draw of the widened guide around one, decoded. A cell that
+  // Cell c's image: a test image, or one draw of the widened guide around one, decoded (a labels model's
+  // at the class its classifier reads in that test image, as its code was encoded). A cell that
   // would come out flat (all black, say: a blank cell gives the game away) takes the next test image
   // and fresh draws.
   function cellImage(c, human, order, eps) {

@@ -1,5 +1,7 @@
 // Walk: a test image's code moved along sliders (the principal directions of the test codes, or the
-// active dimensions with the most KL), and the straight line between two test images' codes.
+// active dimensions with the most KL), and the straight line between two test images' codes. A labels
+// model decodes a moved code at its image's class (the one it was encoded at), and the line between
+// two codes, where no image is, at the class of the nearer end.
 import { clampIndex, within } from "../dom.js";
 import { paint } from "../paint.js";
 
@@ -7,6 +9,7 @@ const STEPS = 10;  // images in the strip from one test image to the other
 
 export function mount(model, root) {
   const $ = within(root), { size, zDim } = model;
+  const names = model.manifest.dataset.classes;
   const k = model.directions.length / zDim;
   const { activity, active } = model.manifest.latent;
   const activeDims = model.dimensionsByKl().filter((u) => active[u]);
@@ -30,18 +33,19 @@ export function mount(model, root) {
   const index = $("walk-index");
 
   function decode() {
-    const z = Float32Array.from(base);
+    const z = Float32Array.from(base.zLoc);
     sliders.forEach((s, j) => {
       const step = Number(s.value) * way.sd[j];
       for (let d = 0; d < zDim; d++) z[d] += step * way.directions[j * zDim + d];
       s.nextElementSibling.textContent = `${Number(s.value) >= 0 ? "+" : ""}${Number(s.value).toFixed(1)} sd`;
     });
-    paint($("walk-digit"), [model.decode(z)], { size });
+    paint($("walk-digit"), [model.decode(z, base.y)], { size });
   }
   function start() {
     const i = clampIndex(index, model.count);
-    base = model.encode(model.binarized(i)).zLoc;
-    $("walk-caption").textContent = `test image #${i} (labelled ${model.className(i)}): its code, moved along the sliders`;
+    base = model.encode(model.binarized(i));
+    $("walk-caption").textContent = `test image #${i} (labelled ${model.className(i)}): its code, moved along the ` +
+      `sliders${model.labelled ? `, decoded as class ${names[base.y]}, the class read in it` : ""}`;
     decode();
   }
   function walkAlong(name) {
@@ -78,8 +82,8 @@ export function mount(model, root) {
   let ends;
   const along = (s) => {
     const z = new Float32Array(zDim);
-    for (let d = 0; d < zDim; d++) z[d] = (1 - s) * ends[0][d] + s * ends[1][d];
-    return model.decode(z);
+    for (let d = 0; d < zDim; d++) z[d] = (1 - s) * ends[0].zLoc[d] + s * ends[1].zLoc[d];
+    return model.decode(z, ends[s <= 0.5 ? 0 : 1].y);  // no image is between them: the nearer end's class
   };
   function line() {
     paint($("walk-line-digit"), [along(Number(t.value))], { size });
@@ -87,9 +91,10 @@ export function mount(model, root) {
   }
   function chooseEnds() {
     const [i, j] = [clampIndex(from, model.count), clampIndex(to, model.count)];
-    ends = [i, j].map((n) => model.encode(model.binarized(n)).zLoc);
+    ends = [i, j].map((n) => model.encode(model.binarized(n)));
     $("walk-strip-caption").textContent = `ten steps from test image #${i} (labelled ${model.className(i)}) to #${j} ` +
-      `(labelled ${model.className(j)}), each decoded`;
+      `(labelled ${model.className(j)}), each decoded` + (model.labelled ? `: the first half as class ` +
+      `${names[ends[0].y]} and the second as ${names[ends[1].y]}, the classes read in the two images` : "");
     paint($("walk-strip"), Array.from({ length: STEPS }, (_, s) => along(s / (STEPS - 1))), { size, cols: STEPS });
     line();
   }

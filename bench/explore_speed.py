@@ -78,7 +78,8 @@ def measure(page: Page, url: str, *, moves: int, opens: int) -> dict[str, dict[s
 def screenshots(page: Page, folder: Path, *, name: str = "explore") -> list[Path]:
     """Play each panel a little, as a learner would, and photograph it: folder/<name>_<panel>.png."""
     folder.mkdir(parents=True, exist_ok=True)
-    page.locator("#more-noise").fill("0.7")  # the blog's spread, where the timing left it elsewhere
+    if page.locator("#more-noise").is_enabled():  # a labels model asked for a class draws from p(z), without it
+        page.locator("#more-noise").fill("0.7")  # the blog's spread, where the timing left it elsewhere
     page.locator("#more-classes button").nth(3).click()  # class 3: a 3 on MNIST, a Dress on Fashion-MNIST
     pad = page.locator("#draw-pad")
     pad.scroll_into_view_if_needed()

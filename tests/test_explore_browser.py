@@ -34,15 +34,16 @@ def base_url():
 
 @pytest.fixture
 def explore_model(cli_invoke, tiny_options, mnist_dir, fashion_dir, python_command, tmp_path):
-    """`explore_model(dataset="mnist")`: the URL of a real explore process serving a model trained 40
-    epochs at lr 0.01 (seconds) on the synthetic `dataset` (mnist or fashion-mnist): enough to draw
-    its bars. Every process is stopped, and must exit cleanly, after the test."""
+    """`explore_model(dataset="mnist", labels=0)`: the URL of a real explore process serving a model
+    trained 40 epochs at lr 0.01 (seconds) on the synthetic `dataset` (mnist or fashion-mnist), with
+    `labels` labelled images a labels model: enough to draw its bars. Every process is stopped, and
+    must exit cleanly, after the test."""
     processes = []
 
-    def start(dataset: str = "mnist") -> str:
-        folder = tmp_path / "checkpoints" / dataset
+    def start(dataset: str = "mnist", *, labels: int = 0) -> str:
+        folder = tmp_path / "checkpoints" / (f"{dataset}-labels" if labels else dataset)
         result = cli_invoke("train", "--epochs", "40", "--save-every", "40", "--lr", "0.01", "--dataset", dataset,
-                            "--checkpoint-dir", folder, *tiny_options)
+                            "--checkpoint-dir", folder, "--labels", str(labels), *tiny_options)
         assert result.exit_code == 0, result.output
         argv = ", ".join(repr(a) for a in ("cli.py", *bench_browser.EXPLORE, "--checkpoint-dir", str(folder)))
         process, url = bench_browser.start_explore(python_command(f"import cli; sys.argv = [{argv}]; cli.main()"),
@@ -152,24 +153,59 @@ def test_the_page_draws_the_pixels_the_product_computes(opened, tmp_path, mnist_
     assert np.abs(shown - expected).max() <= 1, np.abs(shown - expected).max()  # rounding at .5 may differ
 
 
-def test_a_stroke_gets_a_reconstruction_as_it_is_drawn(opened):
-    page = opened
+def stroke(page, *, after_first=lambda: None) -> None:
+    """Draw one stroke down the pad; `after_first()` runs when half of it is drawn (the button still held)."""
     pad = page.locator("#draw-pad")
     pad.scroll_into_view_if_needed()
-    assert brightest(page, "draw-recon") == 0
     box = pad.bounding_box()
     page.mouse.move(box["x"] + 140, box["y"] + 40)
     page.mouse.down()
     page.mouse.move(box["x"] + 150, box["y"] + 150, steps=6)
     page.wait_for_function("() => document.getElementById('draw-recon').width === 28")
-    mid_stroke = pixels(page, "draw-recon")
+    after_first()
     page.mouse.move(box["x"] + 120, box["y"] + 250, steps=6)
     page.mouse.up()
     page.wait_for_timeout(100)  # the last update runs on the next animation frame
+
+
+def test_a_stroke_gets_a_reconstruction_as_it_is_drawn(opened):
+    page = opened
+    assert brightest(page, "draw-recon") == 0
+    mid_stroke = []
+    stroke(page, after_first=lambda: mid_stroke.append(pixels(page, "draw-recon")))
     assert brightest(page, "draw-input") == 255 and brightest(page, "draw-recon") > 0
-    assert brightest(page, "draw-more") > 0 and pixels(page, "draw-recon") != mid_stroke
+    assert brightest(page, "draw-more") > 0 and pixels(page, "draw-recon") != mid_stroke[0]
     page.locator("#draw-clear").click()
     assert brightest(page, "draw-recon") == 0
+    # The VAE knows no classes: the buttons pick test images, and writing a style as every class needs labels.
+    assert "pick a test image of each class" in page.locator("#more-buttons-note").inner_text()
+    assert "--labels 100" in page.locator("#draw-style-about").inner_text()
+    assert not page.locator("#draw-style").is_visible()
+
+
+def test_a_labels_model_is_asked_for_a_class_and_writes_a_drawn_style_as_every_class(page, explore_model):
+    problems = open_ready(page, explore_model("mnist", labels=20))
+    assert "a labels model over 10 classes" in page.locator("#model-info").inner_text()
+    assert "ask the model for a class" in page.locator("#more-buttons-note").inner_text()
+    page.locator("#more-classes button", has_text="8").click()
+    assert "decoded as class 8" in page.locator("#more-caption").inner_text()
+    assert "each decoded as class 8" in page.locator("#more-grid-caption").inner_text()
+    assert page.locator("#more-noise").is_disabled() and brightest(page, "more-grid") > 0  # p(z) has no noise to widen
+    eight = pixels(page, "more-grid")
+    page.locator("#more-redraw").click()
+    redrawn = pixels(page, "more-grid")
+    assert redrawn != eight  # new draws of z
+    page.locator("#more-classes button", has_text="2").click()
+    assert pixels(page, "more-grid") != redrawn  # the same draws of z, another class
+    page.locator("#more-index").fill("5")
+    page.locator("#more-index").dispatch_event("change")
+    assert re.search(r"test image #5 \(labelled \w+; read as \w+, \d+%\)", page.locator("#more-caption").inner_text())
+    assert page.locator("#more-noise").is_enabled()
+    stroke(page)
+    assert re.fullmatch(r"read as \w+, \d+%: its style decoded as 0, 1, 2, 3, 4, 5, 6, 7, 8, 9",
+                        page.locator("#draw-style-caption").inner_text())
+    assert page.evaluate("document.getElementById('draw-style').width") == 10 * 28 and brightest(page, "draw-style") > 0
+    assert problems == []
 
 
 def test_the_map_shows_images_and_decodes_where_it_is_clicked(opened):

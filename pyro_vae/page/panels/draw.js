@@ -19,8 +19,9 @@ export function mount(model, root) {
   if (model.labelled) {
     style.style.width = `${70 * model.classes}px`;  // 70 pixels a class, as the strip's CSS gives ten
   } else {  // the VAE has one z and no class to write it as
-    $("draw-style-about").textContent = "Writing a drawing's style as every class needs a model trained with " +
-      "labels, which learns a class y beside the style z: e.g. pyro-vae train --labels 100.";
+    const command = Object.assign(document.createElement("code"), { textContent: "pyro-vae train --labels 100" });
+    $("draw-style-about").replaceChildren("Writing a drawing's style as every class needs a model trained with " +
+      "labels, which learns a class y beside the style z: e.g. ", command, ".");
     $("draw-style-figure").hidden = true;
   }
 

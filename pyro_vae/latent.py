@@ -70,8 +70,9 @@ class Map:
 
 @torch.no_grad()
 def guide_params(vae: VAE, binarized: torch.Tensor, *, batch_size: int = ENCODE_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
-    """q(z | x)'s parameters for each image: binarized (n, 784) -> (z_loc, z_scale), each (n, z_dim)
-    float32 on the CPU."""
+    """q(z | x)'s parameters for each image (a labels model's q(z | x, y) at the class its classifier
+    finds most probable, `M2.encode`): binarized (n, 784) -> (z_loc, z_scale), each (n, z_dim) float32
+    on the CPU."""
     device = next(vae.parameters()).device
     parts = [vae.encode(binarized[i : i + batch_size].to(device)) for i in range(0, len(binarized), batch_size)]
     return (torch.cat([loc.float().cpu() for loc, _ in parts]),

@@ -21,7 +21,7 @@ function describe(model) {
   // buttons sample p(z), which is N(0, I) for it, so a learned prior is named here once rather than drawn from.
   const prior = latent.prior === "vamp" ? ` Its prior is ${latent.about_prior}: the panels draw from the guide ` +
     "and decode chosen codes, never from the prior (generate --mode prior does)." : "";
-  const family = model.labelled ? `, a labels model over ${model.classes} classes (trained with --labels)` : "";
+  const family = model.labelled ? `; a labels model over ${model.classes} classes, trained with --labels` : "";
   return `Model ${c.path}, epoch ${c.epoch} (z of ${c.z_dim}, hidden layers of ${c.hidden_dim}${family}); ` +
     `${model.count} ${dataset.name} test images.${prior} Everything runs in this page: nothing is fetched ` +
     "from another host.";

@@ -345,7 +345,10 @@ class ThreadGovernor:
     slower after one step stops there, so a quiet machine pays about one slow step per probe.
 
     Only wall time decides; the products do not depend on the count, so a run's numbers are the same
-    whatever it chose (the choices are logged, not recorded).
+    whatever it chose (the choices are logged, not recorded). It never tries more than its part of
+    the CPUs beside the other pyro-vae processes computing now (`share`, read at each probe), and
+    drops to that part when others start: two trainings beside a third process, each free to try
+    every CPU, were seen to win a noisy probe each and settle both on two threads, 3x slower.
     """
 
     FIRST, LONGEST = 16, 2048  # steps between probes: at first, and at most
@@ -356,9 +359,11 @@ class ThreadGovernor:
     WINDOW = 9  # steps of the current count that make its typical time
 
     def __init__(self, count: int, *, most: int | None = None, clock: Callable[[], float] = time.perf_counter,
-                 set_count: Callable[[int], None] = torch.set_num_threads) -> None:
+                 set_count: Callable[[int], None] = torch.set_num_threads,
+                 share: Callable[[], int] = lambda: 1) -> None:
         """Start on `count` threads; move between 1 and `most` (None: stay on `count`, e.g. threads
-        fixed by the user, or a GPU run)."""
+        fixed by the user, or a GPU run), never above most // share() (share: how many pyro-vae
+        processes compute now, this one included)."""
         # The counts it moves between, e.g. 1, 2, 4, 8 (and the one it starts on).
         self.counts = [count] if most is None else sorted(
             {max(1, max(count, most) >> k) for k in range(max(count, most).bit_length())} | {count})
@@ -372,13 +377,15 @@ class ThreadGovernor:
         self._skip = True  # the next interval includes something else (a wake-up, an epoch's end)
         self._last = clock()
         self._down = True  # which neighbour the next probe tries
+        self._share = share
         self.changes: list[tuple[int, int]] = []  # (from, to), for the log and tests
 
     @classmethod
     def of(cls, threads: Threads, *, device: torch.device) -> ThreadGovernor:
         """The governor of a run with `threads` on `device`: it adapts on the CPU under `auto`, and
         otherwise keeps the count it was given (a number the user chose, a GPU run)."""
-        return cls(threads.count, most=threads.most if threads.adapt and device.type == "cpu" else None)
+        return cls(threads.count, most=threads.most if threads.adapt and device.type == "cpu" else None,
+                   share=_count_computing)
 
     def begin(self) -> None:
         """A new stretch of steps starts (an epoch, after an evaluation): don't time the gap before it."""
@@ -412,9 +419,16 @@ class ThreadGovernor:
                             self.counts[i + 1] if i + 1 < len(self.counts) else None) if c is not None]
 
     def _start_probe(self) -> None:
-        options = self._neighbours()
-        if not options:  # one thread is all there is
-            self._until_probe = self.LONGEST
+        part = max(1, self.counts[-1] // max(1, self._share()))
+        if self.count > part:  # others have started computing: down to this run's part, no probe needed
+            self._adopt(max(c for c in self.counts if c <= part), why="other pyro-vae processes are computing")
+            self._switch(self.count)
+            self._until_probe = self._interval
+            return
+        options = [c for c in self._neighbours() if c <= part]
+        if not options:  # one thread is all there is, or all that is this run's part now: ask again later
+            self._until_probe = self.LONGEST if part >= self.counts[-1] else self._interval
+            self._interval = min(2 * self._interval, self.LONGEST)
             return
         other = options[0] if self._down or len(options) == 1 else options[-1]
         self._down = not self._down
@@ -430,17 +444,21 @@ class ThreadGovernor:
         faster = len(times) == self.PROBE and statistics.median(times) < typical * self.KEEP
         self._probe = None
         if faster:
-            log.debug("threads: %d -> %d (a step took %.1f ms with %d, %.1f ms with %d)", self.count, other,
-                     1e3 * typical, self.count, 1e3 * statistics.median(times), other)
-            self.changes.append((self.count, other))
-            self.count, self._interval = other, self.FIRST
-            self._recent.clear()
-            self._typical = None
+            self._adopt(other, why=f"a step took {1e3 * typical:.1f} ms with {self.count}, "
+                                   f"{1e3 * statistics.median(times):.1f} ms with {other}")
         else:
             self._switch(self.count)
             self._interval = min(2 * self._interval, self.LONGEST)
             self._typical = typical
         self._until_probe = self._interval
+
+    def _adopt(self, count: int, *, why: str) -> None:
+        """Make `count` the current count (already set) and time it afresh."""
+        log.debug("threads: %d -> %d (%s)", self.count, count, why)
+        self.changes.append((self.count, count))
+        self.count, self._interval = count, self.FIRST
+        self._recent.clear()
+        self._typical = None
 
     def _switch(self, count: int) -> None:
         self._set(count)

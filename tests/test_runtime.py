@@ -294,6 +294,22 @@ def test_governor_starting_on_a_share_can_rise_to_every_cpu():
     assert governor.changes == [(1, 2), (2, 4)] and machine.at[-1] == 4
 
 
+def test_governor_keeps_to_its_part_while_other_pyro_vae_processes_compute():
+    # A noisy machine: every other probe step runs fast, so a free governor would climb to two
+    # threads. While a second pyro-vae process computes (steps 200-2999) this one keeps to its
+    # part, one of two CPUs: it drops to one at its next probe and never tries two, then rises again.
+    def cost(count, step):
+        return {1: 0.018, 2: 0.010 if step % 2 else 0.014}[count]
+
+    others = lambda: 2 if 200 <= machine.steps < 3000 else 1  # noqa: E731  (the registry's count)
+    machine = Machine(cost)
+    governor = runtime.ThreadGovernor(2, most=2, clock=machine.clock, set_count=machine.set_count, share=others)
+    machine.run(governor, 6000)
+    assert governor.changes == [(2, 1), (1, 2)]
+    assert set(machine.at[260:3000]) == {1}  # within a probe interval of the other's start, and no probe of 2
+    assert machine.at[-1] == 2
+
+
 def test_the_thread_count_does_not_change_the_numbers():
     """Changing torch's threads between steps leaves a run bit-identical (so the governor may)."""
     from pyro_vae import trainer

@@ -9,7 +9,7 @@ NOISE ?= 0.7
 # Debian's chromium, the binary behind its /usr/bin/chromium wrapper (the browser tests launch it)
 CHROMIUM ?= /usr/lib/chromium/chromium
 
-.PHONY: install test test-slow browser run bench bench-load bench-prior bench-explore clean
+.PHONY: install test test-slow browser run bench bench-load bench-prior bench-labels bench-explore clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench-load: install  ## the epoch quiet, beside a busy process per spare CPU and
 bench-prior: install  ## the VampPrior's training step against the standard prior's, K 500, 100 and 50, interleaved (about 5 minutes)
 	$(PY) bench/prior_ab.py
 	$(PY) bench/prior_ab.py --objective iwae --particles 5
+
+bench-labels: install  ## the labels model's (M2, --labels 100) training step against the unsupervised one, fp32 and bf16, interleaved (about 3 minutes); the shipped models' codes as M1 features for 100 labels
+	$(PY) bench/labels_ab.py --bf16
+	$(PY) bench/labels_m1_probe.py
+	$(PY) bench/labels_m1_probe.py --model mnist-vamp
 
 bench-explore: install browser  ## the explorer's slider and start-up times in chromium, and screenshots of its panels
 	$(PY) bench/explore_speed.py --screenshots results/explore

@@ -103,6 +103,7 @@ def test_listing_names_each_model_with_its_figures(shipped, cli_invoke):
     (["interpolate"], "interpolation_3_2.png"),
     (["quiz"], "quiz/quiz.png"),
     (["latent-map"], "latent_map.png"),
+    (["judge", "--samples", "40"], "metrics/judge.json"),
 ])
 def test_each_command_reads_a_shipped_model_into_its_own_results(shipped, cli_invoke, tmp_path, command, written):
     result = cli_invoke(*command, "--pretrained", "mnist")

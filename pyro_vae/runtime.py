@@ -419,6 +419,9 @@ class ThreadGovernor:
                             self.counts[i + 1] if i + 1 < len(self.counts) else None) if c is not None]
 
     def _start_probe(self) -> None:
+        if len(self.counts) == 1:  # threads fixed (by the user, or a GPU run): never moved, nor counted
+            self._until_probe = self.LONGEST
+            return
         part = max(1, self.counts[-1] // max(1, self._share()))
         if self.count > part:  # others have started computing: down to this run's part, no probe needed
             self._adopt(max(c for c in self.counts if c <= part), why="other pyro-vae processes are computing")

@@ -256,7 +256,8 @@ class Machine:
 
 def test_governor_with_its_threads_fixed_never_changes_them():
     machine = Machine(lambda count, step: {1: 0.01, 2: 0.05}[count])
-    governor = runtime.ThreadGovernor(2, clock=machine.clock, set_count=machine.set_count)  # most=None: fixed
+    governor = runtime.ThreadGovernor(2, clock=machine.clock, set_count=machine.set_count,  # most=None: fixed
+                                      share=lambda: 2)  # even beside another computing process
     machine.run(governor, 3000)
     assert governor.changes == [] and set(machine.at) == {2}
 

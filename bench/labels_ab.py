@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_compare import after, interleave  # noqa: E402  (a script beside this one)
+from step_compare import after, against, interleave  # noqa: E402  (a script beside this one)
 
 from pyro_vae import data, kernels  # noqa: E402
 from pyro_vae.config import ModelConfig, TrainConfig, default_data_dir  # noqa: E402
@@ -63,16 +62,9 @@ def main() -> None:
     ms = interleave(runners, rounds=args.rounds, steps=args.steps, warm_up=2)
 
     report = {"labels": args.labels, "threads": torch.get_num_threads(), "steps_per_block": args.steps,
-              "rounds": args.rounds, "arms": {}}
-    for name in runners:
-        base = "unsupervised " + name.rsplit(" ", 1)[1]
-        arm = {}
-        for clock in ("wall", "cpu"):
-            ratios = [a / b for a, b in zip(ms[name][clock], ms[base][clock])]
-            median = statistics.median(ms[name][clock])
-            arm[clock] = {"ms_per_step": round(median, 2), "epoch_s": round(median * EPOCH_STEPS / 1e3, 1),
-                          "over_unsupervised_median_of_rounds": round(statistics.median(ratios), 3)}
-        report["arms"][name] = arm
+              "rounds": args.rounds,
+              "arms": against(ms, lambda name: "unsupervised " + name.rsplit(" ", 1)[1],
+                              label="over_unsupervised_median_of_rounds", epoch_steps=EPOCH_STEPS)}
     print(json.dumps(report, indent=1))
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_compare import after, interleave  # noqa: E402  (a script beside this one)
+from step_compare import after, against, interleave  # noqa: E402  (a script beside this one)
 
 from pyro_vae import data, kernels  # noqa: E402
 from pyro_vae.config import ModelConfig, TrainConfig, default_data_dir  # noqa: E402
@@ -52,15 +51,9 @@ def main() -> None:
     ms = interleave(runners, rounds=args.rounds, steps=args.steps, warm_up=3)
 
     report = {"objective": args.objective, "particles": args.particles, "threads": torch.get_num_threads(),
-              "steps_per_block": args.steps, "rounds": args.rounds, "arms": {}}
-    for name in runners:
-        arm = {}
-        for clock in ("wall", "cpu"):
-            ratios = [a / b for a, b in zip(ms[name][clock], ms["standard"][clock])]
-            median = statistics.median(ms[name][clock])
-            arm[clock] = {"ms_per_step": round(median, 2), "epoch_s": round(median * EPOCH_STEPS / 1e3, 1),
-                          "over_standard_median_of_rounds": round(statistics.median(ratios), 3)}
-        report["arms"][name] = arm
+              "steps_per_block": args.steps, "rounds": args.rounds,
+              "arms": against(ms, lambda name: "standard", label="over_standard_median_of_rounds",
+                              epoch_steps=EPOCH_STEPS)}
     print(json.dumps(report, indent=1))
 
 

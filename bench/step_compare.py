@@ -134,6 +134,21 @@ def interleave(runners: dict[str, Callable[[int], None]], *, rounds: int, steps:
     return ms
 
 
+def against(ms: dict[str, dict[str, list[float]]], base_of: Callable[[str], str], *, label: str,
+            epoch_steps: int = 469) -> dict[str, dict]:
+    """Each arm of `interleave`'s timings against its baseline arm `base_of(name)`, by clock: the
+    median ms a step, the epoch it makes, and the median of the per-round ratios (key `label`)."""
+    arms = {}
+    for name in ms:
+        arms[name] = {}
+        for clock in ("wall", "cpu"):
+            ratios = [a / b for a, b in zip(ms[name][clock], ms[base_of(name)][clock])]
+            median = statistics.median(ms[name][clock])
+            arms[name][clock] = {"ms_per_step": round(median, 2), "epoch_s": round(median * epoch_steps / 1e3, 1),
+                                 label: round(statistics.median(ratios), 3)}
+    return arms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="steps a block")
